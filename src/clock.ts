@@ -1,0 +1,17 @@
+/** Milliseconds since the epoch. Injected so that liveness and expiry are testable without sleeps. */
+export interface Clock {
+  now(): number
+}
+
+export const systemClock: Clock = { now: () => Date.now() }
+
+/** A clock that only moves when told to: for tests and benchmarks. */
+export class ManualClock implements Clock {
+  constructor(private ms = Date.UTC(2026, 0, 1)) {}
+  now(): number {
+    return this.ms
+  }
+  advance(ms: number): void {
+    this.ms += ms
+  }
+}

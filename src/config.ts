@@ -1,0 +1,152 @@
+import { ConfigError } from './errors.js'
+
+/** Raw settings as strings, exactly as the environment gave them. */
+export interface Env {
+  host?: string
+  port?: string
+  databaseUrl?: string
+  dataDir?: string
+  operatorKey?: string
+  requireProviderTokens?: string
+  trustProxy?: string
+  logLevel?: string
+}
+
+export interface Limits {
+  /** Time a provider has, from the upgrade, to send its hello. */
+  helloTimeoutMs: number
+  /** A session with no inbound frame for this long is closed. */
+  idleTimeoutMs: number
+  /** How often the idle sweep runs. */
+  sweepIntervalMs: number
+  /** Told to providers in hello_ack. */
+  heartbeatIntervalS: number
+  /** Largest WebSocket message accepted after admission (inference chunks). */
+  maxFrameBytes: number
+  /** Largest first frame (hello) accepted before admission. */
+  maxHelloBytes: number
+  /** Connections upgraded but not yet admitted, across all peers. */
+  maxPendingConnections: number
+  /** Connections upgraded but not yet admitted, per peer address. */
+  maxPendingPerIp: number
+  /** Admitted sessions; further admissions are closed 4429. */
+  maxSessions: number
+  /** HTTP request bodies on operator endpoints. */
+  maxBodyBytes: number
+}
+
+/** Settings that may change while the coordinator runs. Read them through LiveConfig.get(). */
+export interface LiveSettings {
+  requireProviderTokens: boolean
+}
+
+export interface Config {
+  host: string
+  port: number
+  /** null: the embedded PGlite database in dataDir. */
+  databaseUrl: string | null
+  dataDir: string
+  /** null: load or generate the key file in dataDir (see operator-key.ts). */
+  operatorKey: string | null
+  /** Use X-Real-IP for per-address limits when the TCP peer is loopback (behind nginx). */
+  trustProxy: boolean
+  logLevel: string
+  live: LiveSettings
+  limits: Limits
+}
+
+export const defaultLimits: Limits = {
+  helloTimeoutMs: 10_000,
+  idleTimeoutMs: 90_000,
+  sweepIntervalMs: 5_000,
+  heartbeatIntervalS: 30,
+  maxFrameBytes: 4 * 1024 * 1024,
+  maxHelloBytes: 16 * 1024,
+  maxPendingConnections: 256,
+  maxPendingPerIp: 16,
+  maxSessions: 50_000,
+  maxBodyBytes: 1024 * 1024,
+}
+
+/** The only reader of process.env in the codebase. */
+export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
+  return {
+    host: env.COORD_HOST,
+    port: env.COORD_PORT,
+    databaseUrl: env.DATABASE_URL,
+    dataDir: env.COORD_DATA_DIR,
+    operatorKey: env.COORD_OPERATOR_KEY,
+    requireProviderTokens: env.COORD_REQUIRE_PROVIDER_TOKENS,
+    trustProxy: env.COORD_TRUST_PROXY,
+    logLevel: env.COORD_LOG_LEVEL,
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+export const MIN_OPERATOR_KEY_LENGTH = 16
+
+export function envToConfig(env: Env, limits: Partial<Limits> = {}): Config {
+  const port = parsePort(env.port)
+  const operatorKey = env.operatorKey === undefined ? null : env.operatorKey
+  if (operatorKey !== null) checkOperatorKey(operatorKey, 'COORD_OPERATOR_KEY')
+  const logLevel = env.logLevel ?? 'info'
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`COORD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
+  }
+  return {
+    host: nonEmpty(env.host) ?? '127.0.0.1',
+    port,
+    databaseUrl: nonEmpty(env.databaseUrl) ?? null,
+    dataDir: nonEmpty(env.dataDir) ?? './data',
+    operatorKey,
+    trustProxy: parseBool(env.trustProxy, 'COORD_TRUST_PROXY', false),
+    logLevel,
+    live: {
+      requireProviderTokens: parseBool(env.requireProviderTokens, 'COORD_REQUIRE_PROVIDER_TOKENS', false),
+    },
+    limits: { ...defaultLimits, ...limits },
+  }
+}
+
+/** An operator key must never be empty: an empty key would let everyone in. */
+export function checkOperatorKey(key: string, source: string): void {
+  if (key.trim().length < MIN_OPERATOR_KEY_LENGTH || /\s/.test(key)) {
+    throw new ConfigError(
+      `${source} must be at least ${MIN_OPERATOR_KEY_LENGTH} characters with no white space`,
+    )
+  }
+}
+
+function parsePort(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return 8080
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
+    throw new ConfigError('COORD_PORT must be an integer from 0 to 65535')
+  }
+  return Number(raw)
+}
+
+function parseBool(raw: string | undefined, name: string, fallback: boolean): boolean {
+  if (raw === undefined || raw === '') return fallback
+  const v = raw.toLowerCase()
+  if (v === 'true' || v === '1' || v === 'yes') return true
+  if (v === 'false' || v === '0' || v === 'no') return false
+  throw new ConfigError(`${name} must be true or false`)
+}
+
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v
+}
+
+/**
+ * Holds the settings that may change at run time. Readers call get() on every use, so a
+ * reload (set) takes effect at the next upgrade without touching live sessions.
+ */
+export class LiveConfig {
+  constructor(private settings: LiveSettings) {}
+  get(): LiveSettings {
+    return this.settings
+  }
+  set(next: LiveSettings): void {
+    this.settings = Object.freeze({ ...next })
+  }
+}

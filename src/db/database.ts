@@ -1,0 +1,114 @@
+import { mkdirSync } from 'node:fs'
+import path from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { Kysely, PostgresDialect } from 'kysely'
+import { PGliteDialect } from 'kysely-pglite-dialect'
+import pg from 'pg'
+import type { Logger } from '../logger.js'
+import type { DatabaseSchema } from './schema.js'
+
+/** A session for migrations: exec() takes several statements and uses the simple-query path. */
+export interface RawSession {
+  exec(sqlText: string): Promise<void>
+  query<R>(sqlText: string, params: unknown[]): Promise<R[]>
+}
+
+export interface Database {
+  readonly kind: 'postgres' | 'pglite'
+  readonly kysely: Kysely<DatabaseSchema>
+  /** Runs fn inside one transaction on one session; commits if it resolves, rolls back if not. */
+  rawTransaction<T>(fn: (s: RawSession) => Promise<T>): Promise<T>
+  /** Idempotent. Every later query fails, which the callers treat as a store outage. */
+  close(): Promise<void>
+}
+
+export interface DatabaseOptions {
+  /** postgres://… for Postgres; null for the embedded PGlite. */
+  url: string | null
+  /** PGlite files live in <dataDir>/pglite. 'memory' keeps them in memory (tests). */
+  dataDir: string | 'memory'
+  /** Postgres only: run every statement in this schema (one schema per test file). */
+  schema?: string
+  /** Postgres only: upper bound on any one statement, so a stuck database fails closed. */
+  statementTimeoutMs?: number
+  poolSize?: number
+  log: Logger
+}
+
+export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
+  return opts.url === null ? openPglite(opts) : openPostgres(opts.url, opts)
+}
+
+function openPostgres(url: string, opts: DatabaseOptions): Database {
+  if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) {
+    throw new Error('schema name must match ^[a-z_][a-z0-9_]*$')
+  }
+  const settings = [`-c statement_timeout=${opts.statementTimeoutMs ?? 5000}`]
+  if (opts.schema !== undefined) settings.push(`-c search_path=${opts.schema}`)
+  const pool = new pg.Pool({
+    connectionString: url,
+    options: settings.join(' '),
+    max: opts.poolSize ?? 10,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30_000,
+  })
+  // Without a listener, an idle client's connection error would crash the process.
+  pool.on('error', (err) => opts.log.warn({ err }, 'postgres idle client error'))
+  const kysely = new Kysely<DatabaseSchema>({ dialect: new PostgresDialect({ pool }) })
+  let closed: Promise<void> | undefined
+  return {
+    kind: 'postgres',
+    kysely,
+    async rawTransaction(fn) {
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        const session: RawSession = {
+          exec: async (text) => void (await client.query(text)),
+          query: async (text, params) => (await client.query(text, params)).rows,
+        }
+        const out = await fn(session)
+        await client.query('COMMIT')
+        return out
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined)
+        throw err
+      } finally {
+        client.release()
+      }
+    },
+    close() {
+      closed ??= kysely.destroy()
+      return closed
+    },
+  }
+}
+
+async function openPglite(opts: DatabaseOptions): Promise<Database> {
+  let dir: string | undefined
+  if (opts.dataDir !== 'memory') {
+    dir = path.resolve(opts.dataDir, 'pglite')
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+  }
+  const lite = await PGlite.create(dir)
+  const kysely = new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(lite) })
+  let closed: Promise<void> | undefined
+  return {
+    kind: 'pglite',
+    kysely,
+    rawTransaction(fn) {
+      // PGlite's own transaction() holds its exclusive lock, so nothing interleaves.
+      return lite.transaction((tx) =>
+        fn({
+          exec: async (text) => void (await tx.exec(text)),
+          query: async <R>(text: string, params: unknown[]) =>
+            (await tx.query<R>(text, params)).rows,
+        }),
+      )
+    },
+    close() {
+      closed ??= kysely.destroy()
+      return closed
+    },
+  }
+}

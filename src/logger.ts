@@ -1,0 +1,49 @@
+import { pino, type DestinationStream, type Logger } from 'pino'
+
+export type { Logger }
+
+/**
+ * The one place loggers and their redaction rules are made. A bearer token must never reach a
+ * log: the token lives only in auth/bearer parsing and the token store, errors are reduced to
+ * {name, code, message}, and requests to {method, path} with the query string dropped. The
+ * redact paths are a backstop for anything that slips past the allowlists.
+ */
+export function createLogger(opts: { level: string; destination?: DestinationStream }): Logger {
+  return pino(
+    {
+      level: opts.level,
+      base: { svc: 'poolcoord' },
+      redact: {
+        paths: [
+          'authorization',
+          'token',
+          'bearer',
+          'operatorKey',
+          'headers.authorization',
+          'req.headers.authorization',
+          '*.token',
+          '*.authorization',
+        ],
+        censor: '[redacted]',
+      },
+      serializers: { err: serializeError, req: serializeRequest },
+    },
+    opts.destination,
+  )
+}
+
+export function serializeError(err: unknown): Record<string, unknown> {
+  if (err instanceof Error) {
+    const out: Record<string, unknown> = { name: err.name, message: err.message }
+    const code = (err as { code?: unknown }).code
+    if (typeof code === 'string') out.code = code
+    const cause = (err as { cause?: unknown }).cause
+    if (cause instanceof Error) out.cause = serializeError(cause)
+    return out
+  }
+  return { name: 'NonError', message: typeof err }
+}
+
+export function serializeRequest(req: { method?: string; url?: string }): Record<string, unknown> {
+  return { method: req.method, path: (req.url ?? '').split('?')[0] }
+}
