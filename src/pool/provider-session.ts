@@ -1,0 +1,27 @@
+import type { AuthState } from '../admission/admission-machine.js'
+import type { ProviderStatus } from '../protocol/frames.js'
+
+/** One admitted connection, as plain data. Times are clock milliseconds. */
+export interface ProviderSession {
+  providerId: string
+  /** New for every connection; every mutation is keyed by it as well as by providerId. */
+  assignedId: string
+  authState: AuthState
+  /** First 12 hex characters of the session's token, if it has one; never more. */
+  tokenPrefix: string | null
+  hostname: string
+  binaryVersion: string
+  modelId: string
+  models: string[]
+  maxConcurrency: number
+  maxContextTokens: number
+  throughputTps: number | null
+  status: ProviderStatus
+  slotsFree: number
+  slotsTotal: number
+  /** Requests the coordinator has dispatched to this session and not yet seen end. */
+  inFlight: number
+  connectedAt: number
+  lastHeartbeatAt: number | null
+  lastInboundAt: number
+}

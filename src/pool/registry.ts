@@ -1,0 +1,94 @@
+import type { Heartbeat } from '../protocol/frames.js'
+import { decideRegistration } from './eviction.js'
+import type { ProviderSession } from './provider-session.js'
+
+export type RegisterResult<H> =
+  | { registered: true; displaced: { session: ProviderSession; handle: H } | null }
+  | { registered: false; reason: 'duplicate_never_displaces' | 'bearer_downgrade' }
+
+interface Entry<H> {
+  session: ProviderSession
+  handle: H
+}
+
+/**
+ * The live pool: one session per provider_id, also indexed by assigned_id. Each entry carries an
+ * opaque handle (the socket, for the shell that owns it). Every mutation names both ids, so a
+ * stale connection's late close or frame can never touch the session that replaced it.
+ */
+export class Registry<H> {
+  private readonly byProvider = new Map<string, Entry<H>>()
+  private readonly byAssigned = new Map<string, Entry<H>>()
+
+  get size(): number {
+    return this.byProvider.size
+  }
+
+  register(session: ProviderSession, handle: H): RegisterResult<H> {
+    const existing = this.byProvider.get(session.providerId)
+    const decision = decideRegistration(existing?.session, session.authState)
+    if (decision.action === 'refuse') return { registered: false, reason: decision.reason }
+    if (existing) this.byAssigned.delete(existing.session.assignedId)
+    const entry = { session, handle }
+    this.byProvider.set(session.providerId, entry)
+    this.byAssigned.set(session.assignedId, entry)
+    return { registered: true, displaced: existing ?? null }
+  }
+
+  /** Removes the session only if it is still the current one for its provider_id. */
+  remove(providerId: string, assignedId: string): boolean {
+    const entry = this.current(providerId, assignedId)
+    if (!entry) return false
+    this.byProvider.delete(providerId)
+    this.byAssigned.delete(assignedId)
+    return true
+  }
+
+  get(providerId: string): ProviderSession | undefined {
+    return this.byProvider.get(providerId)?.session
+  }
+
+  getByAssigned(assignedId: string): ProviderSession | undefined {
+    return this.byAssigned.get(assignedId)?.session
+  }
+
+  handle(providerId: string, assignedId: string): H | undefined {
+    return this.current(providerId, assignedId)?.handle
+  }
+
+  /** Any inbound frame proves the connection alive, heartbeat or not. */
+  touch(providerId: string, assignedId: string, now: number): boolean {
+    const entry = this.current(providerId, assignedId)
+    if (entry) entry.session.lastInboundAt = now
+    return entry !== undefined
+  }
+
+  applyHeartbeat(providerId: string, assignedId: string, hb: Heartbeat, now: number): boolean {
+    const entry = this.current(providerId, assignedId)
+    if (!entry) return false
+    const s = entry.session
+    s.status = hb.status
+    s.slotsFree = hb.slotsFree
+    s.slotsTotal = hb.slotsTotal
+    if (hb.models) {
+      s.models = hb.models
+      s.modelId = hb.models[0] as string
+    }
+    s.lastHeartbeatAt = now
+    s.lastInboundAt = now
+    return true
+  }
+
+  sessions(): ProviderSession[] {
+    return [...this.byProvider.values()].map((e) => e.session)
+  }
+
+  entries(): IterableIterator<Entry<H>> {
+    return this.byProvider.values()
+  }
+
+  private current(providerId: string, assignedId: string): Entry<H> | undefined {
+    const entry = this.byProvider.get(providerId)
+    return entry && entry.session.assignedId === assignedId ? entry : undefined
+  }
+}

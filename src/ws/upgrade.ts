@@ -1,0 +1,93 @@
+import type { IncomingMessage } from 'node:http'
+import { isIP } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { WebSocketServer } from 'ws'
+import type { AppContext } from '../context.js'
+import type { AdmissionOutcome } from '../metrics.js'
+import { parseBearer } from '../tokens/token.js'
+import type { PendingLimiter } from './pending-limiter.js'
+import { handleProviderConnection, type UpgradeAuth } from './provider-connection.js'
+
+export const PROVIDER_PATH = '/ws/provider'
+
+/**
+ * The HTTP 'upgrade' listener for /ws/provider. A bearer is checked here, with one atomic
+ * validate-and-mark statement, before the WebSocket exists. Failures still complete the upgrade
+ * and then close 4005, so that provider binaries see one uniform rejection.
+ */
+export function createUpgradeHandler(
+  ctx: AppContext,
+  wss: WebSocketServer,
+  pending: PendingLimiter,
+  accepting: () => boolean,
+) {
+  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', destroyOnError)
+    const url = new URL(req.url ?? '/', 'http://coordinator')
+    if (url.pathname !== PROVIDER_PATH) return rejectUpgrade(socket, 404, 'Not Found')
+    if (!accepting()) return rejectUpgrade(socket, 503, 'Service Unavailable')
+    const peer = peerAddress(req, ctx.config.trustProxy)
+    const release = pending.acquire(peer)
+    if (release === null) {
+      ctx.metrics.admission('admission.pool_full')
+      ctx.log.warn({ event: 'admission.pool_full', peer }, 'too many pending provider connections')
+      return rejectUpgrade(socket, 429, 'Too Many Requests')
+    }
+    const startedAt = performance.now()
+    authenticate(ctx, req, url).then(
+      (auth) => {
+        if (socket.destroyed) return release()
+        socket.removeListener('error', destroyOnError)
+        wss.handleUpgrade(req, socket, head, (ws) =>
+          handleProviderConnection(ctx, ws, { auth, peer, release, startedAt }),
+        )
+      },
+      (err: unknown) => {
+        release()
+        ctx.log.error({ err }, 'provider upgrade failed')
+        socket.destroy()
+      },
+    )
+  }
+}
+
+async function authenticate(ctx: AppContext, req: IncomingMessage, url: URL): Promise<UpgradeAuth> {
+  // A token in a URL ends up in proxy logs: refuse it without looking at it.
+  if (url.searchParams.has('token')) return reject('admission.invalid_token')
+  const bearer = parseBearer(req.headers.authorization)
+  if (bearer.kind === 'malformed') return reject('admission.invalid_token')
+  if (bearer.kind === 'absent') {
+    return ctx.live.get().requireProviderTokens ? reject('admission.tokens_required') : { kind: 'tokenless' }
+  }
+  try {
+    const bound = await ctx.tokens.validateAndMarkUsed(bearer.token)
+    return bound === null ? reject('admission.invalid_token') : { kind: 'bearer', ...bound }
+  } catch (err) {
+    ctx.log.error({ err }, 'token validation failed; failing closed')
+    return reject('admission.store_error')
+  }
+}
+
+function reject(outcome: AdmissionOutcome): UpgradeAuth {
+  return { kind: 'reject', outcome }
+}
+
+/** The client address; behind a trusted local proxy, the address it reports in X-Real-IP. */
+export function peerAddress(req: IncomingMessage, trustProxy: boolean): string {
+  const remote = req.socket.remoteAddress ?? 'unknown'
+  if (trustProxy && (remote === '127.0.0.1' || remote === '::1' || remote === '::ffff:127.0.0.1')) {
+    const real = req.headers['x-real-ip']
+    if (typeof real === 'string' && isIP(real.trim()) !== 0) return real.trim()
+  }
+  return remote
+}
+
+function rejectUpgrade(socket: Duplex, status: number, text: string): void {
+  if (!socket.writable) return void socket.destroy()
+  socket.once('finish', () => socket.destroy())
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy()
+}
