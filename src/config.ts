@@ -62,8 +62,8 @@ export const defaultLimits: Limits = {
   heartbeatIntervalS: 30,
   maxFrameBytes: 4 * 1024 * 1024,
   maxHelloBytes: 16 * 1024,
-  maxPendingConnections: 256,
-  maxPendingPerIp: 16,
+  maxPendingConnections: 64,
+  maxPendingPerIp: 8,
   maxSessions: 50_000,
   maxBodyBytes: 1024 * 1024,
 }

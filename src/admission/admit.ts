@@ -81,6 +81,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     }
     const reg = ctx.registry.register(session, req.handle)
     if (!reg.registered) {
+      ctx.log.info({ event: effect.event, ...base, auth_state: effect.authState, registered: false }, 'provider admission decided')
       await undoMint(issued, base)
       ctx.log.warn(
         { event: 'admission.registration_refused', reason: reg.reason, auth_state: effect.authState, ...base },

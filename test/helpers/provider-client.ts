@@ -1,0 +1,107 @@
+import WebSocket from 'ws'
+
+export interface Closed {
+  code: number
+  reason: string
+}
+
+export interface HelloAck {
+  type: 'hello_ack'
+  coordinator_version: number
+  assigned_id: string
+  heartbeat_interval_s: number
+  auth_state: string
+  assigned_provider_token?: string
+}
+
+export type Outcome = { ack: HelloAck; close?: undefined } | { close: Closed; ack?: undefined }
+
+/** A provider speaking protocol v1 over a real ws client. */
+export class ProviderClient {
+  readonly closed: Promise<Closed>
+  private readonly inbox: unknown[] = []
+  private waiters: Array<() => void> = []
+  private closeInfo: Closed | null = null
+
+  private constructor(readonly ws: WebSocket) {
+    this.closed = new Promise((resolve) => {
+      ws.on('close', (code, reason) => {
+        this.closeInfo = { code, reason: reason.toString() }
+        resolve(this.closeInfo)
+        this.wake()
+      })
+    })
+    ws.on('message', (data) => {
+      this.inbox.push(JSON.parse(data.toString()))
+      this.wake()
+    })
+    ws.on('error', () => undefined)
+  }
+
+  static async connect(
+    wsUrl: string,
+    opts: { token?: string; authorization?: string; query?: string } = {},
+  ): Promise<ProviderClient> {
+    const headers: Record<string, string> = {}
+    if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
+    if (opts.authorization !== undefined) headers.authorization = opts.authorization
+    const ws = new WebSocket(wsUrl + (opts.query ?? ''), { headers, perMessageDeflate: false })
+    const client = new ProviderClient(ws)
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve())
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)))
+      ws.once('error', reject)
+    })
+    return client
+  }
+
+  hello(providerId: string, extra: Record<string, unknown> = {}): void {
+    this.send({
+      type: 'hello',
+      version: 1,
+      provider_id: providerId,
+      hostname: `${providerId}.local`,
+      model_id: 'llama-3-8b',
+      binary_version: '1.0.0',
+      max_concurrency: 2,
+      max_context_tokens: 8192,
+      ...extra,
+    })
+  }
+
+  send(msg: unknown): void {
+    this.ws.send(JSON.stringify(msg))
+  }
+
+  /** The hello's result: hello_ack, or the close that refused it. */
+  async outcome(): Promise<Outcome> {
+    for (;;) {
+      const msg = this.inbox.shift()
+      if (msg !== undefined) return { ack: msg as HelloAck }
+      if (this.closeInfo) return { close: this.closeInfo }
+      await new Promise<void>((resolve) => this.waiters.push(resolve))
+    }
+  }
+
+  close(): Promise<Closed> {
+    this.ws.close(1000)
+    return this.closed
+  }
+
+  private wake(): void {
+    const w = this.waiters
+    this.waiters = []
+    for (const f of w) f()
+  }
+}
+
+/** Connects, says hello, and returns the result. The socket stays open if admitted. */
+export async function join(
+  wsUrl: string,
+  providerId: string,
+  opts: { token?: string; hello?: Record<string, unknown> } = {},
+): Promise<{ client: ProviderClient } & Outcome> {
+  const client = await ProviderClient.connect(wsUrl, { token: opts.token })
+  client.hello(providerId, opts.hello)
+  return { client, ...(await client.outcome()) }
+}

@@ -1,0 +1,80 @@
+import type { Test } from 'tap'
+import type { Clock } from '../../src/clock.js'
+import { envToConfig, type Limits } from '../../src/config.js'
+import type { Database } from '../../src/db/database.js'
+import { Service } from '../../src/service.js'
+import { createTestDb } from './db.js'
+import { captureLogs, type CapturedLogs } from './logs.js'
+
+export const OPERATOR_KEY = 'test-operator-key-0123456789abcdef'
+
+export interface TestService {
+  svc: Service
+  url: string
+  wsUrl: string
+  db: Database
+  logs: CapturedLogs
+  poolz(): Promise<Poolz>
+}
+
+export interface PoolzRow {
+  provider_id: string
+  assigned_id: string
+  auth_state: string
+  routing_eligible: boolean
+  routing_ineligible_reason?: string
+  status: string
+  slots_free: number
+  token_prefix: string | null
+  last_heartbeat_at: string | null
+  [k: string]: unknown
+}
+
+export interface Poolz {
+  pool: PoolzRow[]
+  summary: { total: number; routable: number; by_auth_state: Record<string, number>; [k: string]: unknown }
+}
+
+/** A real coordinator on an ephemeral port, over a database of its own. */
+export async function startTestService(
+  t: Test,
+  opts: { limits?: Partial<Limits>; requireProviderTokens?: boolean; clock?: Clock; db?: Database; logs?: CapturedLogs } = {},
+): Promise<TestService> {
+  const logs = opts.logs ?? captureLogs()
+  const db = opts.db ?? (await createTestDb(t, logs.logger))
+  const config = envToConfig(
+    {
+      host: '127.0.0.1',
+      port: '0',
+      operatorKey: OPERATOR_KEY,
+      requireProviderTokens: opts.requireProviderTokens ? 'true' : 'false',
+      dataDir: '/nonexistent',
+    },
+    opts.limits,
+  )
+  const svc = await Service.create(config, { log: logs.logger, db, clock: opts.clock })
+  t.teardown(() => svc.destroy())
+  const { port } = await svc.start()
+  const url = `http://127.0.0.1:${port}`
+  return {
+    svc,
+    url,
+    wsUrl: `ws://127.0.0.1:${port}/ws/provider`,
+    db,
+    logs,
+    async poolz() {
+      const res = await fetch(`${url}/poolz`, { headers: { authorization: `Bearer ${OPERATOR_KEY}` } })
+      if (res.status !== 200) throw new Error(`/poolz answered ${res.status}`)
+      return (await res.json()) as Poolz
+    },
+  }
+}
+
+/** Polls a condition that the server reaches asynchronously; fails after the deadline. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setImmediate(r))
+  }
+}

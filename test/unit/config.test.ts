@@ -1,0 +1,225 @@
+import t from 'tap'
+import {
+  LiveConfig,
+  checkOperatorKey,
+  defaultLimits,
+  envToConfig,
+  readEnv,
+  type Env,
+} from '../../src/config.js'
+import { ConfigError } from '../../src/errors.js'
+
+/** Runs fn and returns the error it threw, or null. */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn()
+    return null
+  } catch (err) {
+    return err
+  }
+}
+
+const GOOD_KEY = 'k'.repeat(16)
+
+t.test('defaults', async (t) => {
+  const c = envToConfig({})
+  t.equal(c.host, '127.0.0.1')
+  t.equal(c.port, 8080)
+  t.equal(c.databaseUrl, null)
+  t.equal(c.dataDir, './data')
+  t.equal(c.operatorKey, null)
+  t.equal(c.trustProxy, false)
+  t.equal(c.logLevel, 'info')
+  t.strictSame(c.live, { requireProviderTokens: false })
+  t.strictSame(c.limits, defaultLimits)
+})
+
+t.test('blank values fall back to defaults', async (t) => {
+  const c = envToConfig({ host: '  ', port: '', databaseUrl: '', dataDir: ' ', requireProviderTokens: '', trustProxy: '' })
+  t.equal(c.host, '127.0.0.1')
+  t.equal(c.port, 8080)
+  t.equal(c.databaseUrl, null)
+  t.equal(c.dataDir, './data')
+  t.equal(c.live.requireProviderTokens, false)
+  t.equal(c.trustProxy, false)
+})
+
+t.test('explicit values are used', async (t) => {
+  const c = envToConfig({
+    host: '0.0.0.0',
+    port: '9000',
+    databaseUrl: 'postgres://u@h/db',
+    dataDir: '/var/lib/poolcoord',
+    operatorKey: GOOD_KEY,
+    requireProviderTokens: 'true',
+    trustProxy: 'yes',
+    logLevel: 'debug',
+  })
+  t.equal(c.host, '0.0.0.0')
+  t.equal(c.port, 9000)
+  t.equal(c.databaseUrl, 'postgres://u@h/db')
+  t.equal(c.dataDir, '/var/lib/poolcoord')
+  t.equal(c.operatorKey, GOOD_KEY)
+  t.equal(c.live.requireProviderTokens, true)
+  t.equal(c.trustProxy, true)
+  t.equal(c.logLevel, 'debug')
+})
+
+t.test('COORD_PORT', async (t) => {
+  const valid: { raw: string; port: number }[] = [
+    { raw: '0', port: 0 },
+    { raw: '1', port: 1 },
+    { raw: '80', port: 80 },
+    { raw: '65535', port: 65535 },
+  ]
+  for (const v of valid) t.equal(envToConfig({ port: v.raw }).port, v.port, `port ${v.raw}`)
+  const invalid = ['65536', '99999', '123456', '-1', 'abc', '80.5', ' 80', '80 ', '1e3', '0x50', '+80', '８０']
+  for (const raw of invalid) {
+    const err = thrown(() => envToConfig({ port: raw }))
+    t.ok(err instanceof ConfigError, `port ${JSON.stringify(raw)} throws ConfigError`)
+    t.match(err, { code: 'COORD_CONFIG_INVALID', message: /COORD_PORT/ }, `port ${JSON.stringify(raw)} names the variable`)
+  }
+})
+
+t.test('booleans', async (t) => {
+  const cases: { raw: string; value: boolean | 'throw' }[] = [
+    { raw: 'true', value: true },
+    { raw: 'TRUE', value: true },
+    { raw: 'True', value: true },
+    { raw: '1', value: true },
+    { raw: 'yes', value: true },
+    { raw: 'YES', value: true },
+    { raw: 'false', value: false },
+    { raw: 'FALSE', value: false },
+    { raw: '0', value: false },
+    { raw: 'no', value: false },
+    { raw: 'on', value: 'throw' },
+    { raw: 'off', value: 'throw' },
+    { raw: 'y', value: 'throw' },
+    { raw: 'n', value: 'throw' },
+    { raw: '2', value: 'throw' },
+    { raw: ' true', value: 'throw' },
+    { raw: 'truee', value: 'throw' },
+  ]
+  const fields: { key: 'requireProviderTokens' | 'trustProxy'; name: string; read: (e: Env) => boolean }[] = [
+    { key: 'requireProviderTokens', name: 'COORD_REQUIRE_PROVIDER_TOKENS', read: (e) => envToConfig(e).live.requireProviderTokens },
+    { key: 'trustProxy', name: 'COORD_TRUST_PROXY', read: (e) => envToConfig(e).trustProxy },
+  ]
+  for (const f of fields) {
+    for (const c of cases) {
+      const env: Env = { [f.key]: c.raw }
+      if (c.value === 'throw') {
+        const err = thrown(() => f.read(env))
+        t.ok(err instanceof ConfigError, `${f.name}=${JSON.stringify(c.raw)} throws ConfigError`)
+        t.match(err, { message: new RegExp(f.name) }, `${f.name}=${JSON.stringify(c.raw)} names the variable`)
+      } else {
+        t.equal(f.read(env), c.value, `${f.name}=${JSON.stringify(c.raw)}`)
+      }
+    }
+  }
+})
+
+t.test('operator key', async (t) => {
+  const cases: { name: string; key: string; ok: boolean }[] = [
+    { name: 'empty string', key: '', ok: false },
+    { name: 'one space', key: ' ', ok: false },
+    { name: 'whitespace only (16+)', key: ' '.repeat(20), ok: false },
+    { name: 'tabs and newlines only', key: '\t\n\t\n\t\n\t\n\t\n\t\n\t\n\t\n', ok: false },
+    { name: '15 chars', key: 'k'.repeat(15), ok: false },
+    { name: '15 chars padded to 17 with spaces', key: ` ${'k'.repeat(15)} `, ok: false },
+    { name: '16 chars with an inner space', key: `${'k'.repeat(8)} ${'k'.repeat(8)}`, ok: false },
+    { name: '16 chars with a leading tab', key: `\t${'k'.repeat(16)}`, ok: false },
+    { name: '16 chars with a trailing newline', key: `${'k'.repeat(16)}\n`, ok: false },
+    { name: 'exactly 16 chars', key: GOOD_KEY, ok: true },
+    { name: '64 mixed chars', key: 'aB3-_.~!'.repeat(8), ok: true },
+  ]
+  for (const c of cases) {
+    const err = thrown(() => envToConfig({ operatorKey: c.key }))
+    if (c.ok) {
+      t.equal(err, null, `${c.name}: accepted`)
+      t.equal(envToConfig({ operatorKey: c.key }).operatorKey, c.key, `${c.name}: kept verbatim`)
+    } else {
+      t.ok(err instanceof ConfigError, `${c.name}: envToConfig throws ConfigError`)
+      t.match(err, { message: /COORD_OPERATOR_KEY/ }, `${c.name}: names the variable`)
+      t.ok(thrown(() => checkOperatorKey(c.key, 'src')) instanceof ConfigError, `${c.name}: checkOperatorKey throws`)
+    }
+  }
+  t.equal(envToConfig({}).operatorKey, null, 'absent key means null (load or generate)')
+  t.match(thrown(() => checkOperatorKey('short', 'the key file')), { message: /^the key file / }, 'message names the source')
+})
+
+t.test('log level', async (t) => {
+  for (const level of ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) {
+    t.equal(envToConfig({ logLevel: level }).logLevel, level, level)
+  }
+  for (const level of ['verbose', 'INFO', '']) {
+    t.ok(thrown(() => envToConfig({ logLevel: level })) instanceof ConfigError, `${JSON.stringify(level)} rejected`)
+  }
+})
+
+t.test('limits overrides merge over the defaults', async (t) => {
+  const c = envToConfig({}, { idleTimeoutMs: 500, maxSessions: 3 })
+  t.equal(c.limits.idleTimeoutMs, 500)
+  t.equal(c.limits.maxSessions, 3)
+  t.equal(c.limits.helloTimeoutMs, defaultLimits.helloTimeoutMs)
+  t.equal(defaultLimits.idleTimeoutMs, 90_000, 'defaults are not mutated by an override')
+})
+
+t.test('LiveConfig get/set', async (t) => {
+  const live = new LiveConfig({ requireProviderTokens: false })
+  t.strictSame(live.get(), { requireProviderTokens: false })
+  const next = { requireProviderTokens: true }
+  live.set(next)
+  t.strictSame(live.get(), { requireProviderTokens: true })
+  next.requireProviderTokens = false
+  t.equal(live.get().requireProviderTokens, true, 'set copies: later changes to the argument do not leak in')
+  t.ok(Object.isFrozen(live.get()), 'the stored settings are frozen')
+  live.set({ requireProviderTokens: false })
+  t.equal(live.get().requireProviderTokens, false, 'a second set takes effect')
+})
+
+t.test('readEnv maps the environment names', async (t) => {
+  const env = {
+    COORD_HOST: 'h',
+    COORD_PORT: '1234',
+    DATABASE_URL: 'postgres://x',
+    COORD_DATA_DIR: '/d',
+    COORD_OPERATOR_KEY: GOOD_KEY,
+    COORD_REQUIRE_PROVIDER_TOKENS: 'yes',
+    COORD_TRUST_PROXY: '0',
+    COORD_LOG_LEVEL: 'warn',
+    UNRELATED: 'ignored',
+  }
+  const expected: Env = {
+    host: 'h',
+    port: '1234',
+    databaseUrl: 'postgres://x',
+    dataDir: '/d',
+    operatorKey: GOOD_KEY,
+    requireProviderTokens: 'yes',
+    trustProxy: '0',
+    logLevel: 'warn',
+  }
+  t.strictSame(readEnv(env), expected)
+  t.strictSame(
+    readEnv({}),
+    {
+      host: undefined,
+      port: undefined,
+      databaseUrl: undefined,
+      dataDir: undefined,
+      operatorKey: undefined,
+      requireProviderTokens: undefined,
+      trustProxy: undefined,
+      logLevel: undefined,
+    },
+    'an empty env yields no values',
+  )
+  const c = envToConfig(readEnv(env))
+  t.equal(c.port, 1234)
+  t.equal(c.live.requireProviderTokens, true)
+  t.equal(c.trustProxy, false)
+  t.equal(c.operatorKey, GOOD_KEY)
+  const emptyKey = thrown(() => envToConfig(readEnv({ COORD_OPERATOR_KEY: '' })))
+  t.ok(emptyKey instanceof ConfigError, 'COORD_OPERATOR_KEY= (empty) is refused end to end')
+})
