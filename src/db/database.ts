@@ -78,7 +78,9 @@ function openPostgres(url: string, opts: DatabaseOptions): Database {
       }
     },
     close() {
-      closed ??= kysely.destroy()
+      // Kysely ends the pool only if Kysely itself used it; a pool that only ran migrations
+      // would otherwise keep an idle connection, and the process, alive.
+      closed ??= kysely.destroy().then(() => (pool.ended || pool.ending ? undefined : pool.end()))
       return closed
     },
   }
