@@ -109,7 +109,8 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
       )
     },
     close() {
-      closed ??= kysely.destroy()
+      // As for Postgres: Kysely closes the driver only if Kysely used it.
+      closed ??= kysely.destroy().then(() => (lite.closed ? undefined : lite.close()))
       return closed
     },
   }

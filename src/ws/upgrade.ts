@@ -23,7 +23,18 @@ export function createUpgradeHandler(
 ) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', destroyOnError)
-    const url = new URL(req.url ?? '/', 'http://coordinator')
+    // An exception escaping an event listener would take the process down: contain everything.
+    try {
+      onUpgrade(req, socket, head)
+    } catch (err) {
+      ctx.log.error({ err }, 'provider upgrade failed')
+      socket.destroy()
+    }
+  }
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = parseTarget(req.url)
+    if (url === null) return rejectUpgrade(socket, 400, 'Bad Request')
     if (url.pathname !== PROVIDER_PATH) return rejectUpgrade(socket, 404, 'Not Found')
     if (!accepting()) return rejectUpgrade(socket, 503, 'Service Unavailable')
     const peer = peerAddress(req, ctx.config.trustProxy)
@@ -48,6 +59,15 @@ export function createUpgradeHandler(
         socket.destroy()
       },
     )
+  }
+}
+
+/** The request target as a URL, or null when Node's parser let through something URL does not. */
+function parseTarget(target: string | undefined): URL | null {
+  try {
+    return new URL(target ?? '/', 'http://coordinator')
+  } catch {
+    return null
   }
 }
 
