@@ -1,31 +1,10 @@
 import t from 'tap'
+import { makeSession } from '../helpers/fixtures.js'
 import type { AuthState } from '../../src/admission/admission-machine.js'
 import { decideRegistration, isIdle, type RegistrationDecision } from '../../src/pool/eviction.js'
 import type { ProviderSession } from '../../src/pool/provider-session.js'
 
-function session(over: Partial<ProviderSession>): ProviderSession {
-  return {
-    providerId: 'mac-1',
-    assignedId: 'a-1',
-    authState: 'bearer_validated',
-    tokenPrefix: null,
-    hostname: 'mac.local',
-    binaryVersion: '1.0.0',
-    modelId: 'm',
-    models: ['m'],
-    maxConcurrency: 4,
-    maxContextTokens: 8192,
-    throughputTps: null,
-    status: 'ready',
-    slotsFree: 4,
-    slotsTotal: 4,
-    inFlight: 0,
-    connectedAt: 0,
-    lastHeartbeatAt: null,
-    lastInboundAt: 0,
-    ...over,
-  }
-}
+const session = makeSession
 
 const existingKinds: { name: string; existing: ProviderSession | undefined }[] = [
   { name: 'none', existing: undefined },

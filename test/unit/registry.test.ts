@@ -1,32 +1,11 @@
 import t from 'tap'
+import { makeSession } from '../helpers/fixtures.js'
 import type { AuthState } from '../../src/admission/admission-machine.js'
 import type { ProviderSession } from '../../src/pool/provider-session.js'
 import { Registry } from '../../src/pool/registry.js'
 import type { Heartbeat } from '../../src/protocol/frames.js'
 
-function session(over: Partial<ProviderSession> = {}): ProviderSession {
-  return {
-    providerId: 'mac-1',
-    assignedId: 'a-1',
-    authState: 'self_minted',
-    tokenPrefix: null,
-    hostname: 'mac.local',
-    binaryVersion: '1.0.0',
-    modelId: 'llama',
-    models: ['llama'],
-    maxConcurrency: 4,
-    maxContextTokens: 8192,
-    throughputTps: null,
-    status: 'ready',
-    slotsFree: 4,
-    slotsTotal: 4,
-    inFlight: 0,
-    connectedAt: 100,
-    lastHeartbeatAt: null,
-    lastInboundAt: 100,
-    ...over,
-  }
-}
+const session = makeSession
 
 /** Opaque handle standing in for a socket. */
 interface Sock {
