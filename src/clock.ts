@@ -3,7 +3,8 @@ export interface Clock {
   now(): number
 }
 
-export const systemClock: Clock = { now: () => Date.now() }
+/** Epoch-based but monotonic: a wall-clock jump must not make every session look idle at once. */
+export const systemClock: Clock = { now: () => performance.timeOrigin + performance.now() }
 
 /** A clock that only moves when told to: for tests and benchmarks. */
 export class ManualClock implements Clock {

@@ -21,7 +21,10 @@ export interface Limits {
   sweepIntervalMs: number
   /** Told to providers in hello_ack. */
   heartbeatIntervalS: number
-  /** Largest WebSocket message accepted after admission (inference chunks). */
+  /**
+   * Largest WebSocket message. ws applies one limit per server, before and after admission
+   * alike, so this also bounds what an unauthenticated peer can make us buffer.
+   */
   maxFrameBytes: number
   /** Largest first frame (hello) accepted before admission. */
   maxHelloBytes: number
@@ -33,6 +36,10 @@ export interface Limits {
   maxSessions: number
   /** HTTP request bodies on operator endpoints. */
   maxBodyBytes: number
+  /** Upper bound on any one token-store operation; past it the caller fails closed. */
+  storeTimeoutMs: number
+  /** Hellos for one provider_id waiting behind the one being decided. */
+  maxQueuedAdmissionsPerId: number
 }
 
 /** Settings that may change while the coordinator runs. Read them through LiveConfig.get(). */
@@ -60,12 +67,14 @@ export const defaultLimits: Limits = {
   idleTimeoutMs: 90_000,
   sweepIntervalMs: 5_000,
   heartbeatIntervalS: 30,
-  maxFrameBytes: 4 * 1024 * 1024,
+  maxFrameBytes: 1024 * 1024,
   maxHelloBytes: 16 * 1024,
   maxPendingConnections: 64,
   maxPendingPerIp: 8,
   maxSessions: 50_000,
   maxBodyBytes: 1024 * 1024,
+  storeTimeoutMs: 5_000,
+  maxQueuedAdmissionsPerId: 8,
 }
 
 /** The only reader of process.env in the codebase. */

@@ -12,6 +12,8 @@ export type AdmissionOutcome =
   | 'admission.invalid_hello'
   | 'admission.hello_timeout'
   | 'admission.pool_full'
+  | 'admission.busy'
+  | 'admission.abandoned'
 
 const AUTH_STATES: AuthState[] = ['bearer_validated', 'self_minted', 'bearerless_duplicate']
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs'
+import { lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { checkOperatorKey } from './config.js'
 import { ConfigError } from './errors.js'
@@ -16,7 +16,11 @@ export function resolveOperatorKey(configured: string | null, dataDir: string, l
   const file = path.resolve(dataDir, OPERATOR_KEY_FILE)
   let existing: string | null = null
   try {
-    const st = statSync(file)
+    const st = lstatSync(file)
+    if (!st.isFile()) throw new ConfigError(`${file} must be a regular file, not a link`)
+    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+      throw new ConfigError(`${file} must be owned by the user running the coordinator`)
+    }
     if ((st.mode & 0o077) !== 0) {
       throw new ConfigError(`${file} is readable by other users: chmod 600 it`)
     }

@@ -29,7 +29,16 @@ export type AdmitResult =
  */
 export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitResult> {
   const { hello } = req
-  return ctx.admissionLock.run(hello.providerId, async () => {
+  const locked = await ctx.admissionLock.run(hello.providerId, () => decide())
+  if (locked.ok) return locked.value
+  ctx.log.warn({ event: 'admission.busy', provider_id: hello.providerId, peer: req.peer }, 'too many hellos queued for one provider_id')
+  ctx.metrics.admission('admission.busy')
+  return { ok: false, outcome: 'admission.busy' }
+
+  async function decide(): Promise<AdmitResult> {
+    // A socket that left while queued gets no store work at all: a flood of connect, hello,
+    // close cannot make the store (or a victim's waiting hello) pay for it.
+    if (!req.isOpen()) return abandoned(null)
     const live = ctx.registry.get(hello.providerId)
     let step = transition(initialState, {
       type: 'hello',
@@ -39,6 +48,9 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     })
     let issued: IssuedToken | null = null
     while (step.effect.kind !== 'admit' && step.effect.kind !== 'reject') {
+      // Checked before every step, so that a claim which has already gone away cannot revoke
+      // (self-heal) a token on its way out.
+      if (!req.isOpen()) return abandoned(issued)
       const input = await perform(step.effect)
       if ('token' in input) issued = input.token
       step = transition(step.state, input)
@@ -52,11 +64,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       return { ok: false, outcome: effect.event }
     }
 
-    if (!req.isOpen()) {
-      await undoMint(issued, base)
-      ctx.log.info({ event: 'admission.abandoned', ...base }, 'provider left during admission')
-      return { ok: false, outcome: effect.event }
-    }
+    if (!req.isOpen()) return abandoned(issued)
 
     const now = ctx.clock.now()
     const session: ProviderSession = {
@@ -103,7 +111,15 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     )
     ctx.metrics.admission(effect.event)
     return { ok: true, session, token: issued?.token ?? null, displaced: reg.displaced?.handle ?? null }
-  })
+  }
+
+  async function abandoned(issued: IssuedToken | null): Promise<AdmitResult> {
+    const base = { provider_id: hello.providerId, peer: req.peer }
+    await undoMint(issued, base)
+    ctx.log.info({ event: 'admission.abandoned', ...base }, 'provider left during admission')
+    ctx.metrics.admission('admission.abandoned')
+    return { ok: false, outcome: 'admission.abandoned' }
+  }
 
   async function perform(effect: Effect): Promise<Input | { type: 'issued'; token: IssuedToken }> {
     try {

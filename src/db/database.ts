@@ -50,6 +50,8 @@ function openPostgres(url: string, opts: DatabaseOptions): Database {
     options: settings.join(' '),
     max: opts.poolSize ?? 10,
     connectionTimeoutMillis: 5000,
+    // Client-side bound as well, for a server that stops answering altogether.
+    query_timeout: (opts.statementTimeoutMs ?? 5000) + 1000,
     idleTimeoutMillis: 30_000,
   })
   // Without a listener, an idle client's connection error would crash the process.

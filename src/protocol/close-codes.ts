@@ -12,6 +12,7 @@ export const Close = {
   replaced: { code: 4006, reason: 'replaced' },
   idleTimeout: { code: 4010, reason: 'idle_timeout' },
   poolFull: { code: 4429, reason: 'pool_full' },
+  admissionBusy: { code: 4429, reason: 'admission_busy' },
   shuttingDown: { code: 1001, reason: 'shutting_down' },
   internal: { code: 1011, reason: 'internal_error' },
 } as const

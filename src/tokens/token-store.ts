@@ -38,7 +38,15 @@ export interface TokenInfo {
  * failure other than a named constraint surfaces as StoreUnavailableError: callers fail closed.
  */
 export class TokenStore {
-  constructor(private readonly db: Database) {}
+  private readonly timeoutMs: number
+
+  /** timeoutMs bounds every operation on the client side too: a hung store fails closed. */
+  constructor(
+    private readonly db: Database,
+    opts: { timeoutMs?: number } = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 5000
+  }
 
   /** Validates and marks proven in one UPDATE. Returns the bound identity, or null. */
   async validateAndMarkUsed(token: string): Promise<{ providerId: string; tokenPrefix: string } | null> {
@@ -60,16 +68,18 @@ export class TokenStore {
     const token = generateToken()
     const name = boundedName(providerName, providerId)
     try {
-      await this.db.kysely
-        .insertInto('provider_tokens')
-        .values({
-          token_hash: hashToken(token),
-          token_prefix: tokenPrefix(token),
-          provider_id: providerId,
-          provider_name: name,
-          origin,
-        })
-        .execute()
+      await this.bounded(
+        this.db.kysely
+          .insertInto('provider_tokens')
+          .values({
+            token_hash: hashToken(token),
+            token_prefix: tokenPrefix(token),
+            provider_id: providerId,
+            provider_name: name,
+            origin,
+          })
+          .execute(),
+      )
     } catch (err) {
       if (isUniqueViolation(err, ONE_ACTIVE_INDEX)) throw new ActiveTokenExistsError(providerId)
       throw new StoreUnavailableError(err)
@@ -182,10 +192,20 @@ export class TokenStore {
 
   private async run<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn()
+      return await this.bounded(fn())
     } catch (err) {
       throw new StoreUnavailableError(err)
     }
+  }
+
+  private bounded<T>(work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('token store operation timed out')), this.timeoutMs)
+    })
+    // A late result or error of the abandoned operation is dropped, never unhandled.
+    work.catch(() => undefined)
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer))
   }
 }
 

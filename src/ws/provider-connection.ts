@@ -67,6 +67,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
   )
 
   ws.on('message', (data: RawData, isBinary: boolean) => {
+    if (ws.readyState !== ws.OPEN) return // closing: a late hello must not start an admission
     if (phase === 'admitted' && session !== null) return onSessionFrame(session, data, isBinary)
     if (phase !== 'awaiting_hello') return // frames before our ack are not part of the protocol
     phase = 'admitting'
@@ -99,7 +100,9 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
       ctx.log.error({ err, provider_id: hello.providerId }, 'admission failed; failing closed')
       return closeSocket(ws, Close.invalidToken)
     }
-    if (!result.ok) return closeSocket(ws, Close.invalidToken)
+    if (!result.ok) {
+      return closeSocket(ws, result.outcome === 'admission.busy' ? Close.admissionBusy : Close.invalidToken)
+    }
     session = result.session
     phase = 'admitted'
     opts.release()

@@ -44,6 +44,8 @@ export function createUpgradeHandler(
       ctx.log.warn({ event: 'admission.pool_full', peer }, 'too many pending provider connections')
       return rejectUpgrade(socket, 429, 'Too Many Requests')
     }
+    // ws aborts a malformed handshake without ever calling back: the slot must follow the socket.
+    socket.once('close', release)
     const startedAt = performance.now()
     authenticate(ctx, req, url).then(
       (auth) => {
