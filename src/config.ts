@@ -74,7 +74,7 @@ export const defaultLimits: Limits = {
   maxSessions: 50_000,
   maxBodyBytes: 1024 * 1024,
   storeTimeoutMs: 5_000,
-  maxQueuedAdmissionsPerId: 8,
+  maxQueuedAdmissionsPerId: 32,
 }
 
 /** The only reader of process.env in the codebase. */
