@@ -34,8 +34,6 @@ export interface Limits {
   maxPendingPerIp: number
   /** Admitted sessions; further admissions are closed 4429. */
   maxSessions: number
-  /** HTTP request bodies on operator endpoints. */
-  maxBodyBytes: number
   /** Upper bound on any one token-store operation; past it the caller fails closed. */
   storeTimeoutMs: number
   /** Hellos for one provider_id waiting behind the one being decided. */
@@ -72,7 +70,6 @@ export const defaultLimits: Limits = {
   maxPendingConnections: 64,
   maxPendingPerIp: 8,
   maxSessions: 50_000,
-  maxBodyBytes: 1024 * 1024,
   storeTimeoutMs: 5_000,
   maxQueuedAdmissionsPerId: 32,
 }

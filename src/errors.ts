@@ -80,17 +80,9 @@ export class NotFoundError extends CoordinatorError {
   }
 }
 
-export class BodyTooLargeError extends CoordinatorError {
-  override name = 'BodyTooLargeError'
-  constructor() {
-    super('COORD_BODY_TOO_LARGE', 'request body too large')
-  }
-}
-
 const httpStatus: Record<string, number> = {
   COORD_UNAUTHORIZED: 401,
   COORD_NOT_FOUND: 404,
-  COORD_BODY_TOO_LARGE: 413,
   COORD_TOKEN_ACTIVE_EXISTS: 409,
   COORD_TOKEN_PREFIX_AMBIGUOUS: 409,
   COORD_TOKEN_PREFIX_INVALID: 400,

@@ -27,8 +27,4 @@ export class PendingLimiter {
       else this.perPeer.set(peer, left)
     }
   }
-
-  get pending(): number {
-    return this.total
-  }
 }
