@@ -10,6 +10,10 @@ export interface Env {
   requireProviderTokens?: string
   trustProxy?: string
   logLevel?: string
+  metricsRequireKey?: string
+  maxBodyBytes?: string
+  requestTimeoutS?: string
+  firstChunkTimeoutS?: string
 }
 
 export interface Limits {
@@ -38,6 +42,22 @@ export interface Limits {
   storeTimeoutMs: number
   /** Hellos for one provider_id waiting behind the one being decided. */
   maxQueuedAdmissionsPerId: number
+  /** Largest buyer request body; 413 beyond. */
+  maxBodyBytes: number
+  /** Whole-request deadline for a buyer request, across failover. */
+  requestTimeoutMs: number
+  /** Time a provider has, per attempt, to send its first chunk or its end. */
+  firstChunkTimeoutMs: number
+  /** A non-streaming answer is held until it ends, so that errors keep their status; up to this size. */
+  maxResponseBytes: number
+  /**
+   * Bytes a streaming buyer may leave unread in our send buffer. Past it the request fails:
+   * one provider socket carries many requests, so pausing it for one slow reader would stall
+   * the rest.
+   */
+  maxBuyerBacklogBytes: number
+  /** Unsent bytes queued to a provider socket past which it gets no new dispatch. */
+  maxProviderBacklogBytes: number
 }
 
 /** Settings that may change while the coordinator runs. Read them through LiveConfig.get(). */
@@ -56,6 +76,8 @@ export interface Config {
   /** Use X-Real-IP for per-address limits when the TCP peer is loopback (behind nginx). */
   trustProxy: boolean
   logLevel: string
+  /** /metrics requires the operator bearer when true. */
+  metricsRequireKey: boolean
   live: LiveSettings
   limits: Limits
 }
@@ -72,6 +94,12 @@ export const defaultLimits: Limits = {
   maxSessions: 50_000,
   storeTimeoutMs: 5_000,
   maxQueuedAdmissionsPerId: 32,
+  maxBodyBytes: 1024 * 1024,
+  requestTimeoutMs: 300_000,
+  firstChunkTimeoutMs: 60_000,
+  maxResponseBytes: 16 * 1024 * 1024,
+  maxBuyerBacklogBytes: 1024 * 1024,
+  maxProviderBacklogBytes: 8 * 1024 * 1024,
 }
 
 /** The only reader of process.env in the codebase. */
@@ -85,6 +113,10 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
     requireProviderTokens: env.COORD_REQUIRE_PROVIDER_TOKENS,
     trustProxy: env.COORD_TRUST_PROXY,
     logLevel: env.COORD_LOG_LEVEL,
+    metricsRequireKey: env.COORD_METRICS_REQUIRE_KEY,
+    maxBodyBytes: env.COORD_MAX_BODY_BYTES,
+    requestTimeoutS: env.COORD_REQUEST_TIMEOUT_S,
+    firstChunkTimeoutS: env.COORD_FIRST_CHUNK_TIMEOUT_S,
   }
 }
 
@@ -107,11 +139,32 @@ export function envToConfig(env: Env, limits: Partial<Limits> = {}): Config {
     operatorKey,
     trustProxy: parseBool(env.trustProxy, 'COORD_TRUST_PROXY', false),
     logLevel,
+    metricsRequireKey: parseBool(env.metricsRequireKey, 'COORD_METRICS_REQUIRE_KEY', false),
     live: {
       requireProviderTokens: parseBool(env.requireProviderTokens, 'COORD_REQUIRE_PROVIDER_TOKENS', false),
     },
-    limits: { ...defaultLimits, ...limits },
+    limits: { ...defaultLimits, ...envLimits(env), ...limits },
   }
+}
+
+function envLimits(env: Env): Partial<Limits> {
+  const out: Partial<Limits> = {}
+  const body = parseBounded(env.maxBodyBytes, 'COORD_MAX_BODY_BYTES', 1024, 128 * 1024 * 1024)
+  if (body !== undefined) out.maxBodyBytes = body
+  const request = parseBounded(env.requestTimeoutS, 'COORD_REQUEST_TIMEOUT_S', 1, 3600)
+  if (request !== undefined) out.requestTimeoutMs = request * 1000
+  const first = parseBounded(env.firstChunkTimeoutS, 'COORD_FIRST_CHUNK_TIMEOUT_S', 1, 3600)
+  if (first !== undefined) out.firstChunkTimeoutMs = first * 1000
+  return out
+}
+
+function parseBounded(raw: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (raw === undefined || raw === '') return undefined
+  const n = Number(raw)
+  if (!/^\d+$/.test(raw) || n < min || n > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}`)
+  }
+  return n
 }
 
 /** An operator key must never be empty: an empty key would let everyone in. */

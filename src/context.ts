@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './logger.js'
 import { createMetrics, type Metrics } from './metrics.js'
 import { resolveOperatorKey } from './operator-key.js'
 import { Registry } from './pool/registry.js'
+import { Dispatcher } from './routing/dispatcher.js'
 import { TokenStore } from './tokens/token-store.js'
 
 export type ProviderHandle = WebSocket
@@ -22,6 +23,8 @@ export interface AppContext {
   readonly db: Database
   readonly tokens: TokenStore
   readonly registry: Registry<ProviderHandle>
+  /** Requests in flight on provider sockets. */
+  readonly dispatcher: Dispatcher
   readonly metrics: Metrics
   readonly admissionLock: KeyedMutex
   readonly isOperator: (authorization: string | undefined) => boolean
@@ -55,6 +58,7 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     }
   }
   const registry = new Registry<ProviderHandle>()
+  const dispatcher = new Dispatcher(registry, config.limits.maxProviderBacklogBytes)
   return {
     config,
     live: new LiveConfig(config.live),
@@ -63,7 +67,12 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     db,
     tokens: new TokenStore(db, { timeoutMs: config.limits.storeTimeoutMs }),
     registry,
-    metrics: createMetrics({ sessions: () => registry.sessions(), defaultMetrics: overrides.defaultMetrics }),
+    dispatcher,
+    metrics: createMetrics({
+      sessions: () => registry.liveSessions(),
+      inFlight: () => dispatcher.inFlight,
+      defaultMetrics: overrides.defaultMetrics,
+    }),
     admissionLock: new KeyedMutex(config.limits.maxQueuedAdmissionsPerId),
     isOperator: createOperatorAuth(operatorKey),
     startedAt: clock.now(),

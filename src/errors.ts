@@ -6,6 +6,11 @@
  */
 export class CoordinatorError extends Error {
   override name = 'CoordinatorError'
+  /**
+   * A 5xx normally reaches the client with a generic message. Classes whose message is fixed
+   * text about the pool (never about internals) set this so buyers learn what went wrong.
+   */
+  readonly exposeMessage: boolean = false
   constructor(
     readonly code: string,
     message: string,
@@ -80,9 +85,103 @@ export class NotFoundError extends CoordinatorError {
   }
 }
 
-const httpStatus: Record<string, number> = {
+export class MethodNotAllowedError extends CoordinatorError {
+  override name = 'MethodNotAllowedError'
+  constructor(readonly allow: string) {
+    super('COORD_METHOD_NOT_ALLOWED', 'method not allowed')
+  }
+}
+
+/*
+ * Buyer API errors. Their codes are snake_case without a prefix, as OpenAI's are, because
+ * buyers' clients and gateways match on them (`model_not_found`, `invalid_json`, ...).
+ */
+
+export class RequestTooLargeError extends CoordinatorError {
+  override name = 'RequestTooLargeError'
+  constructor(limit: number) {
+    super('request_too_large', `request body exceeds ${limit} bytes`)
+  }
+}
+
+export class InvalidJsonError extends CoordinatorError {
+  override name = 'InvalidJsonError'
+  constructor() {
+    super('invalid_json', 'request body is not a valid JSON object')
+  }
+}
+
+export class InvalidRequestError extends CoordinatorError {
+  override name = 'InvalidRequestError'
+  /** `message` must be fixed text naming a field, never an echo of buyer input. */
+  constructor(message: string) {
+    super('invalid_request', message)
+  }
+}
+
+export class ModelNotFoundError extends CoordinatorError {
+  override name = 'ModelNotFoundError'
+  constructor() {
+    super('model_not_found', 'no provider in the pool serves this model')
+  }
+}
+
+export class NoProviderAvailableError extends CoordinatorError {
+  override name = 'NoProviderAvailableError'
+  override readonly exposeMessage = true
+  constructor(pinned: boolean) {
+    super(
+      'no_provider_available',
+      pinned ? 'the pinned provider is not available for this request' : 'no provider is available for this model; retry shortly',
+    )
+  }
+}
+
+export class ProviderUnavailableError extends CoordinatorError {
+  override name = 'ProviderUnavailableError'
+  override readonly exposeMessage = true
+  constructor() {
+    super('provider_unavailable', 'the selected provider could not take the request; retry shortly')
+  }
+}
+
+export class ProviderError extends CoordinatorError {
+  override name = 'ProviderError'
+  override readonly exposeMessage = true
+  constructor() {
+    super('provider_error', 'the provider failed to complete the request')
+  }
+}
+
+export class ProviderTimeoutError extends CoordinatorError {
+  override name = 'ProviderTimeoutError'
+  override readonly exposeMessage = true
+  constructor() {
+    super('provider_timeout', 'the provider did not answer in time')
+  }
+}
+
+export class ContextLengthExceededError extends CoordinatorError {
+  override name = 'ContextLengthExceededError'
+  constructor() {
+    super('context_length_exceeded', "the request exceeds the provider's context length")
+  }
+}
+
+/** Every stable code that reaches HTTP clients, and its status. specs/errors.md lists them all. */
+export const httpStatus: Readonly<Record<string, number>> = {
   COORD_UNAUTHORIZED: 401,
   COORD_NOT_FOUND: 404,
+  COORD_METHOD_NOT_ALLOWED: 405,
+  request_too_large: 413,
+  invalid_json: 400,
+  invalid_request: 400,
+  model_not_found: 404,
+  no_provider_available: 503,
+  provider_unavailable: 503,
+  provider_error: 502,
+  provider_timeout: 504,
+  context_length_exceeded: 400,
   COORD_TOKEN_ACTIVE_EXISTS: 409,
   COORD_TOKEN_PREFIX_AMBIGUOUS: 409,
   COORD_TOKEN_PREFIX_INVALID: 400,
@@ -100,7 +199,7 @@ export interface PublicError {
 export function toPublicError(err: unknown): PublicError {
   if (err instanceof CoordinatorError && err.code in httpStatus) {
     const status = httpStatus[err.code] as number
-    const message = status >= 500 ? 'service temporarily unavailable' : err.message
+    const message = status >= 500 && !err.exposeMessage ? 'service temporarily unavailable' : err.message
     return { status, body: { error: { message, type: errorType(status), code: err.code } } }
   }
   return {

@@ -79,6 +79,32 @@ export class Registry<H> {
     return true
   }
 
+  /** Takes a dispatch slot on the session, only if it is still the current one for its id. */
+  acquire(providerId: string, assignedId: string): boolean {
+    const entry = this.current(providerId, assignedId)
+    if (entry) entry.session.inFlight++
+    return entry !== undefined
+  }
+
+  /**
+   * Gives back a slot taken by acquire. It is returned to the session object it was taken on,
+   * even if that session has since been replaced: the successor's count is never touched.
+   */
+  release(session: ProviderSession): void {
+    session.inFlight = Math.max(0, session.inFlight - 1)
+  }
+
+  /** The provider said its queue is full: no new work until its next heartbeat says otherwise. */
+  markBusy(providerId: string, assignedId: string): void {
+    const entry = this.current(providerId, assignedId)
+    if (entry && entry.session.status === 'ready') entry.session.status = 'busy'
+  }
+
+  /** The live pool without copying it; for the per-request selection scan. */
+  *liveSessions(): IterableIterator<ProviderSession> {
+    for (const e of this.byProvider.values()) yield e.session
+  }
+
   sessions(): ProviderSession[] {
     return [...this.byProvider.values()].map((e) => e.session)
   }

@@ -4,6 +4,7 @@ import type { AppContext } from '../context.js'
 import type { AdmissionOutcome } from '../metrics.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import { Close, withField, type CloseSpec } from '../protocol/close-codes.js'
+import { parseResponseChunk, parseResponseEnd } from '../protocol/dispatch-frames.js'
 import { PROTOCOL_VERSION, decodeJson, parseHeartbeat, parseHello } from '../protocol/frames.js'
 
 export type UpgradeAuth =
@@ -42,8 +43,11 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     opts.release()
     if (was === 'admitted' && session !== null) {
       const removed = ctx.registry.remove(session.providerId, session.assignedId)
+      // After the removal, so that a failover cannot pick this session again.
+      const activity = ctx.dispatcher.onSessionClosed(session)
+      ctx.metrics.providerDisconnect(activity)
       ctx.log.info(
-        { event: 'provider.disconnected', provider_id: session.providerId, assigned_id: session.assignedId, code, removed },
+        { event: 'provider.disconnected', provider_id: session.providerId, assigned_id: session.assignedId, code, removed, activity },
         'provider disconnected',
       )
     }
@@ -124,12 +128,26 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     if (isBinary) return
     const msg = decodeJson(data as Buffer)
     if (msg === null) return closeSocket(ws, withField(Close.invalidFrame, 'json'))
-    if (msg.type === 'heartbeat') {
-      const hb = parseHeartbeat(msg)
-      if (!hb.ok) return closeSocket(ws, hb.close)
-      ctx.registry.applyHeartbeat(s.providerId, s.assignedId, hb.value, ctx.clock.now())
+    switch (msg.type) {
+      case 'inference_response_chunk': {
+        const chunk = parseResponseChunk(msg)
+        if (!chunk.ok) return closeSocket(ws, chunk.close)
+        if (!ctx.dispatcher.onChunk(s, chunk.value)) closeSocket(ws, withField(Close.invalidFrame, 'seq'))
+        return
+      }
+      case 'inference_response_end': {
+        const end = parseResponseEnd(msg)
+        if (!end.ok) return closeSocket(ws, end.close)
+        return ctx.dispatcher.onEnd(s, end.value)
+      }
+      case 'heartbeat': {
+        const hb = parseHeartbeat(msg)
+        if (!hb.ok) return closeSocket(ws, hb.close)
+        ctx.registry.applyHeartbeat(s.providerId, s.assignedId, hb.value, ctx.clock.now())
+        return
+      }
+      // Other types belong to newer providers or later protocol additions: ignored.
     }
-    // Other types belong to later protocol additions (dispatch) or newer providers: ignored.
   }
 
   function refuse(spec: CloseSpec): void {

@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { AppContext } from '../context.js'
+import { RequestTooLargeError, toPublicError } from '../errors.js'
+import { parseChatRequest, parsePin } from './chat-request.js'
+import { BodyAbortedError, readBody } from './read-body.js'
+import { relay, type RelayResult } from './relay.js'
+import { sendError } from './respond.js'
+
+/**
+ * POST /v1/chat/completions: read and check the body, run it against the pool, then record one
+ * metric sample and one log line for the request, whatever its outcome.
+ */
+export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const arrivedAt = ctx.clock.now()
+  const requestId = `req-${randomUUID()}`
+  res.setHeader('x-request-id', requestId)
+  let model: string | null = null
+  let stream = false
+  let result: RelayResult
+  try {
+    const pin = parsePin(req.headers['x-pool-provider'])
+    const chat = parseChatRequest(await readBody(req, ctx.config.limits.maxBodyBytes))
+    model = chat.model
+    stream = chat.stream
+    result = await relay(ctx, res, { requestId, model: chat.model, stream: chat.stream, body: chat.body, pin }, arrivedAt)
+  } catch (err) {
+    // Only request errors reach here: relay answers every routing outcome itself.
+    const none = { providerId: null, attempts: 0, failovers: [], firstChunkMs: null, usage: null }
+    if (err instanceof BodyAbortedError) {
+      result = { status: 'buyer_disconnected', ...none }
+    } else {
+      sendError(res, err, err instanceof RequestTooLargeError ? { connection: 'close' } : {})
+      result = { status: toPublicError(err).body.error.code, ...none }
+      if (toPublicError(err).status >= 500) ctx.log.error({ err, request_id: requestId }, 'request failed')
+    }
+  }
+  const durationMs = ctx.clock.now() - arrivedAt
+  ctx.metrics.request({
+    status: result.status,
+    stream,
+    durationS: durationMs / 1000,
+    firstChunkS: result.firstChunkMs === null ? null : result.firstChunkMs / 1000,
+  })
+  const line = {
+    event: 'request.finished',
+    request_id: requestId,
+    provider_id: result.providerId,
+    model,
+    stream,
+    status: result.status,
+    attempts: result.attempts,
+    failovers: result.failovers,
+    first_chunk_ms: result.firstChunkMs,
+    duration_ms: Math.round(durationMs),
+    usage: result.usage,
+  }
+  if (result.status === 'complete' || result.status === 'buyer_disconnected') ctx.log.info(line, 'request finished')
+  else ctx.log.warn(line, 'request failed')
+}

@@ -1,0 +1,208 @@
+import type { ServerResponse } from 'node:http'
+import type { AppContext } from '../context.js'
+import { ModelNotFoundError, NoProviderAvailableError, ProviderError, ProviderTimeoutError, toPublicError, type CoordinatorError } from '../errors.js'
+import type { RequestStatus } from '../metrics.js'
+import type { ProviderSession } from '../pool/provider-session.js'
+import type { CancelReason, Usage } from '../protocol/dispatch-frames.js'
+import type { AttemptEvent, AttemptHandle } from '../routing/dispatcher.js'
+import { errorForFailure, failureOfEnd, mayFailover, type AttemptFailure } from '../routing/failure-policy.js'
+import { selectProvider } from '../routing/select-provider.js'
+import { sendError } from './respond.js'
+
+export interface RelayRequest {
+  requestId: string
+  model: string
+  stream: boolean
+  body: string
+  pin: string | null
+}
+
+export interface RelayResult {
+  status: RequestStatus
+  /** The provider that served, or the last one tried. */
+  providerId: string | null
+  attempts: number
+  failovers: AttemptFailure[]
+  /** From the request's arrival to the first chunk of the attempt that served it. */
+  firstChunkMs: number | null
+  usage: Usage | null
+}
+
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache',
+  'x-accel-buffering': 'no',
+}
+
+/**
+ * Runs one buyer request against the pool and writes the answer to `res` (specs/buyer-api.md).
+ *
+ * Streaming chunks are written as they arrive. A non-streaming answer is held until its end, up
+ * to maxResponseBytes, so that a provider failure still gets its HTTP status; it also means a
+ * non-streaming request can fail over at any point before its end, since nothing reached the
+ * buyer. Failover, timeouts and errors follow routing/failure-policy.ts.
+ *
+ * Backpressure: a buyer that leaves more than maxBuyerBacklogBytes unread fails with
+ * `buyer_too_slow`. We do not pause the provider's socket instead, because it multiplexes
+ * every request that provider is serving.
+ */
+export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arrivedAt: number): Promise<RelayResult> {
+  const { limits } = ctx.config
+  return new Promise((resolve) => {
+    const tried = new Set<string>()
+    const failovers: AttemptFailure[] = []
+    let attempt: AttemptHandle | null = null
+    let current: ProviderSession | null = null
+    let providerId: string | null = null
+    let committed = false
+    let finished = false
+    let firstChunkAt: number | null = null
+    let usage: Usage | null = null
+    let held: string[] = []
+    let heldBytes = 0
+    let endsWithBlankLine = true
+    let firstChunkTimer: NodeJS.Timeout | undefined
+    const deadline = setTimeout(() => {
+      withdraw('timeout')
+      fail(new ProviderTimeoutError())
+    }, limits.requestTimeoutMs)
+
+    res.on('close', onBuyerClose)
+    tryNext(null)
+
+    function tryNext(previous: AttemptFailure | null): void {
+      const sel = selectProvider(ctx.registry.liveSessions(), { model: r.model, pin: r.pin, exclude: tried }, Math.random)
+      if (!sel.ok) {
+        if (previous !== null) return fail(errorForFailure(previous))
+        return fail(sel.reason === 'model_not_found' ? new ModelNotFoundError() : new NoProviderAvailableError(r.pin !== null))
+      }
+      const session = sel.session
+      current = session
+      tried.add(session.providerId)
+      providerId = session.providerId
+      held = []
+      heldBytes = 0
+      firstChunkAt = null
+      attempt = ctx.dispatcher.dispatch(session, { requestId: r.requestId, stream: r.stream, body: r.body }, onEvent)
+      if (attempt === null) return onFailure('unreachable')
+      firstChunkTimer = setTimeout(() => {
+        withdraw('timeout')
+        onFailure('first_chunk_timeout')
+      }, limits.firstChunkTimeoutMs)
+    }
+
+    function onEvent(e: AttemptEvent): void {
+      if (finished) return
+      if (e.kind === 'chunk') return onChunk(e.data)
+      clearTimeout(firstChunkTimer)
+      attempt = null
+      if (e.kind === 'lost') return onFailure('disconnect')
+      const failure = failureOfEnd(e.end.status)
+      if (failure !== null) {
+        if (e.end.errorCode !== null) {
+          ctx.log.debug({ request_id: r.requestId, provider_id: providerId, provider_error: e.end.errorCode }, 'provider ended with an error')
+        }
+        return onFailure(failure)
+      }
+      usage = e.end.usage
+      complete()
+    }
+
+    function onChunk(data: string): void {
+      clearTimeout(firstChunkTimer)
+      firstChunkAt ??= ctx.clock.now()
+      if (!r.stream) {
+        heldBytes += Buffer.byteLength(data)
+        if (heldBytes > limits.maxResponseBytes) {
+          withdraw('response_too_large')
+          return fail(new ProviderError())
+        }
+        held.push(data)
+        return
+      }
+      if (data.length === 0) return
+      if (!committed) {
+        res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': providerId as string })
+        committed = true
+      }
+      res.write(data)
+      endsWithBlankLine = data.endsWith('\n\n')
+      if (res.writableLength > limits.maxBuyerBacklogBytes) {
+        withdraw('buyer_too_slow')
+        res.destroy()
+        done('buyer_too_slow')
+      }
+    }
+
+    function onFailure(failure: AttemptFailure): void {
+      clearTimeout(firstChunkTimer)
+      // The provider said it is full: send it nothing more until its next heartbeat.
+      if (failure === 'queue_full' && current !== null) ctx.registry.markBusy(current.providerId, current.assignedId)
+      if (mayFailover(failure, { committed, pinned: r.pin !== null, attempts: tried.size })) {
+        failovers.push(failure)
+        ctx.metrics.failover(failure)
+        return tryNext(failure)
+      }
+      fail(errorForFailure(failure))
+    }
+
+    function complete(): void {
+      if (r.stream) {
+        if (!committed) res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': providerId as string })
+        res.end()
+      } else {
+        const text = held.join('')
+        res.writeHead(200, {
+          'content-type': 'application/json; charset=utf-8',
+          'content-length': Buffer.byteLength(text),
+          'x-pool-provider': providerId as string,
+        })
+        res.end(text)
+      }
+      done('complete')
+    }
+
+    /** Ends the request with an error: a status and envelope if nothing was sent, else an SSE error event. */
+    function fail(err: CoordinatorError): void {
+      if (finished) return
+      const pub = toPublicError(err)
+      if (committed) {
+        if (!endsWithBlankLine) res.write('\n\n')
+        res.write(`data: ${JSON.stringify(pub.body)}\n\n`)
+        res.end('data: [DONE]\n\n')
+      } else {
+        const headers: Record<string, string> = {}
+        if (providerId !== null) headers['x-pool-provider'] = providerId
+        if (pub.status === 503) headers['retry-after'] = '1'
+        sendError(res, err, headers)
+      }
+      done(pub.body.error.code)
+    }
+
+    function withdraw(reason: CancelReason): void {
+      attempt?.cancel(reason)
+      attempt = null
+    }
+
+    function onBuyerClose(): void {
+      if (finished) return
+      withdraw('buyer_disconnected')
+      done('buyer_disconnected')
+    }
+
+    function done(status: RequestStatus): void {
+      finished = true
+      clearTimeout(deadline)
+      clearTimeout(firstChunkTimer)
+      res.off('close', onBuyerClose)
+      resolve({
+        status,
+        providerId,
+        attempts: tried.size,
+        failovers,
+        firstChunkMs: firstChunkAt === null ? null : firstChunkAt - arrivedAt,
+        usage,
+      })
+    }
+  })
+}

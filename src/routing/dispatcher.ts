@@ -1,0 +1,129 @@
+import type { WebSocket } from 'ws'
+import type { ProviderSession } from '../pool/provider-session.js'
+import type { Registry } from '../pool/registry.js'
+import {
+  cancelRequest,
+  inferenceRequest,
+  type CancelReason,
+  type ResponseChunk,
+  type ResponseEnd,
+} from '../protocol/dispatch-frames.js'
+
+export type AttemptEvent =
+  | { kind: 'chunk'; data: string }
+  | { kind: 'end'; end: ResponseEnd }
+  /** The provider's socket closed with the request unfinished. */
+  | { kind: 'lost' }
+
+/** What a provider was doing when its socket closed: the label of provider_disconnects_total. */
+export type DisconnectPhase = 'idle' | 'before_first_chunk' | 'mid_response'
+
+export interface DispatchRequest {
+  requestId: string
+  stream: boolean
+  body: string
+}
+
+/** The exchange's hold on one attempt: it can only withdraw it. */
+export interface AttemptHandle {
+  readonly session: ProviderSession
+  /** Sends cancel_request if the socket is still open, and gives the slot back. Idempotent. */
+  cancel(reason: CancelReason): void
+}
+
+interface Attempt {
+  readonly requestId: string
+  readonly session: ProviderSession
+  readonly socket: WebSocket
+  readonly onEvent: (e: AttemptEvent) => void
+  lastSeq: number
+  done: boolean
+}
+
+/**
+ * The table of requests in flight on provider sockets. It takes a slot at dispatch and gives it
+ * back exactly once: on the provider's end, on the socket's close, or on the exchange's cancel.
+ *
+ * A provider can only speak for its own requests: a chunk or end is matched on request_id *and*
+ * on the session it was dispatched to, so one provider cannot inject bytes into, or end,
+ * another's request. Late frames for a finished request are ignored.
+ */
+export class Dispatcher {
+  private readonly byId = new Map<string, Attempt>()
+  private readonly bySession = new Map<ProviderSession, Set<Attempt>>()
+
+  constructor(
+    private readonly registry: Registry<WebSocket>,
+    private readonly maxProviderBacklogBytes: number,
+  ) {}
+
+  /** Attempts in flight across the pool. */
+  get inFlight(): number {
+    return this.byId.size
+  }
+
+  /**
+   * Sends inference_request and takes a slot. Returns null, having taken nothing, when the
+   * session is gone or replaced, its socket is not open, or it is not reading what we send.
+   */
+  dispatch(session: ProviderSession, req: DispatchRequest, onEvent: (e: AttemptEvent) => void): AttemptHandle | null {
+    if (this.byId.has(req.requestId)) throw new Error('request id already in flight')
+    const socket = this.registry.handle(session.providerId, session.assignedId)
+    if (socket === undefined || socket.readyState !== socket.OPEN) return null
+    if (socket.bufferedAmount > this.maxProviderBacklogBytes) return null
+    if (!this.registry.acquire(session.providerId, session.assignedId)) return null
+    const attempt: Attempt = { requestId: req.requestId, session, socket, onEvent, lastSeq: -1, done: false }
+    this.byId.set(req.requestId, attempt)
+    let set = this.bySession.get(session)
+    if (set === undefined) this.bySession.set(session, (set = new Set()))
+    set.add(attempt)
+    socket.send(inferenceRequest(req.requestId, req.stream, req.body))
+    return {
+      session,
+      cancel: (reason) => {
+        if (attempt.done) return
+        this.finish(attempt)
+        if (socket.readyState === socket.OPEN) socket.send(cancelRequest(attempt.requestId, reason))
+      },
+    }
+  }
+
+  /** A chunk from `session`. Returns false when it breaks the seq order: a protocol violation. */
+  onChunk(session: ProviderSession, chunk: ResponseChunk): boolean {
+    const a = this.byId.get(chunk.requestId)
+    if (a === undefined || a.session !== session) return true
+    if (chunk.seq <= a.lastSeq) return false
+    a.lastSeq = chunk.seq
+    a.onEvent({ kind: 'chunk', data: chunk.data })
+    return true
+  }
+
+  onEnd(session: ProviderSession, end: ResponseEnd): void {
+    const a = this.byId.get(end.requestId)
+    if (a === undefined || a.session !== session) return
+    this.finish(a)
+    a.onEvent({ kind: 'end', end })
+  }
+
+  /** The session's socket closed: every request still on it is lost. */
+  onSessionClosed(session: ProviderSession): DisconnectPhase {
+    const set = this.bySession.get(session)
+    if (set === undefined) return 'idle'
+    let phase: DisconnectPhase = 'idle'
+    for (const a of [...set]) {
+      phase = a.lastSeq >= 0 ? 'mid_response' : phase === 'mid_response' ? phase : 'before_first_chunk'
+      this.finish(a)
+      a.onEvent({ kind: 'lost' })
+    }
+    return phase
+  }
+
+  private finish(a: Attempt): void {
+    a.done = true
+    this.byId.delete(a.requestId)
+    const set = this.bySession.get(a.session)
+    set?.delete(a)
+    if (set?.size === 0) this.bySession.delete(a.session)
+    this.registry.release(a.session)
+  }
+}

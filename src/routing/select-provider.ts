@@ -1,0 +1,67 @@
+import type { ProviderSession } from '../pool/provider-session.js'
+import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js'
+
+export interface SelectionRequest {
+  model: string
+  /** From X-Pool-Provider: only this provider_id may serve, with no substitute. */
+  pin: string | null
+  /** provider_ids already tried for this request; a failover never returns to them. */
+  exclude: ReadonlySet<string>
+}
+
+export type Selection =
+  | { ok: true; session: ProviderSession }
+  | { ok: false; reason: 'model_not_found' | 'no_provider_available' }
+
+/**
+ * Chooses the session for one dispatch. Pure: the pool, the request and a random source in, a
+ * decision out (specs/buyer-api.md §3).
+ *
+ * Candidates serve the model (exact, case-sensitive match), pass routingEligible and are not
+ * excluded. Among them the strategy is *spread*:
+ *   1. most effective free slots, so that load spreads instead of packing one machine;
+ *   2. then the higher throughput estimate (a provider that reported none counts as 0);
+ *   3. then uniformly at random among exact ties, so equal providers share the load.
+ *
+ * One pass over the pool with reservoir sampling for the ties: no sort and no allocation per
+ * candidate. A model is "not found" only when no session at all reports it; a model that is
+ * known but has no eligible provider right now is "no provider available".
+ */
+export function selectProvider(
+  sessions: Iterable<ProviderSession>,
+  req: SelectionRequest,
+  random: () => number,
+): Selection {
+  let known = false
+  let best: ProviderSession | null = null
+  let bestSlots = 0
+  let bestTps = 0
+  let ties = 0
+  for (const s of sessions) {
+    if (!s.models.includes(req.model)) continue
+    known = true
+    if (req.pin !== null && s.providerId !== req.pin) continue
+    if (req.exclude.has(s.providerId) || !routingEligible(s).eligible) continue
+    const slots = effectiveFreeSlots(s)
+    const tps = s.throughputTps ?? 0
+    const order = best === null ? 1 : compare(slots, tps, bestSlots, bestTps)
+    if (order < 0) continue
+    if (order > 0) {
+      ties = 1
+    } else {
+      ties++
+      if (random() * ties >= 1) continue
+    }
+    best = s
+    bestSlots = slots
+    bestTps = tps
+  }
+  if (best !== null) return { ok: true, session: best }
+  return { ok: false, reason: known ? 'no_provider_available' : 'model_not_found' }
+}
+
+function compare(slots: number, tps: number, bestSlots: number, bestTps: number): number {
+  if (slots !== bestSlots) return slots > bestSlots ? 1 : -1
+  if (tps !== bestTps) return tps > bestTps ? 1 : -1
+  return 0
+}
