@@ -43,7 +43,7 @@ const SSE_HEADERS = {
  * buyer. Failover, timeouts and errors follow routing/failure-policy.ts.
  *
  * Backpressure: a buyer that leaves more than maxBuyerBacklogBytes unread fails with
- * `buyer_too_slow`. We do not pause the provider's socket instead, because it multiplexes
+ * `buyer_too_slow`, so a stream holds at most that plus one frame in memory. We do not pause the provider's socket instead, because it multiplexes
  * every request that provider is serving.
  */
 export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arrivedAt: number): Promise<RelayResult> {
@@ -121,17 +121,18 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
         return
       }
       if (data.length === 0) return
+      // Checked before the write, so the backlog is bounded by the limit plus one frame.
+      if (res.writableLength > limits.maxBuyerBacklogBytes) {
+        withdraw('buyer_too_slow')
+        res.destroy()
+        return done('buyer_too_slow')
+      }
       if (!committed) {
         res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': providerId as string })
         committed = true
       }
       res.write(data)
       endsWithBlankLine = data.endsWith('\n\n')
-      if (res.writableLength > limits.maxBuyerBacklogBytes) {
-        withdraw('buyer_too_slow')
-        res.destroy()
-        done('buyer_too_slow')
-      }
     }
 
     function onFailure(failure: AttemptFailure): void {

@@ -24,8 +24,10 @@ export type Selection =
  *   3. then uniformly at random among exact ties, so equal providers share the load.
  *
  * One pass over the pool with reservoir sampling for the ties: no sort and no allocation per
- * candidate. A model is "not found" only when no session at all reports it; a model that is
- * known but has no eligible provider right now is "no provider available".
+ * candidate. A model is "not found" only when the pool has sessions and none of them reports
+ * it. A known model with no eligible provider right now, or an empty pool (as just after a
+ * coordinator restart, before providers reconnect), is "no provider available": a 503 tells
+ * clients to retry, where a 404 would tell them to give up.
  */
 export function selectProvider(
   sessions: Iterable<ProviderSession>,
@@ -33,11 +35,13 @@ export function selectProvider(
   random: () => number,
 ): Selection {
   let known = false
+  let empty = true
   let best: ProviderSession | null = null
   let bestSlots = 0
   let bestTps = 0
   let ties = 0
   for (const s of sessions) {
+    empty = false
     if (!s.models.includes(req.model)) continue
     known = true
     if (req.pin !== null && s.providerId !== req.pin) continue
@@ -57,7 +61,7 @@ export function selectProvider(
     bestTps = tps
   }
   if (best !== null) return { ok: true, session: best }
-  return { ok: false, reason: known ? 'no_provider_available' : 'model_not_found' }
+  return { ok: false, reason: known || empty ? 'no_provider_available' : 'model_not_found' }
 }
 
 function compare(slots: number, tps: number, bestSlots: number, bestTps: number): number {

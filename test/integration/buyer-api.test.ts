@@ -114,10 +114,14 @@ t.test('an empty pool answers 503 no_provider_available with Retry-After', async
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'test-model', messages }),
   })
-  // With nothing in the pool, no session reports the model at all.
-  t.equal(res.status, 404)
-  t.same(await res.json(), { error: { message: 'no provider in the pool serves this model', type: 'invalid_request_error', code: 'model_not_found' } })
+  // An empty pool (say, just after a restart) is temporary: 503 and retry, never 404.
+  t.equal(res.status, 503)
+  t.same(await res.json(), {
+    error: { message: 'no provider is available for this model; retry shortly', type: 'server_error', code: 'no_provider_available' },
+  })
+  t.equal(res.headers.get('retry-after'), '1')
   t.ok(res.headers.get('x-request-id'))
+  t.equal(res.headers.get('x-pool-provider'), null, 'no provider served it')
 })
 
 t.test('a known model with no eligible provider answers 503 no_provider_available', async (t) => {
