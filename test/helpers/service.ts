@@ -1,6 +1,6 @@
 import type { Test } from 'tap'
 import type { Clock } from '../../src/clock.js'
-import { envToConfig, type Limits } from '../../src/config.js'
+import { envToConfig, type Env, type Limits } from '../../src/config.js'
 import type { Database } from '../../src/db/database.js'
 import { Service } from '../../src/service.js'
 import { createTestDb } from './db.js'
@@ -38,7 +38,7 @@ export interface Poolz {
 /** A real coordinator on an ephemeral port, over a database of its own. */
 export async function startTestService(
   t: Test,
-  opts: { limits?: Partial<Limits>; requireProviderTokens?: boolean; clock?: Clock; db?: Database; logs?: CapturedLogs } = {},
+  opts: { limits?: Partial<Limits>; requireProviderTokens?: boolean; clock?: Clock; db?: Database; logs?: CapturedLogs; env?: Env } = {},
 ): Promise<TestService> {
   const logs = opts.logs ?? captureLogs()
   const db = opts.db ?? (await createTestDb(t, logs.logger))
@@ -49,6 +49,7 @@ export async function startTestService(
       operatorKey: OPERATOR_KEY,
       requireProviderTokens: opts.requireProviderTokens ? 'true' : 'false',
       dataDir: '/nonexistent',
+      ...opts.env,
     },
     opts.limits,
   )

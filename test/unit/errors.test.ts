@@ -12,6 +12,9 @@ t.test('every error class and code is documented in specs/errors.md', async (t) 
   for (const [name] of classes) t.match(spec, `\`${name}\``, `${name} is in the table`)
   const codes = [...readFileSync(new URL('../../src/errors.ts', import.meta.url), 'utf8').matchAll(/'(COORD_[A-Z_]+)'/g)].map((m) => m[1])
   for (const code of new Set(codes)) t.match(spec, `\`${code}\``, `${code} is in the table`)
+  for (const [code, status] of Object.entries(errors.httpStatus)) {
+    t.match(spec, new RegExp(`\\| \`${code}\` \\| [^|]+ \\| ${status} \\|`), `${code} is in a table row with HTTP ${status}`)
+  }
 })
 
 t.test('toPublicError hides internals', async (t) => {

@@ -187,3 +187,38 @@ t.test('size across register, replace, refuse and remove', async (t) => {
     t.equal([...reg.entries()].length, step.size, `${step.name}: entries()`)
   }
 })
+
+t.test('dispatch slots: acquire only on the current session; release goes back where it was taken', async (t) => {
+  const reg = new Registry<Sock>()
+  const old = session({ providerId: 'p', assignedId: 'old', authState: 'bearer_validated' })
+  reg.register(old, { name: 'old' })
+  t.ok(reg.acquire('p', 'old'))
+  t.ok(reg.acquire('p', 'old'))
+  t.equal(old.inFlight, 2)
+  t.notOk(reg.acquire('p', 'nope'), 'a wrong assigned_id takes nothing')
+  const next = session({ providerId: 'p', assignedId: 'new', authState: 'bearer_validated' })
+  reg.register(next, { name: 'new' })
+  t.notOk(reg.acquire('p', 'old'), 'a replaced session takes no new work')
+  reg.release(old)
+  t.equal(old.inFlight, 1)
+  t.equal(next.inFlight, 0, "the successor's count is never touched by the old session's releases")
+  reg.release(old)
+  reg.release(old)
+  t.equal(old.inFlight, 0, 'never negative')
+})
+
+t.test('markBusy: only the current session, only from ready', async (t) => {
+  const reg = new Registry<Sock>()
+  const s = session({ providerId: 'p', assignedId: 'x' })
+  reg.register(s, { name: 'x' })
+  reg.markBusy('p', 'other')
+  t.equal(s.status, 'ready')
+  reg.markBusy('p', 'x')
+  t.equal(s.status, 'busy')
+  s.status = 'draining'
+  reg.markBusy('p', 'x')
+  t.equal(s.status, 'draining', 'a draining provider stays draining')
+  reg.applyHeartbeat('p', 'x', { status: 'ready', slotsFree: 4, slotsTotal: 4 }, 5)
+  t.equal(s.status, 'ready', 'the next heartbeat decides again')
+  t.same([...reg.liveSessions()], [s])
+})

@@ -1,0 +1,76 @@
+import t from 'tap'
+import type { ProviderSession } from '../../src/pool/provider-session.js'
+import { selectProvider } from '../../src/routing/select-provider.js'
+import { makeSession } from '../helpers/fixtures.js'
+
+const s = (providerId: string, over: Partial<ProviderSession> = {}) => makeSession({ providerId, assignedId: `as-${providerId}`, ...over })
+const none = new Set<string>()
+
+interface Case {
+  name: string
+  pool: ProviderSession[]
+  model?: string
+  pin?: string
+  exclude?: string[]
+  /** Expected provider_id, or the failure reason. */
+  expected: string
+}
+
+const cases: Case[] = [
+  { name: 'empty pool: retryable, not "not found"', pool: [], expected: 'no_provider_available' },
+  { name: 'model nobody serves', pool: [s('a')], model: 'gpt-x', expected: 'model_not_found' },
+  { name: 'model matching is exact and case-sensitive', pool: [s('a')], model: 'Llama', expected: 'model_not_found' },
+  { name: 'one eligible provider', pool: [s('a')], expected: 'a' },
+  { name: 'supported_models count, not just model_id', pool: [s('a', { models: ['llama', 'mistral'] })], model: 'mistral', expected: 'a' },
+  { name: 'most effective free slots wins (spread)', pool: [s('a', { slotsFree: 1 }), s('b', { slotsFree: 3 }), s('c', { slotsFree: 2 })], expected: 'b' },
+  { name: 'effective slots count our own in-flight dispatches', pool: [s('a', { slotsFree: 4, inFlight: 3 }), s('b', { slotsFree: 2 })], expected: 'b' },
+  { name: 'effective slots are capped by the provider report', pool: [s('a', { slotsFree: 1, maxConcurrency: 8 }), s('b', { slotsFree: 2, maxConcurrency: 2 })], expected: 'b' },
+  { name: 'slot tie: higher throughput wins', pool: [s('a', { throughputTps: 20 }), s('b', { throughputTps: 45 }), s('c', { throughputTps: 30 })], expected: 'b' },
+  { name: 'unknown throughput counts as 0', pool: [s('a', { throughputTps: null }), s('b', { throughputTps: 1 })], expected: 'b' },
+  { name: 'slots outrank throughput', pool: [s('a', { slotsFree: 2, throughputTps: 1000 }), s('b', { slotsFree: 3, throughputTps: 1 })], expected: 'b' },
+  { name: 'quarantined duplicate never chosen', pool: [s('a', { authState: 'bearerless_duplicate', slotsFree: 4 }), s('b', { slotsFree: 1 })], expected: 'b' },
+  { name: 'only a quarantined duplicate serves it: known, not available', pool: [s('a', { authState: 'bearerless_duplicate' })], expected: 'no_provider_available' },
+  { name: 'draining never chosen', pool: [s('a', { status: 'draining' }), s('b', { slotsFree: 1 })], expected: 'b' },
+  { name: 'busy never chosen', pool: [s('a', { status: 'busy' })], expected: 'no_provider_available' },
+  { name: 'full never chosen', pool: [s('a', { inFlight: 4 })], expected: 'no_provider_available' },
+  { name: 'excluded (already tried) never chosen', pool: [s('a'), s('b', { slotsFree: 1 })], exclude: ['a'], expected: 'b' },
+  { name: 'all excluded', pool: [s('a')], exclude: ['a'], expected: 'no_provider_available' },
+  { name: 'pin beats the strategy', pool: [s('a', { slotsFree: 4 }), s('b', { slotsFree: 1 })], pin: 'b', expected: 'b' },
+  { name: 'pinned provider ineligible: no substitute', pool: [s('a'), s('b', { status: 'draining' })], pin: 'b', expected: 'no_provider_available' },
+  { name: 'pinned provider absent: no substitute', pool: [s('a')], pin: 'zz', expected: 'no_provider_available' },
+  { name: 'pinned provider lacks the model, others have it', pool: [s('a'), s('b', { models: ['other'] })], pin: 'b', expected: 'no_provider_available' },
+  { name: 'bearer_validated and self_minted are equal for selection', pool: [s('a', { authState: 'bearer_validated', slotsFree: 2 }), s('b', { slotsFree: 3 })], expected: 'b' },
+]
+
+for (const c of cases) {
+  t.test(c.name, async (t) => {
+    const r = selectProvider(c.pool, { model: c.model ?? 'llama', pin: c.pin ?? null, exclude: new Set(c.exclude ?? []) }, () => 0.5)
+    t.equal(r.ok ? r.session.providerId : r.reason, c.expected)
+  })
+}
+
+t.test('exact ties are broken at random, uniformly', async (t) => {
+  const pool = [s('a'), s('b'), s('c'), s('d', { slotsFree: 1 })]
+  const counts: Record<string, number> = {}
+  // A seeded LCG: the test is deterministic, the strategy still sees varied draws.
+  let x = 42
+  const random = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  for (let i = 0; i < 3000; i++) {
+    const r = selectProvider(pool, { model: 'llama', pin: null, exclude: none }, random)
+    if (r.ok) counts[r.session.providerId] = (counts[r.session.providerId] ?? 0) + 1
+  }
+  t.equal(counts.d, undefined, 'the provider with fewer slots is never among the ties')
+  for (const id of ['a', 'b', 'c']) t.ok((counts[id] ?? 0) > 850 && (counts[id] ?? 0) < 1150, `${id} chosen ${counts[id]} of 3000`)
+})
+
+t.test('the tie-break draws the random source once per extra tie, and never otherwise', async (t) => {
+  let draws = 0
+  const random = () => (draws++, 0.99)
+  const r = selectProvider([s('a', { slotsFree: 1 }), s('b', { slotsFree: 2 }), s('c', { slotsFree: 3 })], { model: 'llama', pin: null, exclude: none }, random)
+  t.equal(r.ok && r.session.providerId, 'c')
+  t.equal(draws, 0, 'no ties, no draws')
+  const first = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.99)
+  t.equal(first.ok && first.session.providerId, 'a', 'a high draw keeps the incumbent')
+  const second = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.1)
+  t.equal(second.ok && second.session.providerId, 'b', 'a low draw takes the newcomer')
+})
