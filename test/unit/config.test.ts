@@ -188,6 +188,10 @@ t.test('readEnv maps the environment names', async (t) => {
     COORD_REQUIRE_PROVIDER_TOKENS: 'yes',
     COORD_TRUST_PROXY: '0',
     COORD_LOG_LEVEL: 'warn',
+    COORD_METRICS_REQUIRE_KEY: 'true',
+    COORD_MAX_BODY_BYTES: '2048',
+    COORD_REQUEST_TIMEOUT_S: '120',
+    COORD_FIRST_CHUNK_TIMEOUT_S: '15',
     UNRELATED: 'ignored',
   }
   const expected: Env = {
@@ -199,6 +203,10 @@ t.test('readEnv maps the environment names', async (t) => {
     requireProviderTokens: 'yes',
     trustProxy: '0',
     logLevel: 'warn',
+    metricsRequireKey: 'true',
+    maxBodyBytes: '2048',
+    requestTimeoutS: '120',
+    firstChunkTimeoutS: '15',
   }
   t.strictSame(readEnv(env), expected)
   t.strictSame(
@@ -212,6 +220,10 @@ t.test('readEnv maps the environment names', async (t) => {
       requireProviderTokens: undefined,
       trustProxy: undefined,
       logLevel: undefined,
+      metricsRequireKey: undefined,
+      maxBodyBytes: undefined,
+      requestTimeoutS: undefined,
+      firstChunkTimeoutS: undefined,
     },
     'an empty env yields no values',
   )
@@ -220,6 +232,14 @@ t.test('readEnv maps the environment names', async (t) => {
   t.equal(c.live.requireProviderTokens, true)
   t.equal(c.trustProxy, false)
   t.equal(c.operatorKey, GOOD_KEY)
+  t.equal(c.metricsRequireKey, true)
+  t.same([c.limits.maxBodyBytes, c.limits.requestTimeoutMs, c.limits.firstChunkTimeoutMs], [2048, 120_000, 15_000])
+  const defaults = envToConfig(readEnv({}))
+  t.same([defaults.metricsRequireKey, defaults.limits.maxBodyBytes, defaults.limits.requestTimeoutMs, defaults.limits.firstChunkTimeoutMs], [false, 1024 * 1024, 300_000, 60_000])
+  for (const [name, raw] of [['COORD_MAX_BODY_BYTES', '12'], ['COORD_MAX_BODY_BYTES', '1e6'], ['COORD_REQUEST_TIMEOUT_S', '0'], ['COORD_FIRST_CHUNK_TIMEOUT_S', '-5'], ['COORD_FIRST_CHUNK_TIMEOUT_S', 'soon'], ['COORD_METRICS_REQUIRE_KEY', 'maybe']] as const) {
+    const err = thrown(() => envToConfig(readEnv({ [name]: raw })))
+    t.ok(err instanceof ConfigError && err.message.startsWith(name), `${name}=${raw} is refused by name`)
+  }
   const emptyKey = thrown(() => envToConfig(readEnv({ COORD_OPERATOR_KEY: '' })))
   t.ok(emptyKey instanceof ConfigError, 'COORD_OPERATOR_KEY= (empty) is refused end to end')
 })
