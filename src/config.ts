@@ -58,6 +58,12 @@ export interface Limits {
   maxBuyerBacklogBytes: number
   /** Unsent bytes queued to a provider socket past which it gets no new dispatch. */
   maxProviderBacklogBytes: number
+  /** Largest inference_request frame sent to a provider; protocol.md promises providers this bound. */
+  maxDispatchFrameBytes: number
+  /** Held non-streaming answers plus unread streaming bytes, across all requests. */
+  maxBufferedBytesTotal: number
+  /** Time a finished answer may sit unread in the buyer's send buffer before the connection is cut. */
+  writeStallTimeoutMs: number
 }
 
 /** Settings that may change while the coordinator runs. Read them through LiveConfig.get(). */
@@ -100,6 +106,9 @@ export const defaultLimits: Limits = {
   maxResponseBytes: 16 * 1024 * 1024,
   maxBuyerBacklogBytes: 1024 * 1024,
   maxProviderBacklogBytes: 8 * 1024 * 1024,
+  maxDispatchFrameBytes: 4 * 1024 * 1024,
+  maxBufferedBytesTotal: 256 * 1024 * 1024,
+  writeStallTimeoutMs: 30_000,
 }
 
 /** The only reader of process.env in the codebase. */

@@ -4,6 +4,7 @@ import { systemClock, type Clock } from './clock.js'
 import { LiveConfig, type Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
 import { migrate } from './db/migrate.js'
+import { ByteBudget } from './http/byte-budget.js'
 import { createOperatorAuth } from './http/operator-auth.js'
 import { createLogger, type Logger } from './logger.js'
 import { createMetrics, type Metrics } from './metrics.js'
@@ -25,6 +26,8 @@ export interface AppContext {
   readonly registry: Registry<ProviderHandle>
   /** Requests in flight on provider sockets. */
   readonly dispatcher: Dispatcher
+  /** Bytes held for buyers across all requests (see http/relay.ts). */
+  readonly buffers: ByteBudget
   readonly metrics: Metrics
   readonly admissionLock: KeyedMutex
   readonly isOperator: (authorization: string | undefined) => boolean
@@ -58,7 +61,7 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     }
   }
   const registry = new Registry<ProviderHandle>()
-  const dispatcher = new Dispatcher(registry, config.limits.maxProviderBacklogBytes)
+  const dispatcher = new Dispatcher(registry, config.limits.maxProviderBacklogBytes, log)
   return {
     config,
     live: new LiveConfig(config.live),
@@ -68,6 +71,7 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     tokens: new TokenStore(db, { timeoutMs: config.limits.storeTimeoutMs }),
     registry,
     dispatcher,
+    buffers: new ByteBudget(config.limits.maxBufferedBytesTotal),
     metrics: createMetrics({
       sessions: () => registry.liveSessions(),
       inFlight: () => dispatcher.inFlight,

@@ -99,8 +99,9 @@ export class MethodNotAllowedError extends CoordinatorError {
 
 export class RequestTooLargeError extends CoordinatorError {
   override name = 'RequestTooLargeError'
-  constructor(limit: number) {
-    super('request_too_large', `request body exceeds ${limit} bytes`)
+  /** `what` is fixed text naming the limit that was passed, never input. */
+  constructor(what: string) {
+    super('request_too_large', what)
   }
 }
 
@@ -153,6 +154,15 @@ export class ProviderError extends CoordinatorError {
   }
 }
 
+/** The coordinator has no buffer memory left for another held answer. */
+export class CoordinatorBusyError extends CoordinatorError {
+  override name = 'CoordinatorBusyError'
+  override readonly exposeMessage = true
+  constructor() {
+    super('coordinator_busy', 'the coordinator is at its limit for buffered answers; retry shortly')
+  }
+}
+
 export class ProviderTimeoutError extends CoordinatorError {
   override name = 'ProviderTimeoutError'
   override readonly exposeMessage = true
@@ -181,6 +191,7 @@ export const httpStatus: Readonly<Record<string, number>> = {
   provider_unavailable: 503,
   provider_error: 502,
   provider_timeout: 504,
+  coordinator_busy: 503,
   context_length_exceeded: 400,
   COORD_TOKEN_ACTIVE_EXISTS: 409,
   COORD_TOKEN_PREFIX_AMBIGUOUS: 409,

@@ -83,6 +83,8 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       slotsFree: hello.maxConcurrency,
       slotsTotal: hello.maxConcurrency,
       inFlight: 0,
+      consecutiveFailures: 0,
+      cooldownUntil: 0,
       connectedAt: now,
       lastHeartbeatAt: null,
       lastInboundAt: now,

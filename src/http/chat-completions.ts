@@ -5,6 +5,7 @@ import { RequestTooLargeError, toPublicError } from '../errors.js'
 import { parseChatRequest, parsePin } from './chat-request.js'
 import { BodyAbortedError, readBody } from './read-body.js'
 import { relay, type RelayResult } from './relay.js'
+import { inferenceRequest } from '../protocol/dispatch-frames.js'
 import { sendError } from './respond.js'
 
 /**
@@ -23,7 +24,13 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     const chat = parseChatRequest(await readBody(req, ctx.config.limits.maxBodyBytes))
     model = chat.model
     stream = chat.stream
-    result = await relay(ctx, res, { requestId, model: chat.model, stream: chat.stream, body: chat.body, pin }, arrivedAt)
+    const frame = inferenceRequest(requestId, chat.stream, chat.body)
+    // JSON-encoding the body can double it; providers are promised frames no larger than this.
+    if (Buffer.byteLength(frame) > ctx.config.limits.maxDispatchFrameBytes) {
+      throw new RequestTooLargeError(`encoded request exceeds the ${ctx.config.limits.maxDispatchFrameBytes}-byte provider frame limit`)
+    }
+    if (!(await ownsSocket(req, res))) throw new BodyAbortedError('buyer left while pipelined')
+    result = await relay(ctx, res, { requestId, model: chat.model, stream: chat.stream, frame, pin }, arrivedAt)
   } catch (err) {
     // Only request errors reach here: relay answers every routing outcome itself.
     const none = { providerId: null, attempts: 0, failovers: [], firstChunkMs: null, usage: null }
@@ -57,4 +64,29 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
   }
   if (result.status === 'complete' || result.status === 'buyer_disconnected') ctx.log.info(line, 'request finished')
   else ctx.log.warn(line, 'request failed')
+}
+
+/**
+ * HTTP/1.1 pipelining: a response queued behind another gets its socket only when that one is
+ * done, and until then it never hears of the socket closing. Dispatching it early would hold a
+ * provider slot for a buyer who may already be gone, so it waits for its turn, or for the close.
+ */
+function ownsSocket(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  if (res.socket !== null) return Promise.resolve(true)
+  const socket = req.socket
+  if (socket.destroyed) return Promise.resolve(false)
+  return new Promise((resolve) => {
+    // One listener per queued response, removed when it gets its turn: raise the cap to match.
+    socket.setMaxListeners(socket.getMaxListeners() + 1)
+    const settle = (owned: boolean) => (): void => {
+      res.off('socket', onSocket)
+      socket.off('close', onClose)
+      socket.setMaxListeners(Math.max(10, socket.getMaxListeners() - 1))
+      resolve(owned)
+    }
+    const onSocket = settle(true)
+    const onClose = settle(false)
+    res.once('socket', onSocket)
+    socket.once('close', onClose)
+  })
 }

@@ -37,6 +37,8 @@ export function renderPoolz(sessions: Iterable<ProviderSession>) {
       slots_total: s.slotsTotal,
       effective_free_slots: effectiveFreeSlots(s),
       in_flight: s.inFlight,
+      consecutive_failures: s.consecutiveFailures,
+      cooldown_until: s.cooldownUntil === 0 ? null : iso(s.cooldownUntil),
       max_concurrency: s.maxConcurrency,
       max_context_tokens: s.maxContextTokens,
       model_id: s.modelId,

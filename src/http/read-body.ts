@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import { RequestTooLargeError } from '../errors.js'
+import { InvalidJsonError, RequestTooLargeError } from '../errors.js'
 
 /** The client went away while sending its body: there is nobody left to answer. */
 export class BodyAbortedError extends Error {
@@ -13,7 +13,7 @@ export class BodyAbortedError extends Error {
  */
 export function readBody(req: IncomingMessage, limit: number): Promise<string> {
   const declared = req.headers['content-length']
-  if (declared !== undefined && Number(declared) > limit) return Promise.reject(new RequestTooLargeError(limit))
+  if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit))
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = []
     let size = 0
@@ -22,14 +22,20 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
       if (size > limit) {
         cleanup()
         req.pause()
-        reject(new RequestTooLargeError(limit))
+        reject(tooLarge(limit))
         return
       }
       parts.push(chunk)
     }
     const onEnd = (): void => {
       cleanup()
-      resolve(Buffer.concat(parts, size).toString('utf8'))
+      try {
+        // Strict: invalid UTF-8 is refused rather than silently replaced, so that what the
+        // provider gets is byte for byte what the buyer sent.
+        resolve(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(Buffer.concat(parts, size)))
+      } catch {
+        reject(new InvalidJsonError())
+      }
     }
     const onError = (): void => {
       cleanup()
@@ -46,4 +52,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on('error', onError)
     req.on('aborted', onError)
   })
+}
+
+function tooLarge(limit: number): RequestTooLargeError {
+  return new RequestTooLargeError(`request body exceeds ${limit} bytes`)
 }

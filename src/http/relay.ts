@@ -1,6 +1,14 @@
 import type { ServerResponse } from 'node:http'
 import type { AppContext } from '../context.js'
-import { ModelNotFoundError, NoProviderAvailableError, ProviderError, ProviderTimeoutError, toPublicError, type CoordinatorError } from '../errors.js'
+import {
+  CoordinatorBusyError,
+  ModelNotFoundError,
+  NoProviderAvailableError,
+  ProviderError,
+  ProviderTimeoutError,
+  toPublicError,
+  type CoordinatorError,
+} from '../errors.js'
 import type { RequestStatus } from '../metrics.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { CancelReason, Usage } from '../protocol/dispatch-frames.js'
@@ -13,7 +21,8 @@ export interface RelayRequest {
   requestId: string
   model: string
   stream: boolean
-  body: string
+  /** The inference_request frame, already built and size-checked. */
+  frame: string
   pin: string | null
 }
 
@@ -35,6 +44,22 @@ const SSE_HEADERS = {
 }
 
 /**
+ * What a buffered chunk costs beyond its bytes (object headers, list nodes). Charged per chunk,
+ * so that a provider cannot make a byte limit cost ten times its size in tiny chunks.
+ */
+const CHUNK_OVERHEAD_BYTES = 64
+
+/** Failures that say something about the provider, and so start its cooldown. */
+const PROVIDER_FAULTS: ReadonlySet<AttemptFailure> = new Set([
+  'unreachable',
+  'queue_full',
+  'model_not_loaded',
+  'provider_internal',
+  'provider_cancelled',
+  'first_chunk_timeout',
+])
+
+/**
  * Runs one buyer request against the pool and writes the answer to `res` (specs/buyer-api.md).
  *
  * Streaming chunks are written as they arrive. A non-streaming answer is held until its end, up
@@ -42,36 +67,43 @@ const SSE_HEADERS = {
  * non-streaming request can fail over at any point before its end, since nothing reached the
  * buyer. Failover, timeouts and errors follow routing/failure-policy.ts.
  *
- * Backpressure: a buyer that leaves more than maxBuyerBacklogBytes unread fails with
- * `buyer_too_slow`, so a stream holds at most that plus one frame in memory. We do not pause the provider's socket instead, because it multiplexes
- * every request that provider is serving.
+ * Memory: everything held for the buyer (a non-streaming answer, a streaming backlog) is
+ * reserved in ctx.buffers, one budget for the process, and counted with a per-chunk overhead.
+ * A buyer that leaves more than maxBuyerBacklogBytes unread fails with `buyer_too_slow`. We
+ * do not pause the provider's socket instead, because it multiplexes every request that
+ * provider is serving.
  */
 export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arrivedAt: number): Promise<RelayResult> {
   const { limits } = ctx.config
   return new Promise((resolve) => {
     const tried = new Set<string>()
     const failovers: AttemptFailure[] = []
+    const buffered = ctx.buffers.reservation()
     let attempt: AttemptHandle | null = null
     let current: ProviderSession | null = null
-    let providerId: string | null = null
     let committed = false
     let finished = false
     let firstChunkAt: number | null = null
     let usage: Usage | null = null
     let held: string[] = []
     let heldBytes = 0
+    let queuedWrites = 0
     let endsWithBlankLine = true
     let firstChunkTimer: NodeJS.Timeout | undefined
-    const deadline = setTimeout(() => {
-      withdraw('timeout')
-      fail(new ProviderTimeoutError())
-    }, limits.requestTimeoutMs)
+    const deadline = setTimeout(
+      () => {
+        withdraw('timeout')
+        fail(new ProviderTimeoutError())
+      },
+      Math.max(0, limits.requestTimeoutMs - (ctx.clock.now() - arrivedAt)),
+    )
 
     res.on('close', onBuyerClose)
+    res.on('drain', onDrain)
     tryNext(null)
 
     function tryNext(previous: AttemptFailure | null): void {
-      const sel = selectProvider(ctx.registry.liveSessions(), { model: r.model, pin: r.pin, exclude: tried }, Math.random)
+      const sel = selectProvider(ctx.registry.liveSessions(), { model: r.model, pin: r.pin, exclude: tried }, Math.random, ctx.clock.now())
       if (!sel.ok) {
         if (previous !== null) return fail(errorForFailure(previous))
         return fail(sel.reason === 'model_not_found' ? new ModelNotFoundError() : new NoProviderAvailableError(r.pin !== null))
@@ -79,11 +111,11 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       const session = sel.session
       current = session
       tried.add(session.providerId)
-      providerId = session.providerId
       held = []
       heldBytes = 0
+      buffered.resize(0)
       firstChunkAt = null
-      attempt = ctx.dispatcher.dispatch(session, { requestId: r.requestId, stream: r.stream, body: r.body }, onEvent)
+      attempt = ctx.dispatcher.dispatch(session, { requestId: r.requestId, frame: r.frame }, onEvent)
       if (attempt === null) return onFailure('unreachable')
       firstChunkTimer = setTimeout(() => {
         withdraw('timeout')
@@ -100,43 +132,57 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       const failure = failureOfEnd(e.end.status)
       if (failure !== null) {
         if (e.end.errorCode !== null) {
-          ctx.log.debug({ request_id: r.requestId, provider_id: providerId, provider_error: e.end.errorCode }, 'provider ended with an error')
+          ctx.log.debug({ request_id: r.requestId, provider_id: current?.providerId, provider_error: e.end.errorCode }, 'provider ended with an error')
         }
         return onFailure(failure)
       }
+      if (firstChunkAt === null) return onFailure('provider_internal') // "complete" with no answer
       usage = e.end.usage
+      recordOutcome(true)
       complete()
     }
 
     function onChunk(data: string): void {
+      // An empty chunk is not an answer: it neither stops the first-chunk clock nor costs memory.
+      if (data.length === 0) return
       clearTimeout(firstChunkTimer)
       firstChunkAt ??= ctx.clock.now()
       if (!r.stream) {
-        heldBytes += Buffer.byteLength(data)
+        heldBytes += Buffer.byteLength(data) + CHUNK_OVERHEAD_BYTES
         if (heldBytes > limits.maxResponseBytes) {
           withdraw('response_too_large')
           return fail(new ProviderError())
         }
+        if (!buffered.resize(heldBytes)) {
+          withdraw('response_too_large')
+          return fail(new CoordinatorBusyError())
+        }
         held.push(data)
         return
       }
-      if (data.length === 0) return
       // Checked before the write, so the backlog is bounded by the limit plus one frame.
-      if (res.writableLength > limits.maxBuyerBacklogBytes) {
+      const backlog = res.writableLength + queuedWrites * CHUNK_OVERHEAD_BYTES
+      if (backlog > limits.maxBuyerBacklogBytes || !buffered.resize(backlog)) {
         withdraw('buyer_too_slow')
         res.destroy()
         return done('buyer_too_slow')
       }
       if (!committed) {
-        res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': providerId as string })
+        res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': current?.providerId as string })
         committed = true
       }
-      res.write(data)
+      if (!res.write(data) || queuedWrites > 0) queuedWrites++
       endsWithBlankLine = data.endsWith('\n\n')
+    }
+
+    function onDrain(): void {
+      queuedWrites = 0
+      if (!finished) buffered.resize(0)
     }
 
     function onFailure(failure: AttemptFailure): void {
       clearTimeout(firstChunkTimer)
+      if (PROVIDER_FAULTS.has(failure)) recordOutcome(false)
       // The provider said it is full: send it nothing more until its next heartbeat.
       if (failure === 'queue_full' && current !== null) ctx.registry.markBusy(current.providerId, current.assignedId)
       if (mayFailover(failure, { committed, pinned: r.pin !== null, attempts: tried.size })) {
@@ -147,16 +193,20 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       fail(errorForFailure(failure))
     }
 
+    function recordOutcome(ok: boolean): void {
+      if (current !== null) ctx.registry.recordOutcome(current.providerId, current.assignedId, ok, ctx.clock.now())
+    }
+
     function complete(): void {
+      const providerId = current?.providerId as string
       if (r.stream) {
-        if (!committed) res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': providerId as string })
         res.end()
       } else {
         const text = held.join('')
         res.writeHead(200, {
           'content-type': 'application/json; charset=utf-8',
           'content-length': Buffer.byteLength(text),
-          'x-pool-provider': providerId as string,
+          'x-pool-provider': providerId,
         })
         res.end(text)
       }
@@ -173,7 +223,7 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
         res.end('data: [DONE]\n\n')
       } else {
         const headers: Record<string, string> = {}
-        if (providerId !== null) headers['x-pool-provider'] = providerId
+        if (current !== null) headers['x-pool-provider'] = current.providerId
         if (pub.status === 503) headers['retry-after'] = '1'
         sendError(res, err, headers)
       }
@@ -196,9 +246,23 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       clearTimeout(deadline)
       clearTimeout(firstChunkTimer)
       res.off('close', onBuyerClose)
+      res.off('drain', onDrain)
+      buffered.release()
+      held = []
+      // The last bytes may still sit in our send buffer for a buyer who stopped reading; they
+      // may not sit there forever.
+      if (!res.writableFinished && !res.destroyed) {
+        const stall = setTimeout(() => {
+          ctx.log.warn({ event: 'request.write_stall', request_id: r.requestId, unsent_bytes: res.writableLength }, 'buyer stopped reading; connection closed')
+          res.destroy()
+        }, limits.writeStallTimeoutMs)
+        stall.unref()
+        res.once('finish', () => clearTimeout(stall))
+        res.once('close', () => clearTimeout(stall))
+      }
       resolve({
         status,
-        providerId,
+        providerId: current?.providerId ?? null,
         attempts: tried.size,
         failovers,
         firstChunkMs: firstChunkAt === null ? null : firstChunkAt - arrivedAt,

@@ -21,6 +21,10 @@ export interface ProviderSession {
   slotsTotal: number
   /** Requests the coordinator has dispatched to this session and not yet seen end. */
   inFlight: number
+  /** Failed attempts in a row (routing/provider-health.ts); 0 after a complete answer. */
+  consecutiveFailures: number
+  /** Clock ms until which selection ranks this session below healthy ones; 0 when healthy. */
+  cooldownUntil: number
   connectedAt: number
   lastHeartbeatAt: number | null
   lastInboundAt: number

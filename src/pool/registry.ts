@@ -1,6 +1,7 @@
 import type { Heartbeat } from '../protocol/frames.js'
 import { decideRegistration } from './eviction.js'
 import type { ProviderSession } from './provider-session.js'
+import { afterFailure, afterSuccess } from './provider-health.js'
 
 export type RegisterResult<H> =
   | { registered: true; displaced: { session: ProviderSession; handle: H } | null }
@@ -92,6 +93,13 @@ export class Registry<H> {
    */
   release(session: ProviderSession): void {
     session.inFlight = Math.max(0, session.inFlight - 1)
+  }
+
+  /** Records how an attempt on the session ended, for the failure cooldown. */
+  recordOutcome(providerId: string, assignedId: string, ok: boolean, now: number): void {
+    const entry = this.current(providerId, assignedId)
+    if (entry === undefined) return
+    Object.assign(entry.session, ok ? afterSuccess() : afterFailure(entry.session, now))
   }
 
   /** The provider said its queue is full: no new work until its next heartbeat says otherwise. */

@@ -1,13 +1,8 @@
 import type { WebSocket } from 'ws'
+import type { Logger } from '../logger.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { Registry } from '../pool/registry.js'
-import {
-  cancelRequest,
-  inferenceRequest,
-  type CancelReason,
-  type ResponseChunk,
-  type ResponseEnd,
-} from '../protocol/dispatch-frames.js'
+import { cancelRequest, type CancelReason, type ResponseChunk, type ResponseEnd } from '../protocol/dispatch-frames.js'
 
 export type AttemptEvent =
   | { kind: 'chunk'; data: string }
@@ -20,8 +15,8 @@ export type DisconnectPhase = 'idle' | 'before_first_chunk' | 'mid_response'
 
 export interface DispatchRequest {
   requestId: string
-  stream: boolean
-  body: string
+  /** The inference_request frame, built once per request and reused on failover. */
+  frame: string
 }
 
 /** The exchange's hold on one attempt: it can only withdraw it. */
@@ -55,6 +50,7 @@ export class Dispatcher {
   constructor(
     private readonly registry: Registry<WebSocket>,
     private readonly maxProviderBacklogBytes: number,
+    private readonly log: Logger,
   ) {}
 
   /** Attempts in flight across the pool. */
@@ -77,7 +73,7 @@ export class Dispatcher {
     let set = this.bySession.get(session)
     if (set === undefined) this.bySession.set(session, (set = new Set()))
     set.add(attempt)
-    socket.send(inferenceRequest(req.requestId, req.stream, req.body))
+    socket.send(req.frame)
     return {
       session,
       cancel: (reason) => {
@@ -94,7 +90,7 @@ export class Dispatcher {
     if (a === undefined || a.session !== session) return true
     if (chunk.seq <= a.lastSeq) return false
     a.lastSeq = chunk.seq
-    a.onEvent({ kind: 'chunk', data: chunk.data })
+    this.emit(a, { kind: 'chunk', data: chunk.data })
     return true
   }
 
@@ -102,7 +98,7 @@ export class Dispatcher {
     const a = this.byId.get(end.requestId)
     if (a === undefined || a.session !== session) return
     this.finish(a)
-    a.onEvent({ kind: 'end', end })
+    this.emit(a, { kind: 'end', end })
   }
 
   /** The session's socket closed: every request still on it is lost. */
@@ -113,9 +109,21 @@ export class Dispatcher {
     for (const a of [...set]) {
       phase = a.lastSeq >= 0 ? 'mid_response' : phase === 'mid_response' ? phase : 'before_first_chunk'
       this.finish(a)
-      a.onEvent({ kind: 'lost' })
+      this.emit(a, { kind: 'lost' })
     }
     return phase
+  }
+
+  /**
+   * A throwing listener must not leave the other attempts on a closing socket holding their
+   * slots, nor escape into the socket's event emitter and crash the process.
+   */
+  private emit(a: Attempt, e: AttemptEvent): void {
+    try {
+      a.onEvent(e)
+    } catch (err) {
+      this.log.error({ err, request_id: a.requestId, provider_id: a.session.providerId }, 'request handler failed')
+    }
   }
 
   private finish(a: Attempt): void {

@@ -1,5 +1,6 @@
 import type { ProviderSession } from '../pool/provider-session.js'
 import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js'
+import { isCoolingDown } from '../pool/provider-health.js'
 
 export interface SelectionRequest {
   model: string
@@ -19,6 +20,7 @@ export type Selection =
  *
  * Candidates serve the model (exact, case-sensitive match), pass routingEligible and are not
  * excluded. Among them the strategy is *spread*:
+ *   0. a provider cooling down after failures (provider-health.ts) only when no healthy one is left;
  *   1. most effective free slots, so that load spreads instead of packing one machine;
  *   2. then the higher throughput estimate (a provider that reported none counts as 0);
  *   3. then uniformly at random among exact ties, so equal providers share the load.
@@ -33,10 +35,12 @@ export function selectProvider(
   sessions: Iterable<ProviderSession>,
   req: SelectionRequest,
   random: () => number,
+  now: number,
 ): Selection {
   let known = false
   let empty = true
   let best: ProviderSession | null = null
+  let bestHealthy = false
   let bestSlots = 0
   let bestTps = 0
   let ties = 0
@@ -46,9 +50,10 @@ export function selectProvider(
     known = true
     if (req.pin !== null && s.providerId !== req.pin) continue
     if (req.exclude.has(s.providerId) || !routingEligible(s).eligible) continue
+    const healthy = !isCoolingDown(s, now)
     const slots = effectiveFreeSlots(s)
     const tps = s.throughputTps ?? 0
-    const order = best === null ? 1 : compare(slots, tps, bestSlots, bestTps)
+    const order = best === null ? 1 : healthy !== bestHealthy ? (healthy ? 1 : -1) : compare(slots, tps, bestSlots, bestTps)
     if (order < 0) continue
     if (order > 0) {
       ties = 1
@@ -57,6 +62,7 @@ export function selectProvider(
       if (random() * ties >= 1) continue
     }
     best = s
+    bestHealthy = healthy
     bestSlots = slots
     bestTps = tps
   }

@@ -18,6 +18,8 @@ export function makeSession(over: Partial<ProviderSession> = {}): ProviderSessio
     slotsFree: 4,
     slotsTotal: 4,
     inFlight: 0,
+    consecutiveFailures: 0,
+    cooldownUntil: 0,
     connectedAt: 100,
     lastHeartbeatAt: null,
     lastInboundAt: 100,

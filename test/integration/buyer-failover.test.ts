@@ -194,16 +194,58 @@ t.test('provider error statuses map to buyer errors without failover', async (t)
     ['cancelled', 502, 'provider_error'],
     ['error_context_exceeded', 400, 'context_length_exceeded'],
   ]
-  const s = await startTestService(t)
-  const { first, second } = await pair(s)
   for (const [status, http, code] of cases) {
+    const s = await startTestService(t)
+    const { first, second } = await pair(s)
     first.serve((req, p) => p.end(req.request_id, status))
     const err = await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages }))
     t.equal(err.status, http, status)
     t.equal(err.code, code, status)
+    t.equal(second?.requests.length, 0, `${status}: the provider may have done the work, so it is never retried`)
+    assertSlotsReleased(t, s)
   }
-  t.equal(second?.requests.length, 0, 'the provider may have done the work: never retried')
-  assertSlotsReleased(t, s)
+})
+
+t.test('attack: a provider that fails every request instantly does not take the pool down', async (t) => {
+  const s = await startTestService(t)
+  // Huge advertised capacity and throughput: without the failure cooldown it wins every
+  // selection, because each instant error gives its slot straight back.
+  const saboteur = await TestProvider.join(s.wsUrl, 'saboteur', { hello: { max_concurrency: 256, throughput_tps_estimate: 10_000 } })
+  saboteur.serve((req, p) => p.end(req.request_id, 'error_internal'))
+  const honest = await TestProvider.join(s.wsUrl, 'honest', { handler: answer(), hello: { max_concurrency: 8 } })
+  const client = buyer(s.url)
+  let served = 0
+  for (let i = 0; i < 20; i++) {
+    served += await client.chat.completions.create({ model: 'test-model', messages }).then(
+      () => 1,
+      () => 0,
+    )
+  }
+  t.ok(served >= 19, `${served} of 20 requests served`)
+  t.ok(saboteur.requests.length <= 1, `the saboteur got ${saboteur.requests.length} requests`)
+  t.equal(honest.requests.length, served)
+  const row = (await s.poolz()).pool.find((r) => r.provider_id === 'saboteur')
+  t.match(row, { consecutive_failures: saboteur.requests.length, routing_eligible: true }, 'ranked last, not excluded')
+
+  // The queue-full variant: two providers claim a full queue, then at once say they are ready.
+  const s2 = await startTestService(t)
+  for (const id of ['liar-1', 'liar-2']) {
+    const liar = await TestProvider.join(s2.wsUrl, id, { hello: { max_concurrency: 256 } })
+    liar.serve((req, p) => {
+      p.end(req.request_id, 'error_queue_full')
+      p.heartbeat('ready', 256, 256)
+    })
+  }
+  await TestProvider.join(s2.wsUrl, 'honest-2', { handler: answer(), hello: { max_concurrency: 8 } })
+  let served2 = 0
+  for (let i = 0; i < 20; i++) {
+    served2 += await buyer(s2.url).chat.completions.create({ model: 'test-model', messages }).then(
+      () => 1,
+      () => 0,
+    )
+  }
+  // The first request may meet both liars (one failover); after that both are cooling down.
+  t.ok(served2 >= 19, `${served2} of 20 served: the liars cool down despite their heartbeats`)
 })
 
 t.test('backpressure: a buyer that stops reading fails the request instead of growing a buffer', async (t) => {

@@ -5,6 +5,7 @@ import { makeSession } from '../helpers/fixtures.js'
 
 const s = (providerId: string, over: Partial<ProviderSession> = {}) => makeSession({ providerId, assignedId: `as-${providerId}`, ...over })
 const none = new Set<string>()
+const NOW = 1_000_000
 
 interface Case {
   name: string
@@ -39,12 +40,15 @@ const cases: Case[] = [
   { name: 'pinned provider ineligible: no substitute', pool: [s('a'), s('b', { status: 'draining' })], pin: 'b', expected: 'no_provider_available' },
   { name: 'pinned provider absent: no substitute', pool: [s('a')], pin: 'zz', expected: 'no_provider_available' },
   { name: 'pinned provider lacks the model, others have it', pool: [s('a'), s('b', { models: ['other'] })], pin: 'b', expected: 'no_provider_available' },
+  { name: 'a provider cooling down after failures ranks below a healthy one with fewer slots', pool: [s('a', { slotsFree: 4, throughputTps: 99, cooldownUntil: NOW + 1 }), s('b', { slotsFree: 1 })], expected: 'b' },
+  { name: 'when only cooling-down providers are left, they are still used', pool: [s('a', { slotsFree: 1, cooldownUntil: NOW + 1 }), s('b', { slotsFree: 3, cooldownUntil: NOW + 5000 })], expected: 'b' },
+  { name: 'a cooldown that has passed counts for nothing', pool: [s('a', { slotsFree: 4, cooldownUntil: NOW }), s('b', { slotsFree: 1 })], expected: 'a' },
   { name: 'bearer_validated and self_minted are equal for selection', pool: [s('a', { authState: 'bearer_validated', slotsFree: 2 }), s('b', { slotsFree: 3 })], expected: 'b' },
 ]
 
 for (const c of cases) {
   t.test(c.name, async (t) => {
-    const r = selectProvider(c.pool, { model: c.model ?? 'llama', pin: c.pin ?? null, exclude: new Set(c.exclude ?? []) }, () => 0.5)
+    const r = selectProvider(c.pool, { model: c.model ?? 'llama', pin: c.pin ?? null, exclude: new Set(c.exclude ?? []) }, () => 0.5, NOW)
     t.equal(r.ok ? r.session.providerId : r.reason, c.expected)
   })
 }
@@ -56,7 +60,7 @@ t.test('exact ties are broken at random, uniformly', async (t) => {
   let x = 42
   const random = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
   for (let i = 0; i < 3000; i++) {
-    const r = selectProvider(pool, { model: 'llama', pin: null, exclude: none }, random)
+    const r = selectProvider(pool, { model: 'llama', pin: null, exclude: none }, random, NOW)
     if (r.ok) counts[r.session.providerId] = (counts[r.session.providerId] ?? 0) + 1
   }
   t.equal(counts.d, undefined, 'the provider with fewer slots is never among the ties')
@@ -66,11 +70,11 @@ t.test('exact ties are broken at random, uniformly', async (t) => {
 t.test('the tie-break draws the random source once per extra tie, and never otherwise', async (t) => {
   let draws = 0
   const random = () => (draws++, 0.99)
-  const r = selectProvider([s('a', { slotsFree: 1 }), s('b', { slotsFree: 2 }), s('c', { slotsFree: 3 })], { model: 'llama', pin: null, exclude: none }, random)
+  const r = selectProvider([s('a', { slotsFree: 1 }), s('b', { slotsFree: 2 }), s('c', { slotsFree: 3 })], { model: 'llama', pin: null, exclude: none }, random, NOW)
   t.equal(r.ok && r.session.providerId, 'c')
   t.equal(draws, 0, 'no ties, no draws')
-  const first = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.99)
+  const first = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.99, NOW)
   t.equal(first.ok && first.session.providerId, 'a', 'a high draw keeps the incumbent')
-  const second = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.1)
+  const second = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.1, NOW)
   t.equal(second.ok && second.session.providerId, 'b', 'a low draw takes the newcomer')
 })
