@@ -134,7 +134,7 @@ t.test('migrations are idempotent and ran the multi-statement file', async (t) =
   t.same(again.applied, [])
   t.same(again.alreadyApplied, ['0001_provider_tokens.sql'])
   const idx = await sql<{ indexname: string }>`
-    SELECT indexname FROM pg_indexes WHERE tablename = 'provider_tokens' ORDER BY indexname`.execute(db.kysely)
+    SELECT indexname FROM pg_indexes WHERE tablename = 'provider_tokens' AND schemaname = current_schema() ORDER BY indexname`.execute(db.kysely)
   t.same(
     idx.rows.map((r) => r.indexname),
     ['provider_tokens_active_prefix', 'provider_tokens_one_active_per_provider', 'provider_tokens_pkey', 'provider_tokens_token_hash_key'],
