@@ -14,6 +14,8 @@ export interface Env {
   maxBodyBytes?: string
   requestTimeoutS?: string
   firstChunkTimeoutS?: string
+  configFile?: string
+  drainTimeoutS?: string
 }
 
 export interface Limits {
@@ -64,12 +66,20 @@ export interface Limits {
   maxBufferedBytesTotal: number
   /** Time a finished answer may sit unread in the buyer's send buffer before the connection is cut. */
   writeStallTimeoutMs: number
+  /** SIGTERM: how long requests in flight may run on before the coordinator stops anyway. */
+  drainTimeoutMs: number
 }
 
-/** Settings that may change while the coordinator runs. Read them through LiveConfig.get(). */
+/**
+ * Settings that may change while the coordinator runs: from the config file (COORD_CONFIG), read
+ * again on SIGHUP, with the environment overriding it. Read them through LiveConfig.get().
+ */
 export interface LiveSettings {
   requireProviderTokens: boolean
+  logLevel: string
 }
+
+export const defaultLive: LiveSettings = { requireProviderTokens: false, logLevel: 'info' }
 
 export interface Config {
   host: string
@@ -81,7 +91,12 @@ export interface Config {
   operatorKey: string | null
   /** Use X-Real-IP for per-address limits when the TCP peer is loopback (behind nginx). */
   trustProxy: boolean
+  /** The starting log level: live.logLevel at start-up. */
   logLevel: string
+  /** COORD_CONFIG: the file of live settings, re-read on SIGHUP; null when there is none. */
+  configFile: string | null
+  /** The live settings the environment fixed; they win over the file, at start and on reload. */
+  envLive: Partial<LiveSettings>
   /** /metrics requires the operator bearer when true. */
   metricsRequireKey: boolean
   live: LiveSettings
@@ -109,6 +124,7 @@ export const defaultLimits: Limits = {
   maxDispatchFrameBytes: 4 * 1024 * 1024,
   maxBufferedBytesTotal: 256 * 1024 * 1024,
   writeStallTimeoutMs: 30_000,
+  drainTimeoutMs: 30_000,
 }
 
 /** The only reader of process.env in the codebase. */
@@ -126,20 +142,30 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
     maxBodyBytes: env.COORD_MAX_BODY_BYTES,
     requestTimeoutS: env.COORD_REQUEST_TIMEOUT_S,
     firstChunkTimeoutS: env.COORD_FIRST_CHUNK_TIMEOUT_S,
+    configFile: env.COORD_CONFIG,
+    drainTimeoutS: env.COORD_DRAIN_TIMEOUT_S,
   }
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 export const MIN_OPERATOR_KEY_LENGTH = 16
 
-export function envToConfig(env: Env, limits: Partial<Limits> = {}): Config {
+/** `file` holds the live settings read from COORD_CONFIG, if any (see config-file.ts). */
+export function envToConfig(env: Env, limits: Partial<Limits> = {}, file: Partial<LiveSettings> = {}): Config {
   const port = parsePort(env.port)
   const operatorKey = env.operatorKey === undefined ? null : env.operatorKey
   if (operatorKey !== null) checkOperatorKey(operatorKey, 'COORD_OPERATOR_KEY')
-  const logLevel = env.logLevel ?? 'info'
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw new ConfigError(`COORD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
+  const envLive: Partial<LiveSettings> = {}
+  if (env.logLevel !== undefined) {
+    if (!LOG_LEVELS.includes(env.logLevel)) {
+      throw new ConfigError(`COORD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
+    }
+    envLive.logLevel = env.logLevel
   }
+  if (nonEmpty(env.requireProviderTokens) !== undefined) {
+    envLive.requireProviderTokens = parseBool(env.requireProviderTokens, 'COORD_REQUIRE_PROVIDER_TOKENS', false)
+  }
+  const live = { ...defaultLive, ...file, ...envLive }
   return {
     host: nonEmpty(env.host) ?? '127.0.0.1',
     port,
@@ -147,11 +173,11 @@ export function envToConfig(env: Env, limits: Partial<Limits> = {}): Config {
     dataDir: nonEmpty(env.dataDir) ?? './data',
     operatorKey,
     trustProxy: parseBool(env.trustProxy, 'COORD_TRUST_PROXY', false),
-    logLevel,
+    logLevel: live.logLevel,
+    configFile: nonEmpty(env.configFile) ?? null,
+    envLive,
     metricsRequireKey: parseBool(env.metricsRequireKey, 'COORD_METRICS_REQUIRE_KEY', false),
-    live: {
-      requireProviderTokens: parseBool(env.requireProviderTokens, 'COORD_REQUIRE_PROVIDER_TOKENS', false),
-    },
+    live,
     limits: { ...defaultLimits, ...envLimits(env), ...limits },
   }
 }
@@ -164,6 +190,8 @@ function envLimits(env: Env): Partial<Limits> {
   if (request !== undefined) out.requestTimeoutMs = request * 1000
   const first = parseBounded(env.firstChunkTimeoutS, 'COORD_FIRST_CHUNK_TIMEOUT_S', 1, 3600)
   if (first !== undefined) out.firstChunkTimeoutMs = first * 1000
+  const drain = parseBounded(env.drainTimeoutS, 'COORD_DRAIN_TIMEOUT_S', 0, 3600)
+  if (drain !== undefined) out.drainTimeoutMs = drain * 1000
   return out
 }
 

@@ -154,6 +154,15 @@ export class ProviderError extends CoordinatorError {
   }
 }
 
+/** The coordinator is draining for shutdown: it takes no new work. */
+export class DrainingError extends CoordinatorError {
+  override name = 'DrainingError'
+  override readonly exposeMessage = true
+  constructor() {
+    super('coordinator_draining', 'the coordinator is shutting down; retry on another instance or shortly')
+  }
+}
+
 /** The coordinator has no buffer memory left for another held answer. */
 export class CoordinatorBusyError extends CoordinatorError {
   override name = 'CoordinatorBusyError'
@@ -192,6 +201,7 @@ export const httpStatus: Readonly<Record<string, number>> = {
   provider_error: 502,
   provider_timeout: 504,
   coordinator_busy: 503,
+  coordinator_draining: 503,
   context_length_exceeded: 400,
   COORD_TOKEN_ACTIVE_EXISTS: 409,
   COORD_TOKEN_PREFIX_AMBIGUOUS: 409,

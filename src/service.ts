@@ -9,11 +9,12 @@ import { isIdle } from './pool/eviction.js'
 import { Close } from './protocol/close-codes.js'
 import { PendingLimiter } from './ws/pending-limiter.js'
 import { closeSocket } from './ws/provider-connection.js'
+import { drainSession } from './ws/provider-control.js'
 import { createUpgradeHandler } from './ws/upgrade.js'
 
 /** The coordinator process: HTTP routes, the provider WebSocket endpoint and the idle sweep. */
 export class Service {
-  private state: 'created' | 'started' | 'destroyed' = 'created'
+  private state: 'created' | 'started' | 'draining' | 'destroyed' = 'created'
   private sweepTimer: NodeJS.Timeout | undefined
   private destroying: Promise<void> | undefined
 
@@ -34,7 +35,7 @@ export class Service {
     })
     const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes, perMessageDeflate: false })
     const svc = new Service(ctx, server, wss)
-    const handler = createHttpHandler(ctx)
+    const handler = createHttpHandler(ctx, { draining: () => svc.state === 'draining' })
     server.on('request', (req, res) => void handler(req, res))
     const pending = new PendingLimiter(limits.maxPendingConnections, limits.maxPendingPerIp)
     server.on('upgrade', createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started'))
@@ -68,6 +69,27 @@ export class Service {
     return closed
   }
 
+  /**
+   * SIGTERM: stop taking work (upgrades and buyer requests get 503), send `drain` to every
+   * provider, let the requests in flight finish for up to `drainMs`, then destroy. Requests still
+   * running at the deadline are cut. A second signal can call destroy() to cut it short.
+   */
+  async drainAndStop(drainMs: number): Promise<void> {
+    if (this.state !== 'started') return this.destroy()
+    this.state = 'draining'
+    const inFlight = this.ctx.dispatcher.inFlight
+    this.ctx.log.info({ event: 'coordinator.draining', in_flight: inFlight, deadline_ms: drainMs }, 'draining: no new work')
+    for (const session of this.ctx.registry.sessions()) drainSession(this.ctx, session, { close: false })
+    // Idle keep-alive buyer connections would only bring new requests: close them now.
+    this.server.closeIdleConnections()
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), drainMs)))
+    const outcome = await Promise.race([this.ctx.dispatcher.whenIdle(null).then(() => 'idle' as const), deadline])
+    clearTimeout(timer)
+    this.ctx.log.info({ event: 'coordinator.drained', outcome, cut: this.ctx.dispatcher.inFlight }, outcome === 'idle' ? 'drained' : 'drain deadline passed; cutting what is left')
+    await this.destroy()
+  }
+
   /** Idempotent: stop accepting, close provider sockets with 1001, stop HTTP, close the database. */
   destroy(): Promise<void> {
     this.destroying ??= this.shutdown()
@@ -79,7 +101,7 @@ export class Service {
   }
 
   private async shutdown(): Promise<void> {
-    const wasStarted = this.state === 'started'
+    const wasStarted = this.state === 'started' || this.state === 'draining'
     this.state = 'destroyed'
     clearInterval(this.sweepTimer)
     try {

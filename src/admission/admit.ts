@@ -85,6 +85,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       inFlight: 0,
       consecutiveFailures: 0,
       cooldownUntil: 0,
+      drainRequested: false,
       connectedAt: now,
       lastHeartbeatAt: null,
       lastInboundAt: now,

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AppContext } from '../context.js'
-import { CoordinatorError, MethodNotAllowedError, NotFoundError, UnauthorizedError } from '../errors.js'
+import { CoordinatorError, DrainingError, MethodNotAllowedError, NotFoundError, UnauthorizedError } from '../errors.js'
+import { PROVIDER_ID_RE } from '../tokens/token.js'
+import { drainSession, kickSession } from '../ws/provider-control.js'
 import { routingEligible } from '../pool/routing-eligible.js'
 import { listModels } from '../routing/list-models.js'
 import { chatCompletions } from './chat-completions.js'
@@ -14,7 +16,7 @@ type Route = Partial<Record<'GET' | 'POST', Handler>>
  * The coordinator's HTTP routes. Only POST /v1/chat/completions reads a body, and it bounds it;
  * a GET route never reads one.
  */
-export function createHttpHandler(ctx: AppContext) {
+export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => boolean }) {
   const createdS = Math.floor(ctx.startedAt / 1000)
   const operatorOnly = (handler: Handler): Handler => (req, res) => {
     if (!ctx.isOperator(req.headers.authorization)) throw new UnauthorizedError()
@@ -25,17 +27,49 @@ export function createHttpHandler(ctx: AppContext) {
     res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType, 'cache-control': 'no-store' })
     res.end(text)
   }
+  /** New buyer work is refused while the coordinator drains for shutdown. */
+  const buyerRoute = (handler: Handler): Handler => (req, res) => {
+    if (lifecycle.draining()) throw new DrainingError()
+    return handler(req, res)
+  }
   const routes: Record<string, Route> = {
-    '/healthz': { GET: (_req, res) => sendJson(res, 200, health(ctx)) },
+    '/healthz': {
+      GET: (_req, res) => {
+        // A load balancer takes a draining instance out of rotation on the 503.
+        const draining = lifecycle.draining()
+        sendJson(res, draining ? 503 : 200, { ...health(ctx), status: draining ? 'draining' : 'ok' })
+      },
+    },
     '/poolz': { GET: operatorOnly((_req, res) => sendJson(res, 200, renderPoolz(ctx.registry.liveSessions()))) },
     '/metrics': { GET: ctx.config.metricsRequireKey ? operatorOnly(metrics) : metrics },
-    '/v1/models': { GET: (_req, res) => sendJson(res, 200, listModels(ctx.registry.liveSessions(), createdS)) },
-    '/v1/chat/completions': { POST: (req, res) => chatCompletions(ctx, req, res) },
+    '/v1/models': { GET: buyerRoute((_req, res) => sendJson(res, 200, listModels(ctx.registry.liveSessions(), createdS))) },
+    '/v1/chat/completions': { POST: buyerRoute((req, res) => chatCompletions(ctx, req, res)) },
   }
+  /** POST /admin/providers/{provider_id}/drain|kick, operator bearer (specs/operator-api.md). */
+  const admin = (action: 'drain' | 'kick', providerId: string): Handler =>
+    operatorOnly((_req, res) => {
+      const session = ctx.registry.get(providerId)
+      if (session === undefined) throw new NotFoundError()
+      if (action === 'drain') drainSession(ctx, session, { close: true })
+      else kickSession(ctx, session)
+      sendJson(res, action === 'drain' ? 202 : 200, {
+        provider_id: session.providerId,
+        assigned_id: session.assignedId,
+        action,
+        in_flight: session.inFlight,
+      })
+    })
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0] as string
     try {
-      const route = Object.hasOwn(routes, path) ? routes[path] : undefined
+      const adminMatch = /^\/admin\/providers\/([^/]+)\/(drain|kick)$/.exec(path)
+      const route = adminMatch
+        ? PROVIDER_ID_RE.test(adminMatch[1] as string)
+          ? { POST: admin(adminMatch[2] as 'drain' | 'kick', adminMatch[1] as string) }
+          : undefined
+        : Object.hasOwn(routes, path)
+          ? routes[path]
+          : undefined
       if (route === undefined) throw new NotFoundError()
       const method = req.method === 'HEAD' ? 'GET' : req.method
       const handler = method === 'GET' || method === 'POST' ? route[method] : undefined
@@ -47,6 +81,10 @@ export function createHttpHandler(ctx: AppContext) {
       const headers: Record<string, string> = {}
       if (err instanceof UnauthorizedError) headers['www-authenticate'] = 'Bearer'
       if (err instanceof MethodNotAllowedError) headers.allow = err.allow
+      if (err instanceof DrainingError) {
+        headers['retry-after'] = '5'
+        headers.connection = 'close'
+      }
       sendError(res, err, headers)
     }
   }

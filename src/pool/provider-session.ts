@@ -25,6 +25,8 @@ export interface ProviderSession {
   consecutiveFailures: number
   /** Clock ms until which selection ranks this session below healthy ones; 0 when healthy. */
   cooldownUntil: number
+  /** The coordinator asked it to drain (operator or shutdown). Its heartbeats cannot undo this. */
+  drainRequested: boolean
   connectedAt: number
   lastHeartbeatAt: number | null
   lastInboundAt: number

@@ -108,6 +108,13 @@ export class Registry<H> {
     if (entry && entry.session.status === 'ready') entry.session.status = 'busy'
   }
 
+  /** Marks the current session draining: no new work, whatever its heartbeats say. */
+  requestDrain(providerId: string, assignedId: string): boolean {
+    const entry = this.current(providerId, assignedId)
+    if (entry) entry.session.drainRequested = true
+    return entry !== undefined
+  }
+
   /** The live pool without copying it; for the per-request selection scan. */
   *liveSessions(): IterableIterator<ProviderSession> {
     for (const e of this.byProvider.values()) yield e.session

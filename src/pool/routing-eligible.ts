@@ -1,10 +1,11 @@
 import type { ProviderSession } from './provider-session.js'
 
-export type IneligibleReason = 'quarantined_duplicate' | 'not_ready' | 'no_free_slots'
+export type IneligibleReason = 'quarantined_duplicate' | 'draining' | 'not_ready' | 'no_free_slots'
 
 export type Eligibility = { eligible: true } | { eligible: false; reason: IneligibleReason }
 
-type EligibilityFacts = Pick<ProviderSession, 'authState' | 'status' | 'slotsFree' | 'maxConcurrency' | 'inFlight'>
+type EligibilityFacts = Pick<ProviderSession, 'authState' | 'status' | 'slotsFree' | 'maxConcurrency' | 'inFlight'> &
+  Partial<Pick<ProviderSession, 'drainRequested'>>
 
 /**
  * Slots the coordinator may still use. The provider's report can lag behind our own dispatches,
@@ -22,6 +23,7 @@ export function routingEligible(s: EligibilityFacts): Eligibility {
   if (s.authState !== 'bearer_validated' && s.authState !== 'self_minted') {
     return { eligible: false, reason: 'quarantined_duplicate' }
   }
+  if (s.drainRequested === true) return { eligible: false, reason: 'draining' }
   if (s.status !== 'ready') return { eligible: false, reason: 'not_ready' }
   if (effectiveFreeSlots(s) <= 0) return { eligible: false, reason: 'no_free_slots' }
   return { eligible: true }

@@ -10,6 +10,8 @@ export const Close = {
   unsupportedVersion: { code: 4004, reason: 'unsupported_version' },
   invalidToken: { code: 4005, reason: 'invalid_token' },
   replaced: { code: 4006, reason: 'replaced' },
+  kicked: { code: 4007, reason: 'kicked' },
+  drained: { code: 1000, reason: 'drained' },
   idleTimeout: { code: 4010, reason: 'idle_timeout' },
   poolFull: { code: 4429, reason: 'pool_full' },
   admissionBusy: { code: 4429, reason: 'admission_busy' },

@@ -46,6 +46,7 @@ interface Attempt {
 export class Dispatcher {
   private readonly byId = new Map<string, Attempt>()
   private readonly bySession = new Map<ProviderSession, Set<Attempt>>()
+  private readonly idleWaiters = new Map<ProviderSession | null, Array<() => void>>()
 
   constructor(
     private readonly registry: Registry<WebSocket>,
@@ -101,6 +102,19 @@ export class Dispatcher {
     this.emit(a, { kind: 'end', end })
   }
 
+  /**
+   * Resolves once nothing is in flight on `session` (or, for null, anywhere): for drains. Already
+   * idle resolves at once.
+   */
+  whenIdle(session: ProviderSession | null): Promise<void> {
+    if (session === null ? this.byId.size === 0 : !this.bySession.has(session)) return Promise.resolve()
+    return new Promise((resolve) => {
+      const list = this.idleWaiters.get(session) ?? []
+      list.push(resolve)
+      this.idleWaiters.set(session, list)
+    })
+  }
+
   /** The session's socket closed: every request still on it is lost. */
   onSessionClosed(session: ProviderSession): DisconnectPhase {
     const set = this.bySession.get(session)
@@ -131,7 +145,18 @@ export class Dispatcher {
     this.byId.delete(a.requestId)
     const set = this.bySession.get(a.session)
     set?.delete(a)
-    if (set?.size === 0) this.bySession.delete(a.session)
+    if (set?.size === 0) {
+      this.bySession.delete(a.session)
+      this.wake(a.session)
+    }
+    if (this.byId.size === 0) this.wake(null)
     this.registry.release(a.session)
+  }
+
+  private wake(key: ProviderSession | null): void {
+    const list = this.idleWaiters.get(key)
+    if (list === undefined) return
+    this.idleWaiters.delete(key)
+    for (const resolve of list) queueMicrotask(resolve)
   }
 }

@@ -20,6 +20,7 @@ export function makeSession(over: Partial<ProviderSession> = {}): ProviderSessio
     inFlight: 0,
     consecutiveFailures: 0,
     cooldownUntil: 0,
+    drainRequested: false,
     connectedAt: 100,
     lastHeartbeatAt: null,
     lastInboundAt: 100,

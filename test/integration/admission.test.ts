@@ -106,7 +106,7 @@ t.test('COORD_REQUIRE_PROVIDER_TOKENS is read live on every upgrade', async (t) 
   const keyed = await join(s.wsUrl, 'keyed', { token })
   t.equal(keyed.ack?.auth_state, 'bearer_validated', 'a bearer is still admitted')
 
-  s.svc.ctx.live.set({ requireProviderTokens: false })
+  s.svc.ctx.live.set({ ...s.svc.ctx.live.get(), requireProviderTokens: false })
   const open = await join(s.wsUrl, 'newbie')
   t.equal(open.ack?.auth_state, 'self_minted', 'the next upgrade sees the new setting')
   t.equal((await s.poolz()).summary.total, 2, 'existing sessions were left alone')

@@ -30,7 +30,9 @@ t.test('defaults', async (t) => {
   t.equal(c.operatorKey, null)
   t.equal(c.trustProxy, false)
   t.equal(c.logLevel, 'info')
-  t.strictSame(c.live, { requireProviderTokens: false })
+  t.strictSame(c.live, { requireProviderTokens: false, logLevel: 'info' })
+  t.equal(c.configFile, null)
+  t.strictSame(c.envLive, {})
   t.strictSame(c.limits, defaultLimits)
 })
 
@@ -166,15 +168,15 @@ t.test('limits overrides merge over the defaults', async (t) => {
 })
 
 t.test('LiveConfig get/set', async (t) => {
-  const live = new LiveConfig({ requireProviderTokens: false })
-  t.strictSame(live.get(), { requireProviderTokens: false })
-  const next = { requireProviderTokens: true }
+  const live = new LiveConfig({ requireProviderTokens: false, logLevel: 'info' })
+  t.strictSame(live.get(), { requireProviderTokens: false, logLevel: 'info' })
+  const next = { requireProviderTokens: true, logLevel: 'info' }
   live.set(next)
-  t.strictSame(live.get(), { requireProviderTokens: true })
+  t.strictSame(live.get(), { requireProviderTokens: true, logLevel: 'info' })
   next.requireProviderTokens = false
   t.equal(live.get().requireProviderTokens, true, 'set copies: later changes to the argument do not leak in')
   t.ok(Object.isFrozen(live.get()), 'the stored settings are frozen')
-  live.set({ requireProviderTokens: false })
+  live.set({ requireProviderTokens: false, logLevel: 'debug' })
   t.equal(live.get().requireProviderTokens, false, 'a second set takes effect')
 })
 
@@ -192,6 +194,7 @@ t.test('readEnv maps the environment names', async (t) => {
     COORD_MAX_BODY_BYTES: '2048',
     COORD_REQUEST_TIMEOUT_S: '120',
     COORD_FIRST_CHUNK_TIMEOUT_S: '15',
+    COORD_CONFIG: '/etc/poolcoord/live.yaml',
     UNRELATED: 'ignored',
   }
   const expected: Env = {
@@ -207,6 +210,7 @@ t.test('readEnv maps the environment names', async (t) => {
     maxBodyBytes: '2048',
     requestTimeoutS: '120',
     firstChunkTimeoutS: '15',
+    configFile: '/etc/poolcoord/live.yaml',
   }
   t.strictSame(readEnv(env), expected)
   t.strictSame(
@@ -224,6 +228,7 @@ t.test('readEnv maps the environment names', async (t) => {
       maxBodyBytes: undefined,
       requestTimeoutS: undefined,
       firstChunkTimeoutS: undefined,
+      configFile: undefined,
     },
     'an empty env yields no values',
   )
@@ -242,4 +247,31 @@ t.test('readEnv maps the environment names', async (t) => {
   }
   const emptyKey = thrown(() => envToConfig(readEnv({ COORD_OPERATOR_KEY: '' })))
   t.ok(emptyKey instanceof ConfigError, 'COORD_OPERATOR_KEY= (empty) is refused end to end')
+})
+
+t.test('the live settings file: JSON or YAML, strict keys, and the environment wins', async (t) => {
+  const { parseConfigFile } = await import('../../src/config-file.js')
+  t.strictSame(parseConfigFile('require_provider_tokens: true\nlog_level: debug\n', 'x.yaml'), { requireProviderTokens: true, logLevel: 'debug' })
+  t.strictSame(parseConfigFile('{"require_provider_tokens": false}', 'x.json'), { requireProviderTokens: false })
+  t.strictSame(parseConfigFile('', 'x.yml'), {}, 'an empty file sets nothing')
+  const bad: Array<[string, string, RegExp]> = [
+    ['require_provider_token: true', 'x.yaml', /unknown setting "require_provider_token"/],
+    ['require_provider_tokens: "yes"', 'x.yaml', /must be true or false/],
+    ['log_level: loud', 'x.yaml', /log_level must be one of/],
+    ['{"require_provider_tokens": tru', 'x.json', /not valid JSON/],
+    ['a: [1, 2', 'x.yaml', /not valid YAML/],
+    ['- 1\n- 2', 'x.yaml', /must hold a mapping/],
+    ['require_provider_tokens = true', 'x.toml', /\.json, \.yaml or \.yml/],
+  ]
+  for (const [text, path, message] of bad) {
+    const err = thrown(() => parseConfigFile(text, path))
+    t.ok(err instanceof ConfigError, `${text} refused`)
+    t.match((err as Error).message, message)
+  }
+  const fromFile = envToConfig({}, {}, { requireProviderTokens: true, logLevel: 'warn' })
+  t.strictSame(fromFile.live, { requireProviderTokens: true, logLevel: 'warn' })
+  t.equal(fromFile.logLevel, 'warn')
+  const envWins = envToConfig({ requireProviderTokens: 'false', logLevel: 'error' }, {}, { requireProviderTokens: true, logLevel: 'warn' })
+  t.strictSame(envWins.live, { requireProviderTokens: false, logLevel: 'error' })
+  t.strictSame(envWins.envLive, { requireProviderTokens: false, logLevel: 'error' })
 })

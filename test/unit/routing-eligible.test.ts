@@ -61,3 +61,10 @@ t.test('every non-ready status is not_ready, every non-routable auth state is qu
   }
   t.equal(eligibleCount, 2, 'only bearer_validated/ready and self_minted/ready are eligible')
 })
+
+t.test('a drain the coordinator asked for wins over a ready heartbeat', async (t) => {
+  const { makeSession } = await import('../helpers/fixtures.js')
+  t.same(routingEligible(makeSession({ drainRequested: true })), { eligible: false, reason: 'draining' })
+  t.same(routingEligible(makeSession({ drainRequested: true, authState: 'bearerless_duplicate' })), { eligible: false, reason: 'quarantined_duplicate' })
+  t.same(routingEligible(makeSession({ drainRequested: false })), { eligible: true })
+})
