@@ -43,6 +43,17 @@ export class StoreUnavailableError extends CoordinatorError {
   }
 }
 
+/** Another live process (pid) holds the embedded database. */
+export class DatabaseLockedError extends CoordinatorError {
+  override name = 'DatabaseLockedError'
+  constructor(readonly pid: number) {
+    super(
+      'COORD_DB_LOCKED',
+      `the embedded database is in use by process ${pid}; stop it first, or use PostgreSQL (DATABASE_URL) to work while the coordinator runs`,
+    )
+  }
+}
+
 export class InvalidProviderIdError extends CoordinatorError {
   override name = 'InvalidProviderIdError'
   constructor() {

@@ -13,6 +13,19 @@ export const OPERATOR_KEY_FILE = 'operator-key'
  */
 export function resolveOperatorKey(configured: string | null, dataDir: string, log: Logger): string {
   if (configured !== null) return configured
+  const existing = readOperatorKeyFile(dataDir)
+  if (existing !== null) return existing
+  const file = path.resolve(dataDir, OPERATOR_KEY_FILE)
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
+  const key = randomBytes(32).toString('hex')
+  // 'wx': never overwrite a key another process wrote a moment ago.
+  writeFileSync(file, `${key}\n`, { mode: 0o600, flag: 'wx' })
+  log.warn({ event: 'operator_key.generated', path: file }, 'generated an operator key; it is stored in this file (mode 0600)')
+  return key
+}
+
+/** The key in <dataDir>/operator-key, if there is one; refuses a link, a foreign owner or loose mode. */
+export function readOperatorKeyFile(dataDir: string): string | null {
   const file = path.resolve(dataDir, OPERATOR_KEY_FILE)
   let existing: string | null = null
   try {
@@ -28,14 +41,6 @@ export function resolveOperatorKey(configured: string | null, dataDir: string, l
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  if (existing !== null) {
-    checkOperatorKey(existing, file)
-    return existing
-  }
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 })
-  const key = randomBytes(32).toString('hex')
-  // 'wx': never overwrite a key another process wrote a moment ago.
-  writeFileSync(file, `${key}\n`, { mode: 0o600, flag: 'wx' })
-  log.warn({ event: 'operator_key.generated', path: file }, 'generated an operator key; it is stored in this file (mode 0600)')
-  return key
+  if (existing !== null) checkOperatorKey(existing, file)
+  return existing
 }

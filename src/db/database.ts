@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
+import { DatabaseLockedError } from '../errors.js'
 import { Kysely, PostgresDialect } from 'kysely'
 import { PGliteDialect } from 'kysely-pglite-dialect'
 import pg from 'pg'
@@ -94,7 +95,14 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
     dir = path.resolve(opts.dataDir, 'pglite')
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   }
-  const lite = await PGlite.create(dir)
+  const unlock = dir === undefined ? () => undefined : lockDataDir(dir)
+  let lite: PGlite
+  try {
+    lite = await PGlite.create(dir)
+  } catch (err) {
+    unlock()
+    throw err
+  }
   const kysely = new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(lite) })
   let closed: Promise<void> | undefined
   return {
@@ -112,8 +120,44 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
     },
     close() {
       // As for Postgres: Kysely closes the driver only if Kysely used it.
-      closed ??= kysely.destroy().then(() => (lite.closed ? undefined : lite.close()))
+      closed ??= kysely.destroy().then(() => (lite.closed ? undefined : lite.close())).finally(unlock)
       return closed
     },
+  }
+}
+
+/**
+ * PGlite is one process's database: a second process opening the same files would corrupt
+ * them. The owner holds <dir>.lock (its pid, created exclusively); a lock whose process is gone
+ * is taken over. Returns the release function.
+ */
+function lockDataDir(dir: string): () => void {
+  const lock = `${dir}.lock`
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 })
+      return () => {
+        try {
+          if (readFileSync(lock, 'utf8').trim() === String(process.pid)) unlinkSync(lock)
+        } catch {
+          // already gone
+        }
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const pid = Number(readFileSync(lock, 'utf8').trim())
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) throw new DatabaseLockedError(pid)
+      unlinkSync(lock) // stale: its process is gone
+    }
+  }
+  throw new DatabaseLockedError(0)
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

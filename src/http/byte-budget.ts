@@ -23,6 +23,10 @@ export class ByteBudget {
         held = n
         return true
       },
+      hold: (n) => {
+        this.used += n - held
+        held = n
+      },
       release: () => {
         this.used -= held
         held = 0
@@ -34,5 +38,7 @@ export class ByteBudget {
 export interface Reservation {
   /** Sets the reservation to n bytes; false, changing nothing, if that would pass the limit. */
   resize(n: number): boolean
+  /** Sets the reservation to n bytes even past the limit: for bytes already in memory. */
+  hold(n: number): void
   release(): void
 }

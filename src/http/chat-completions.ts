@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AppContext } from '../context.js'
-import { RequestTooLargeError, toPublicError } from '../errors.js'
+import { CoordinatorBusyError, CoordinatorError, RequestTooLargeError, toPublicError } from '../errors.js'
 import { parseChatRequest, parsePin } from './chat-request.js'
 import { BodyAbortedError, readBody } from './read-body.js'
 import { relay, type RelayResult } from './relay.js'
@@ -12,13 +12,16 @@ import { sendError } from './respond.js'
  * POST /v1/chat/completions: read and check the body, run it against the pool, then record one
  * metric sample and one log line for the request, whatever its outcome.
  */
-export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res: ServerResponse, queued: WeakMap<object, number>): Promise<void> {
   const arrivedAt = ctx.clock.now()
   const requestId = `req-${randomUUID()}`
   res.setHeader('x-request-id', requestId)
   let model: string | null = null
   let stream = false
   let result: RelayResult
+  // The body and its frame stay in memory for the whole request, queued or running: they count
+  // against the same process-wide budget as held answers.
+  const bodyBytes = ctx.buffers.reservation()
   try {
     const pin = parsePin(req.headers['x-pool-provider'])
     const chat = parseChatRequest(await readBody(req, ctx.config.limits.maxBodyBytes))
@@ -29,7 +32,8 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     if (Buffer.byteLength(frame) > ctx.config.limits.maxDispatchFrameBytes) {
       throw new RequestTooLargeError(`encoded request exceeds the ${ctx.config.limits.maxDispatchFrameBytes}-byte provider frame limit`)
     }
-    if (!(await ownsSocket(req, res))) throw new BodyAbortedError('buyer left while pipelined')
+    if (!bodyBytes.resize(2 * Buffer.byteLength(frame))) throw new CoordinatorBusyError()
+    if (!(await ownsSocket(req, res, queued))) throw new BodyAbortedError('buyer left while pipelined')
     result = await relay(ctx, res, { requestId, model: chat.model, stream: chat.stream, frame, pin }, arrivedAt)
   } catch (err) {
     // Only request errors reach here: relay answers every routing outcome itself.
@@ -39,8 +43,10 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     } else {
       sendError(res, err, err instanceof RequestTooLargeError ? { connection: 'close' } : {})
       result = { status: toPublicError(err).body.error.code, ...none }
-      if (toPublicError(err).status >= 500) ctx.log.error({ err, request_id: requestId }, 'request failed')
+      if (toPublicError(err).status >= 500 && !(err instanceof CoordinatorError)) ctx.log.error({ err, request_id: requestId }, 'request failed')
     }
+  } finally {
+    bodyBytes.release()
   }
   const durationMs = ctx.clock.now() - arrivedAt
   ctx.metrics.request({
@@ -66,15 +72,22 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
   else ctx.log.warn(line, 'request failed')
 }
 
+/** Pipelined requests a connection may have waiting behind the one being answered. */
+const MAX_QUEUED_PER_CONNECTION = 4
+
 /**
  * HTTP/1.1 pipelining: a response queued behind another gets its socket only when that one is
  * done, and until then it never hears of the socket closing. Dispatching it early would hold a
  * provider slot for a buyer who may already be gone, so it waits for its turn, or for the close.
  */
-function ownsSocket(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+function ownsSocket(req: IncomingMessage, res: ServerResponse, queued: WeakMap<object, number>): Promise<boolean> {
   if (res.socket !== null) return Promise.resolve(true)
   const socket = req.socket
   if (socket.destroyed) return Promise.resolve(false)
+  // Node reads pipelined requests without limit: a connection may queue only a few.
+  const waiting = queued.get(socket) ?? 0
+  if (waiting >= MAX_QUEUED_PER_CONNECTION) return Promise.reject(new CoordinatorBusyError())
+  queued.set(socket, waiting + 1)
   return new Promise((resolve) => {
     // One listener per queued response, removed when it gets its turn: raise the cap to match.
     socket.setMaxListeners(socket.getMaxListeners() + 1)
@@ -82,6 +95,7 @@ function ownsSocket(req: IncomingMessage, res: ServerResponse): Promise<boolean>
       res.off('socket', onSocket)
       socket.off('close', onClose)
       socket.setMaxListeners(Math.max(10, socket.getMaxListeners() - 1))
+      queued.set(socket, (queued.get(socket) ?? 1) - 1)
       resolve(owned)
     }
     const onSocket = settle(true)

@@ -18,6 +18,8 @@ type Route = Partial<Record<'GET' | 'POST', Handler>>
  */
 export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => boolean }) {
   const createdS = Math.floor(ctx.startedAt / 1000)
+  /** Pipelined chat requests waiting per connection (http/chat-completions.ts). */
+  const queued = new WeakMap<object, number>()
   const operatorOnly = (handler: Handler): Handler => (req, res) => {
     if (!ctx.isOperator(req.headers.authorization)) throw new UnauthorizedError()
     return handler(req, res)
@@ -43,7 +45,7 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
     '/poolz': { GET: operatorOnly((_req, res) => sendJson(res, 200, renderPoolz(ctx.registry.liveSessions()))) },
     '/metrics': { GET: ctx.config.metricsRequireKey ? operatorOnly(metrics) : metrics },
     '/v1/models': { GET: buyerRoute((_req, res) => sendJson(res, 200, listModels(ctx.registry.liveSessions(), createdS))) },
-    '/v1/chat/completions': { POST: buyerRoute((req, res) => chatCompletions(ctx, req, res)) },
+    '/v1/chat/completions': { POST: buyerRoute((req, res) => chatCompletions(ctx, req, res, queued)) },
   }
   /** POST /admin/providers/{provider_id}/drain|kick, operator bearer (specs/operator-api.md). */
   const admin = (action: 'drain' | 'kick', providerId: string): Handler =>

@@ -47,10 +47,11 @@ const SSE_HEADERS = {
  * What a buffered chunk costs beyond its bytes (object headers, list nodes). Charged per chunk,
  * so that a provider cannot make a byte limit cost ten times its size in tiny chunks.
  */
-const CHUNK_OVERHEAD_BYTES = 64
+const CHUNK_OVERHEAD_BYTES = 256
 
 /** Failures that say something about the provider, and so start its cooldown. */
 const PROVIDER_FAULTS: ReadonlySet<AttemptFailure> = new Set([
+  'disconnect',
   'unreachable',
   'queue_full',
   'model_not_loaded',
@@ -90,17 +91,19 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
     let queuedWrites = 0
     let endsWithBlankLine = true
     let firstChunkTimer: NodeJS.Timeout | undefined
-    const deadline = setTimeout(
-      () => {
-        withdraw('timeout')
-        fail(new ProviderTimeoutError())
-      },
-      Math.max(0, limits.requestTimeoutMs - (ctx.clock.now() - arrivedAt)),
-    )
+    const remaining = limits.requestTimeoutMs - (ctx.clock.now() - arrivedAt)
+    const deadline = setTimeout(() => {
+      // A provider that holds a request to the deadline is at fault as much as one that fails it.
+      if (attempt !== null) recordOutcome(false)
+      withdraw('timeout')
+      fail(new ProviderTimeoutError())
+    }, Math.max(0, remaining))
 
     res.on('close', onBuyerClose)
     res.on('drain', onDrain)
-    tryNext(null)
+    // A request that spent its whole deadline queued (a slow upload, a pipeline) is not dispatched.
+    if (remaining <= 0) fail(new ProviderTimeoutError())
+    else tryNext(null)
 
     function tryNext(previous: AttemptFailure | null): void {
       const sel = selectProvider(ctx.registry.liveSessions(), { model: r.model, pin: r.pin, exclude: tried }, Math.random, ctx.clock.now())
@@ -117,10 +120,14 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       firstChunkAt = null
       attempt = ctx.dispatcher.dispatch(session, { requestId: r.requestId, frame: r.frame }, onEvent)
       if (attempt === null) return onFailure('unreachable')
-      firstChunkTimer = setTimeout(() => {
-        withdraw('timeout')
-        onFailure('first_chunk_timeout')
-      }, limits.firstChunkTimeoutMs)
+      // Only streams have a first-chunk deadline: a non-streaming answer may legitimately come
+      // in one piece at the end of a long generation, bounded by the request deadline.
+      if (r.stream) {
+        firstChunkTimer = setTimeout(() => {
+          withdraw('timeout')
+          onFailure('first_chunk_timeout')
+        }, limits.firstChunkTimeoutMs)
+      }
     }
 
     function onEvent(e: AttemptEvent): void {
@@ -150,18 +157,19 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       if (!r.stream) {
         heldBytes += Buffer.byteLength(data) + CHUNK_OVERHEAD_BYTES
         if (heldBytes > limits.maxResponseBytes) {
+          recordOutcome(false)
           withdraw('response_too_large')
           return fail(new ProviderError())
         }
         if (!buffered.resize(heldBytes)) {
-          withdraw('response_too_large')
+          withdraw('coordinator_busy')
           return fail(new CoordinatorBusyError())
         }
         held.push(data)
         return
       }
-      // Checked before the write, so the backlog is bounded by the limit plus one frame.
-      const backlog = res.writableLength + queuedWrites * CHUNK_OVERHEAD_BYTES
+      // Counted with this chunk included, before writing it: the backlog never passes the limit.
+      const backlog = res.writableLength + Buffer.byteLength(data) + (queuedWrites + 1) * CHUNK_OVERHEAD_BYTES
       if (backlog > limits.maxBuyerBacklogBytes || !buffered.resize(backlog)) {
         withdraw('buyer_too_slow')
         res.destroy()
@@ -193,8 +201,9 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       fail(errorForFailure(failure))
     }
 
+    /** Pinned requests never move a provider's health: a buyer could aim them at an honest one. */
     function recordOutcome(ok: boolean): void {
-      if (current !== null) ctx.registry.recordOutcome(current.providerId, current.assignedId, ok, ctx.clock.now())
+      if (current !== null && r.pin === null) ctx.registry.recordOutcome(current.providerId, ok, ctx.clock.now())
     }
 
     function complete(): void {
@@ -230,6 +239,32 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       done(pub.body.error.code)
     }
 
+    /**
+     * The last bytes may still sit in our send buffer. They stay counted in the budget until they
+     * are sent, and a buyer that stops reading them (no progress for writeStallTimeoutMs) is cut.
+     */
+    function watchUnsent(): void {
+      buffered.hold(res.writableLength)
+      let last = res.writableLength
+      const stall = setInterval(() => {
+        const now = res.writableLength
+        if (now < last) {
+          last = now
+          buffered.hold(now)
+          return
+        }
+        ctx.log.warn({ event: 'request.write_stall', request_id: r.requestId, unsent_bytes: now }, 'buyer stopped reading; connection closed')
+        res.destroy()
+      }, limits.writeStallTimeoutMs)
+      stall.unref()
+      const stop = (): void => {
+        clearInterval(stall)
+        buffered.release()
+      }
+      res.once('finish', stop)
+      res.once('close', stop)
+    }
+
     function withdraw(reason: CancelReason): void {
       attempt?.cancel(reason)
       attempt = null
@@ -247,19 +282,9 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       clearTimeout(firstChunkTimer)
       res.off('close', onBuyerClose)
       res.off('drain', onDrain)
-      buffered.release()
       held = []
-      // The last bytes may still sit in our send buffer for a buyer who stopped reading; they
-      // may not sit there forever.
-      if (!res.writableFinished && !res.destroyed) {
-        const stall = setTimeout(() => {
-          ctx.log.warn({ event: 'request.write_stall', request_id: r.requestId, unsent_bytes: res.writableLength }, 'buyer stopped reading; connection closed')
-          res.destroy()
-        }, limits.writeStallTimeoutMs)
-        stall.unref()
-        res.once('finish', () => clearTimeout(stall))
-        res.once('close', () => clearTimeout(stall))
-      }
+      if (res.writableFinished || res.destroyed) buffered.release()
+      else watchUnsent()
       resolve({
         status,
         providerId: current?.providerId ?? null,

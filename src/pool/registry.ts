@@ -20,6 +20,11 @@ interface Entry<H> {
 export class Registry<H> {
   private readonly byProvider = new Map<string, Entry<H>>()
   private readonly byAssigned = new Map<string, Entry<H>>()
+  /**
+   * Failure history per provider_id, kept after its session leaves: a provider must not shed its
+   * cooldown by reconnecting. Entries go once their cooldown has passed.
+   */
+  private readonly health = new Map<string, Pick<ProviderSession, 'consecutiveFailures' | 'cooldownUntil'>>()
 
   get size(): number {
     return this.byProvider.size
@@ -30,6 +35,8 @@ export class Registry<H> {
     const decision = decideRegistration(existing?.session, session.authState)
     if (decision.action === 'refuse') return { registered: false, reason: decision.reason }
     if (existing) this.byAssigned.delete(existing.session.assignedId)
+    const past = this.health.get(session.providerId)
+    if (past !== undefined) Object.assign(session, past)
     const entry = { session, handle }
     this.byProvider.set(session.providerId, entry)
     this.byAssigned.set(session.assignedId, entry)
@@ -95,11 +102,20 @@ export class Registry<H> {
     session.inFlight = Math.max(0, session.inFlight - 1)
   }
 
-  /** Records how an attempt on the session ended, for the failure cooldown. */
-  recordOutcome(providerId: string, assignedId: string, ok: boolean, now: number): void {
-    const entry = this.current(providerId, assignedId)
-    if (entry === undefined) return
-    Object.assign(entry.session, ok ? afterSuccess() : afterFailure(entry.session, now))
+  /**
+   * Records how an attempt by providerId ended, for the failure cooldown. Applies to the id's
+   * current session, if any, and to its history, which a later session of the same id inherits.
+   */
+  recordOutcome(providerId: string, ok: boolean, now: number): void {
+    const prev = this.health.get(providerId) ?? this.byProvider.get(providerId)?.session ?? afterSuccess()
+    const next = ok ? afterSuccess() : afterFailure(prev, now)
+    const entry = this.byProvider.get(providerId)
+    if (entry) Object.assign(entry.session, next)
+    if (ok) this.health.delete(providerId)
+    else {
+      this.health.set(providerId, next)
+      if (this.health.size > 10_000) for (const [id, h] of this.health) if (h.cooldownUntil <= now) this.health.delete(id)
+    }
   }
 
   /** The provider said its queue is full: no new work until its next heartbeat says otherwise. */

@@ -17,7 +17,7 @@ export const END_STATUSES = [
 export type EndStatus = (typeof END_STATUSES)[number]
 
 /** Why the coordinator withdraws a request from a provider. A closed set, like every reason. */
-export type CancelReason = 'buyer_disconnected' | 'timeout' | 'buyer_too_slow' | 'response_too_large'
+export type CancelReason = 'buyer_disconnected' | 'timeout' | 'buyer_too_slow' | 'response_too_large' | 'coordinator_busy'
 
 export interface Usage {
   prompt_tokens: number

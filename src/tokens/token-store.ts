@@ -169,6 +169,32 @@ export class TokenStore {
   }
 
   /** Every row, oldest first. Never the hash, never the token. */
+  /**
+   * Unproven rows (active, never used) created more than `olderThanMs` ago: listed, or with
+   * `apply` revoked in the same single statement. Rows are revoked, never deleted, so the
+   * history stays.
+   */
+  async pruneUnproven(olderThanMs: number, apply: boolean): Promise<TokenInfo[]> {
+    const secs = Math.floor(olderThanMs / 1000)
+    const rows = await this.run(() =>
+      apply
+        ? sql<TokenRow>`
+            UPDATE provider_tokens SET revoked_at = now()
+            WHERE revoked_at IS NULL AND last_used_at IS NULL
+              AND created_at < now() - make_interval(secs => ${secs})
+            RETURNING id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at
+          `.execute(this.db.kysely)
+        : sql<TokenRow>`
+            SELECT id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at
+            FROM provider_tokens
+            WHERE revoked_at IS NULL AND last_used_at IS NULL
+              AND created_at < now() - make_interval(secs => ${secs})
+            ORDER BY id
+          `.execute(this.db.kysely),
+    )
+    return rows.rows.map(toInfo)
+  }
+
   async list(opts: { activeOnly?: boolean } = {}): Promise<TokenInfo[]> {
     const rows = await this.run(() => {
       let q = this.db.kysely

@@ -119,7 +119,8 @@ t.test('a drop mid-stream ends the SSE stream with an error event and [DONE], wi
     p.chunk(req.request_id, sse('partial'))
     setImmediate(() => p.crash())
   })
-  const stream = await buyer(s.url).chat.completions.create({ model: 'test-model', messages, stream: true })
+  // Pinned: after its crash above, 'first' is cooling down and would otherwise be ranked last.
+  const stream = await buyer(s.url).chat.completions.create({ model: 'test-model', messages, stream: true }, { headers: { 'X-Pool-Provider': 'first' } })
   const got: string[] = []
   const err = await apiError((async () => {
     for await (const c of stream) got.push(c.choices[0]?.delta.content ?? '')
@@ -169,7 +170,7 @@ t.test('a buyer that aborts gets cancel_request sent to the provider, and the sl
 t.test('timeouts: no first chunk in time is 504 with a cancel; the request deadline ends a stream cleanly', async (t) => {
   const s = await startTestService(t, { limits: { firstChunkTimeoutMs: 200, requestTimeoutMs: 600 } })
   const p = await TestProvider.join(s.wsUrl, 'mute', { hello: { max_concurrency: 2 } })
-  const err = await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages }))
+  const err = await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages, stream: true }))
   t.equal(err.status, 504)
   t.equal(err.code, 'provider_timeout')
   t.equal((await p.cancel(0)).reason, 'timeout')

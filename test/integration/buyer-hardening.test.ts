@@ -93,9 +93,10 @@ t.test('a finished answer left unread is cut after the write-stall timeout', asy
   const closed = new Promise<void>((r) => socket.on('close', () => r()))
   await waitFor(() => s.logs.events('request.finished').length === 1, 'the request finishes on our side')
   t.equal(s.logs.events('request.finished')[0]?.status, 'complete')
+  t.ok(s.svc.ctx.buffers.inUse > 0, 'unsent bytes of a finished answer still count against the budget')
   await waitFor(() => s.logs.events('request.write_stall').length === 1, 'the stall timeout', 5000)
   t.ok((s.logs.events('request.write_stall')[0]?.unsent_bytes as number) > 0, 'bytes were still unsent')
-  t.equal(s.svc.ctx.buffers.inUse, 0)
+  await waitFor(() => s.svc.ctx.buffers.inUse === 0, 'released once the connection is cut')
   // Now read what made it out: the connection ends short of the full 12 MiB answer.
   socket.on('data', (d: Buffer) => void (received += d.length))
   socket.resume()
@@ -119,14 +120,16 @@ t.test('pipelined requests behind a closed connection never hold provider slots'
   t.equal(p.cancels.length, 1)
   t.equal(p.requests.length, 1, 'the queued requests were never dispatched')
   await waitFor(() => s.logs.events('request.finished').length === 8, 'all eight logged')
-  t.same(new Set(s.logs.events('request.finished').map((l) => l.status)), new Set(['buyer_disconnected']))
+  const statuses = s.logs.events('request.finished').map((l) => l.status as string).sort()
+  t.same(statuses, ['buyer_disconnected', 'buyer_disconnected', 'buyer_disconnected', 'buyer_disconnected', 'buyer_disconnected', 'coordinator_busy', 'coordinator_busy', 'coordinator_busy'], 'four may wait behind the head; the rest are refused at once')
+  t.equal(s.svc.ctx.buffers.inUse, 0, 'their bodies are no longer reserved')
 })
 
 t.test('an empty chunk does not stop the first-chunk clock; "complete" with no answer is a provider error', async (t) => {
   const s = await startTestService(t, { limits: { firstChunkTimeoutMs: 200 } })
   const p = await TestProvider.join(s.wsUrl, 'hollow', { hello: { max_concurrency: 2 } })
   p.serve((req, prov) => prov.chunk(req.request_id, ''))
-  const err = await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages }))
+  const err = await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages, stream: true }))
   t.equal(err.status, 504)
   for (const stream of [false, true]) {
     const s2 = await startTestService(t)
@@ -155,4 +158,44 @@ t.test('the request deadline counts from arrival, including a slow upload', asyn
   t.equal(status, 504)
   await p.request(0)
   t.ok(Date.now() - started < 2000, 'answered at the deadline, not a full deadline after the upload')
+})
+
+t.test('a non-streaming answer may take longer than the first-chunk deadline: only streams have one', async (t) => {
+  const s = await startTestService(t, { limits: { firstChunkTimeoutMs: 150 } })
+  const p = await TestProvider.join(s.wsUrl, 'thinker')
+  const pending = buyer(s.url).chat.completions.create({ model: 'test-model', messages })
+  const req = await p.request(0)
+  // Past the first-chunk deadline, the whole answer arrives at once, as a backend would send it.
+  await new Promise<void>((resolve) => setTimeout(resolve, 300))
+  answer(['slow but complete'])(req, p)
+  t.equal((await pending).choices[0]?.message.content, 'slow but complete')
+})
+
+t.test('attack: reconnecting does not shed a failure cooldown', async (t) => {
+  const s = await startTestService(t)
+  const first = await TestProvider.join(s.wsUrl, 'flaky', { hello: { max_concurrency: 64 } })
+  const token = first.ack.assigned_provider_token as string
+  first.serve((req, p) => p.end(req.request_id, 'error_internal'))
+  const honest = await TestProvider.join(s.wsUrl, 'steady', { handler: answer(), hello: { max_concurrency: 4 } })
+  await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages }))
+  t.equal(first.requests.length, 1)
+  await first.close()
+  await waitFor(() => s.svc.ctx.registry.get('flaky') === undefined, 'gone')
+  const again = await TestProvider.join(s.wsUrl, 'flaky', { token, hello: { max_concurrency: 64 } })
+  again.serve((req, p) => p.end(req.request_id, 'error_internal'))
+  t.equal(again.ack.auth_state, 'bearer_validated')
+  t.ok((s.svc.ctx.registry.get('flaky')?.cooldownUntil ?? 0) > 0, 'the new session inherits the cooldown')
+  for (let i = 0; i < 5; i++) await buyer(s.url).chat.completions.create({ model: 'test-model', messages })
+  t.equal(again.requests.length, 0, 'the reconnected provider is still ranked last')
+  t.equal(honest.requests.length, 5)
+})
+
+t.test('pinned requests never move a provider into cooldown', async (t) => {
+  const s = await startTestService(t)
+  const p = await TestProvider.join(s.wsUrl, 'target', { hello: { max_concurrency: 8 } })
+  p.serve((req, prov) => prov.end(req.request_id, 'error_internal')) // e.g. a buyer's bad parameter
+  for (let i = 0; i < 3; i++) {
+    await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages }, { headers: { 'X-Pool-Provider': 'target' } }))
+  }
+  t.equal(s.svc.ctx.registry.get('target')?.consecutiveFailures, 0)
 })

@@ -195,6 +195,7 @@ t.test('readEnv maps the environment names', async (t) => {
     COORD_REQUEST_TIMEOUT_S: '120',
     COORD_FIRST_CHUNK_TIMEOUT_S: '15',
     COORD_CONFIG: '/etc/poolcoord/live.yaml',
+    COORD_DRAIN_TIMEOUT_S: '45',
     UNRELATED: 'ignored',
   }
   const expected: Env = {
@@ -211,6 +212,7 @@ t.test('readEnv maps the environment names', async (t) => {
     requestTimeoutS: '120',
     firstChunkTimeoutS: '15',
     configFile: '/etc/poolcoord/live.yaml',
+    drainTimeoutS: '45',
   }
   t.strictSame(readEnv(env), expected)
   t.strictSame(
@@ -229,6 +231,7 @@ t.test('readEnv maps the environment names', async (t) => {
       requestTimeoutS: undefined,
       firstChunkTimeoutS: undefined,
       configFile: undefined,
+      drainTimeoutS: undefined,
     },
     'an empty env yields no values',
   )

@@ -1,0 +1,52 @@
+import type { TokenInfo } from '../tokens/token-store.js'
+
+export type AuditReason = 'unproven_token' | 'stale_token' | 'bearerless_duplicate_session' | 'self_minted_session'
+
+export interface Offender {
+  reason: AuditReason
+  provider_id: string
+  token_prefix?: string | null
+  assigned_id?: string
+  detail: string
+}
+
+export interface PoolzSession {
+  provider_id: string
+  assigned_id: string
+  auth_state: string
+  token_prefix: string | null
+}
+
+/**
+ * Is it safe to set require_provider_tokens? Pure: the active tokens, the live sessions and the
+ * time in, the list of what would break out. Empty means safe.
+ *
+ * - An active token that was never used may belong to a provider that never stored it: with
+ *   the flag on, that provider is locked out.
+ * - A token unused for longer than `maxAgeMs` may belong to a binary that lost it.
+ * - A live `bearerless_duplicate` or `self_minted` session connected without a token; with
+ *   the flag on, its next reconnect is refused unless it kept the token it was given.
+ */
+export function auditFlip(tokens: TokenInfo[], sessions: PoolzSession[] | null, now: Date, maxAgeMs: number): Offender[] {
+  const out: Offender[] = []
+  for (const tok of tokens) {
+    if (tok.revokedAt !== null) continue
+    if (tok.lastUsedAt === null) {
+      out.push({ reason: 'unproven_token', provider_id: tok.providerId, token_prefix: tok.tokenPrefix, detail: `${tok.origin} token never used since ${tok.createdAt.toISOString()}` })
+    } else if (now.getTime() - tok.lastUsedAt.getTime() > maxAgeMs) {
+      out.push({ reason: 'stale_token', provider_id: tok.providerId, token_prefix: tok.tokenPrefix, detail: `last used ${tok.lastUsedAt.toISOString()}` })
+    }
+  }
+  for (const s of sessions ?? []) {
+    if (s.auth_state === 'bearerless_duplicate' || s.auth_state === 'self_minted') {
+      out.push({
+        reason: s.auth_state === 'self_minted' ? 'self_minted_session' : 'bearerless_duplicate_session',
+        provider_id: s.provider_id,
+        assigned_id: s.assigned_id,
+        token_prefix: s.token_prefix,
+        detail: `live session connected without a token (${s.auth_state})`,
+      })
+    }
+  }
+  return out
+}

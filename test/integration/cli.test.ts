@@ -1,0 +1,206 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { sql } from 'kysely'
+import pg from 'pg'
+import t, { type Test } from 'tap'
+import { openDatabase, type Database } from '../../src/db/database.js'
+import { createLogger } from '../../src/logger.js'
+import { TokenStore } from '../../src/tokens/token-store.js'
+import { runCli } from '../helpers/cli.js'
+import { join as joinPool } from '../helpers/provider-client.js'
+import { OPERATOR_KEY, startTestService } from '../helpers/service.js'
+
+/*
+ * coordinator-cli end to end, as a separate process: against a fresh PostgreSQL database when
+ * TEST_DATABASE_URL is set (as in CI), else against an embedded data directory.
+ */
+const pgUrl = process.env.TEST_DATABASE_URL
+const quiet = createLogger({ level: 'silent' })
+
+async function cliTarget(t: Test): Promise<{ env: Record<string, string>; open: () => Promise<Database> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-cli-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const base = { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY }
+  if (pgUrl === undefined) {
+    return { env: base, open: () => openDatabase({ url: null, dataDir, log: quiet }) }
+  }
+  const name = `poolcoord_cli_${randomBytes(6).toString('hex')}`
+  const admin = new pg.Client({ connectionString: pgUrl })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  await admin.end()
+  t.teardown(async () => {
+    const c = new pg.Client({ connectionString: pgUrl })
+    await c.connect()
+    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await c.end()
+  })
+  const url = new URL(pgUrl)
+  url.pathname = `/${name}`
+  return { env: { ...base, DATABASE_URL: url.toString() }, open: () => openDatabase({ url: url.toString(), dataDir, log: quiet }) }
+}
+
+async function withDb<T>(target: { open: () => Promise<Database> }, fn: (db: Database) => Promise<T>): Promise<T> {
+  const db = await target.open()
+  try {
+    return await fn(db)
+  } finally {
+    await db.close()
+  }
+}
+
+t.test('migrate, issue-token, list-tokens, revoke-token: output and every exit code', async (t) => {
+  const target = await cliTarget(t)
+  const cli = (...args: string[]) => runCli(args, target.env)
+
+  const m1 = await cli('migrate')
+  t.equal(m1.code, 0, m1.stderr)
+  t.match(m1.stdout, /applied: 0001_provider_tokens/)
+  const m2 = await cli('migrate', '--json')
+  t.same(JSON.parse(m2.stdout), { applied: [], database: pgUrl ? 'postgres' : 'pglite' })
+
+  const issued = await cli('issue-token', '--provider-id', 'mac-1', '--name', 'studio mac')
+  t.equal(issued.code, 0, issued.stderr)
+  const token = /token:\s+([0-9a-f]{64})/.exec(issued.stdout)?.[1] as string
+  t.ok(token, 'the token is printed')
+  t.equal(issued.stdout.split(token).length - 1, 1, 'exactly once')
+  const again = await cli('issue-token', '--provider-id', 'mac-1')
+  t.equal(again.code, 1, 'an active token exists')
+  t.match(again.stderr, /an active token already exists/)
+  const j = await cli('issue-token', '--provider-id', 'gpu-1', '--json')
+  const jt = JSON.parse(j.stdout) as { token: string; token_prefix: string; origin: string }
+  t.match(jt, { provider_id: 'gpu-1', origin: 'operator_issued', token: /^[0-9a-f]{64}$/ })
+
+  const list = await cli('list-tokens')
+  t.equal(list.code, 0)
+  t.match(list.stdout, /prefix\s+provider_id\s+name\s+origin\s+created_at\s+last_used_at\s+revoked/)
+  t.match(list.stdout, /mac-1\s+studio mac\s+operator_issued/)
+  t.notOk(list.stdout.includes(token) || list.stdout.includes(jt.token), 'never a token')
+  const listJson = JSON.parse((await cli('list-tokens', '--json')).stdout) as Array<Record<string, unknown>>
+  t.equal(listJson.length, 2)
+  for (const row of listJson) {
+    t.same(Object.keys(row).sort(), ['created_at', 'last_used_at', 'name', 'origin', 'provider_id', 'revoked', 'revoked_at', 'token_prefix'])
+    t.notOk(JSON.stringify(row).includes('hash'), 'never a hash')
+  }
+
+  t.equal((await cli('revoke-token', '--token-prefix', 'XYZ')).code, 2, 'a malformed prefix is a usage error')
+  t.equal((await cli('revoke-token', '--token-prefix', 'abc')).code, 2, 'too short')
+  const unknown = await cli('revoke-token', '--token-prefix', '000000000000')
+  t.equal(unknown.code, 1)
+  // Two active tokens sharing a 6-character prefix: make one collide with mac-1's on purpose.
+  const shared = token.slice(0, 6)
+  await withDb(target, (db) => sql`INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin) VALUES (${randomBytes(32).toString('hex')}, ${`${shared}ffffff`}, 'other', 'other', 'operator_issued')`.execute(db.kysely))
+  const ambiguous = await cli('revoke-token', '--token-prefix', shared)
+  t.equal(ambiguous.code, 1)
+  t.match(ambiguous.stderr, /more than one active token/)
+  const revoked = await cli('revoke-token', '--token-prefix', token.slice(0, 12), '--json')
+  t.equal(revoked.code, 0, revoked.stderr)
+  t.match(JSON.parse(revoked.stdout), { provider_id: 'mac-1', revoked: true })
+  const active = JSON.parse((await cli('list-tokens', '--active', '--json')).stdout) as Array<{ provider_id: string }>
+  t.same(active.map((r) => r.provider_id).sort(), ['gpu-1', 'other'])
+
+  for (const [args, why] of [
+    [['issue-token'], 'a required option is missing'],
+    [['issue-token', '--provider-id', 'bad id'], 'an invalid provider_id'],
+    [['frobnicate'], 'an unknown command'],
+    [['list-tokens', '--colour'], 'an unknown option'],
+  ] as const) {
+    const r = await cli(...args)
+    t.equal(r.code, 2, why)
+    t.ok(r.stderr.length > 0, `${why}: says why`)
+  }
+  t.equal((await cli('--help')).code, 0)
+})
+
+t.test('prune-tokens: dry run by default, revokes (never deletes) with --apply, refuses under 24h', async (t) => {
+  const target = await cliTarget(t)
+  const cli = (...args: string[]) => runCli(args, target.env)
+  t.equal((await cli('migrate')).code, 0)
+  for (const id of ['old-unproven', 'new-unproven', 'old-proven']) t.equal((await cli('issue-token', '--provider-id', id)).code, 0)
+  await withDb(target, async (db) => {
+    const store = new TokenStore(db)
+    await sql`UPDATE provider_tokens SET created_at = now() - interval '3 days' WHERE provider_id IN ('old-unproven', 'old-proven')`.execute(db.kysely)
+    await sql`UPDATE provider_tokens SET last_used_at = now() WHERE provider_id = 'old-proven'`.execute(db.kysely)
+    t.equal((await store.list()).length, 3)
+  })
+  t.equal((await cli('prune-tokens', '--older-than', '12h')).code, 2, 'under 24h is refused')
+  t.equal((await cli('prune-tokens', '--older-than', 'soon')).code, 2)
+  const dry = await cli('prune-tokens', '--older-than', '2d')
+  t.equal(dry.code, 0)
+  t.match(dry.stdout, /would revoke\s+[0-9a-f]{12}\s+old-unproven/)
+  t.notMatch(dry.stdout, /new-unproven|old-proven/)
+  t.equal(JSON.parse((await cli('list-tokens', '--active', '--json')).stdout).length, 3, 'a dry run changes nothing')
+  const applied = JSON.parse((await cli('prune-tokens', '--older-than', '2d', '--apply', '--json')).stdout) as { applied: boolean; tokens: Array<{ provider_id: string; revoked: boolean }> }
+  t.same(applied.tokens.map((r) => [r.provider_id, r.revoked]), [['old-unproven', true]])
+  const all = JSON.parse((await cli('list-tokens', '--json')).stdout) as unknown[]
+  t.equal(all.length, 3, 'revoked, not deleted')
+})
+
+t.test('pre-flip-audit and revoke-and-kick against a running coordinator', async (t) => {
+  const target = await cliTarget(t)
+  const s = await startTestService(t)
+  const env = { ...target.env, COORD_PORT: new URL(s.url).port }
+  const cli = (...args: string[]) => runCli(args, env)
+  t.equal((await cli('migrate')).code, 0)
+
+  // An unproven token, and a live tokenless session: both would be locked out.
+  const issued = JSON.parse((await cli('issue-token', '--provider-id', 'invitee', '--json')).stdout) as { token: string; token_prefix: string }
+  const walkIn = await joinPool(s.wsUrl, 'walk-in')
+  t.equal(walkIn.ack?.auth_state, 'self_minted')
+  const unsafe = await cli('pre-flip-audit')
+  t.equal(unsafe.code, 1, 'not safe')
+  t.match(unsafe.stdout, /NOT SAFE\s+unproven_token\s+invitee/)
+  t.match(unsafe.stdout, /NOT SAFE\s+self_minted_session\s+walk-in/)
+  const unsafeJson = JSON.parse((await cli('pre-flip-audit', '--json')).stdout) as { safe: boolean; poolz_checked: boolean; offenders: unknown[] }
+  t.match(unsafeJson, { safe: false, poolz_checked: true })
+  t.equal(unsafeJson.offenders.length, 2)
+
+  // The invitee proves its token; the walk-in leaves. Now it is safe.
+  await withDb(target, async (db) => t.ok(await new TokenStore(db).validateAndMarkUsed(issued.token)))
+  await walkIn.client.close()
+  await s.svc.ctx.dispatcher.whenIdle(null)
+  await new Promise<void>((r) => {
+    const check = () => (s.svc.ctx.registry.size === 0 ? r() : setImmediate(check))
+    check()
+  })
+  const safe = await cli('pre-flip-audit', '--max-last-used-age', '1h')
+  t.equal(safe.code, 0, safe.stdout + safe.stderr)
+  t.match(safe.stdout, /^safe: 1 active tokens/m)
+  t.equal((await cli('pre-flip-audit', '--max-last-used-age', 'forever')).code, 2)
+  const unreachable = await runCli(['pre-flip-audit', '--coordinator', 'http://127.0.0.1:9'], target.env)
+  t.equal(unreachable.code, 0)
+  t.match(unreachable.stdout, /not reachable; live sessions were not checked/)
+
+  // revoke-and-kick: the token is revoked and the live session closed at once.
+  const kickee = await joinPool(s.wsUrl, 'invitee')
+  t.equal(kickee.ack?.auth_state, 'self_minted', 'a stand-in session for the kicked provider')
+  const rk = await cli('revoke-and-kick', '--token-prefix', issued.token_prefix, '--json')
+  t.equal(rk.code, 0, rk.stderr)
+  t.match(JSON.parse(rk.stdout), { provider_id: 'invitee', revoked: true, kicked: true })
+  t.same(await kickee.client.closed, { code: 4007, reason: 'kicked' })
+  const issued2 = JSON.parse((await cli('issue-token', '--provider-id', 'nobody-home', '--json')).stdout) as { token_prefix: string }
+  const none = await cli('revoke-and-kick', '--token-prefix', issued2.token_prefix)
+  t.equal(none.code, 0)
+  t.match(none.stdout, /nobody-home had no live session/)
+  const issued3 = JSON.parse((await cli('issue-token', '--provider-id', 'far-away', '--json')).stdout) as { token_prefix: string }
+  const down = await runCli(['revoke-and-kick', '--token-prefix', issued3.token_prefix, '--coordinator', 'http://127.0.0.1:9'], target.env)
+  t.equal(down.code, 1, 'revoked, but the kick could not be delivered')
+  t.match(down.stderr, /revoked [0-9a-f]{12}, but the kick failed/)
+  const badKey = await runCli(['pre-flip-audit'], { ...env, COORD_OPERATOR_KEY: 'wrong-key-wrong-key-wrong' })
+  t.equal(badKey.code, 1)
+  t.match(badKey.stderr, /refused the operator key/)
+})
+
+t.test('the embedded database is never opened by two processes at once', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-lock-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const db = await openDatabase({ url: null, dataDir, log: quiet })
+  const locked = await runCli(['list-tokens'], { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY })
+  t.equal(locked.code, 1)
+  t.match(locked.stderr, new RegExp(`in use by process ${process.pid}`))
+  await db.close()
+  const after = await runCli(['list-tokens', '--json'], { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY })
+  t.equal(after.code, 0, after.stderr)
+})
