@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander'
 import { envToConfig, readEnv, type Config } from '../config.js'
 import { openDatabase, type Database } from '../db/database.js'
@@ -17,11 +16,17 @@ import { parseDuration } from './duration.js'
  * embedded data dir, with or without a running coordinator. Exit codes: 0 ok, 1 the condition
  * failed, 2 usage error.
  */
-const out = (s: string): void => void process.stdout.write(`${s}\n`)
 const PRUNE_MIN_MS = 24 * 3_600_000
 
-function program(config: Config): Command {
-  const log = createLogger({ level: 'warn', destination: process.stderr as never })
+/** Where the CLI writes: the process's streams, or a test's buffers. */
+export interface CliIo {
+  out(s: string): void
+  err(s: string): void
+}
+
+function program(config: Config, io: CliIo, status: { code: number }): Command {
+  const out = io.out
+  const log = createLogger({ level: 'warn', destination: { write: (s: string) => io.err(s) } })
   const withStore = async <T>(fn: (store: TokenStore, db: Database) => Promise<T>): Promise<T> => {
     const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log })
     try {
@@ -39,7 +44,7 @@ function program(config: Config): Command {
     .description('poolcoord token and pool administration')
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s) })
 
   cli
     .command('migrate')
@@ -85,6 +90,7 @@ function program(config: Config): Command {
       const tokens = await withStore((store) => store.list({ activeOnly: o.active === true }))
       if (o.json) return out(JSON.stringify(tokens.map(tokenJson)))
       printTable(
+        out,
         ['prefix', 'provider_id', 'name', 'origin', 'created_at', 'last_used_at', 'revoked'],
         tokens.map((tk) => [tk.tokenPrefix, tk.providerId, tk.providerName, tk.origin, iso(tk.createdAt), iso(tk.lastUsedAt) || '-', tk.revokedAt ? iso(tk.revokedAt) : 'no']),
       )
@@ -144,7 +150,7 @@ function program(config: Config): Command {
         if (safe) out(`safe: ${tokens.length} active tokens, all proven within ${o.maxLastUsedAge}${sessions ? `; ${sessions.length} live sessions, all bearer_validated` : ''}`)
         for (const f of offenders) out(`NOT SAFE  ${f.reason.padEnd(28)} ${f.provider_id}  ${f.token_prefix ?? ''}  ${f.detail}`)
       }
-      if (!safe) process.exitCode = 1
+      if (!safe) status.code = 1
     })
 
   cli
@@ -182,7 +188,7 @@ function iso(d: Date | null): string | null {
   return d === null ? null : d.toISOString()
 }
 
-function printTable(head: string[], rows: Array<Array<string | null>>): void {
+function printTable(out: (s: string) => void, head: string[], rows: Array<Array<string | null>>): void {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   for (const r of [head, ...rows]) out(r.map((c, i) => (c ?? '').padEnd(widths[i] as number)).join('  ').trimEnd())
 }
@@ -192,33 +198,33 @@ function defaultCoordinatorUrl(config: Config): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`
 }
 
-async function main(argv: string[]): Promise<number> {
+/** Runs one CLI invocation; returns the exit code. `argv` excludes node and the script. */
+export async function runCli(args: string[], env: NodeJS.ProcessEnv | undefined, io: CliIo): Promise<number> {
   let config: Config
   try {
-    config = envToConfig(readEnv())
+    config = envToConfig(readEnv(env))
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n`)
+    io.err(`error: ${(err as Error).message}\n`)
     return 2
   }
+  const status = { code: 0 }
   try {
-    await program(config).parseAsync(argv)
-    return typeof process.exitCode === 'number' ? process.exitCode : 0
+    await program(config, io, status).parseAsync(args, { from: 'user' })
+    return status.code
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2
     if (err instanceof CliFailure) {
-      process.stderr.write(`error: ${err.message}\n`)
+      io.err(`error: ${err.message}\n`)
       return err.exitCode
     }
     if (err instanceof InvalidProviderIdError || err instanceof TokenPrefixInvalidError) {
-      process.stderr.write(`error: ${err.message}\n`)
+      io.err(`error: ${err.message}\n`)
       return 2
     }
     // Operators run this locally: the cause's code (an SQLSTATE, ECONNREFUSED) says what to fix.
     const cause = (err as { cause?: { code?: unknown } }).cause?.code
     const message = err instanceof CoordinatorError ? err.message : 'unexpected failure'
-    process.stderr.write(`error: ${message}${typeof cause === 'string' ? ` (${cause})` : ''}\n`)
+    io.err(`error: ${message}${typeof cause === 'string' ? ` (${cause})` : ''}\n`)
     return 1
   }
 }
-
-process.exitCode = await main(process.argv)

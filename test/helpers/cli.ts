@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { runCli as runInProcess } from '../../src/cli/cli.js'
 
-const CLI = fileURLToPath(new URL('../../src/cli/cli.ts', import.meta.url))
+const BIN = fileURLToPath(new URL('../../src/cli/coordinator-cli.ts', import.meta.url))
 
 export interface CliRun {
   code: number | null
@@ -9,10 +10,21 @@ export interface CliRun {
   stderr: string
 }
 
-/** Runs coordinator-cli as its own process, through the test runner's TypeScript loader. */
-export function runCli(args: string[], env: Record<string, string>): Promise<CliRun> {
+/**
+ * One coordinator-cli invocation, in this process: the same entry point the executable calls,
+ * with its own environment and captured output. Fast enough to run dozens per test.
+ */
+export async function runCli(args: string[], env: Record<string, string>): Promise<CliRun> {
+  let stdout = ''
+  let stderr = ''
+  const code = await runInProcess(args, env, { out: (s) => void (stdout += `${s}\n`), err: (s) => void (stderr += s) })
+  return { code, stdout, stderr }
+}
+
+/** The real executable as its own process, through the test runner's TypeScript loader. */
+export function spawnCli(args: string[], env: Record<string, string>): Promise<CliRun> {
   const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
-  const child = spawn(process.execPath, [...loader, CLI, ...args], {
+  const child = spawn(process.execPath, [...loader, BIN, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap'
 import { openDatabase, type Database } from '../../src/db/database.js'
 import { createLogger } from '../../src/logger.js'
 import { TokenStore } from '../../src/tokens/token-store.js'
-import { runCli } from '../helpers/cli.js'
+import { runCli, spawnCli } from '../helpers/cli.js'
 import { join as joinPool } from '../helpers/provider-client.js'
 import { OPERATOR_KEY, startTestService } from '../helpers/service.js'
 
@@ -197,10 +197,14 @@ t.test('the embedded database is never opened by two processes at once', async (
   const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-lock-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
   const db = await openDatabase({ url: null, dataDir, log: quiet })
-  const locked = await runCli(['list-tokens'], { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY })
+  const locked = await spawnCli(['list-tokens'], { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY })
   t.equal(locked.code, 1)
   t.match(locked.stderr, new RegExp(`in use by process ${process.pid}`))
   await db.close()
-  const after = await runCli(['list-tokens', '--json'], { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY })
+  const after = await spawnCli(['list-tokens', '--json'], { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY })
   t.equal(after.code, 0, after.stderr)
+  t.same(JSON.parse(after.stdout), [], 'the real executable prints JSON and exits 0')
+  const usage = await spawnCli(['revoke-token'], { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY })
+  t.equal(usage.code, 2, 'and exits 2 on a usage error')
+  t.match(usage.stderr, /required option '--token-prefix <prefix>' not specified/)
 })
