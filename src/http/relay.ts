@@ -16,6 +16,7 @@ import type { AttemptEvent, AttemptHandle } from '../routing/dispatcher.js'
 import { errorForFailure, failureOfEnd, mayFailover, type AttemptFailure } from '../routing/failure-policy.js'
 import { selectProvider } from '../routing/select-provider.js'
 import { sendError } from './respond.js'
+import { watchUnsent } from './watch-unsent.js'
 
 export interface RelayRequest {
   requestId: string
@@ -239,32 +240,6 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       done(pub.body.error.code)
     }
 
-    /**
-     * The last bytes may still sit in our send buffer. They stay counted in the budget until they
-     * are sent, and a buyer that stops reading them (no progress for writeStallTimeoutMs) is cut.
-     */
-    function watchUnsent(): void {
-      buffered.hold(res.writableLength)
-      let last = res.writableLength
-      const stall = setInterval(() => {
-        const now = res.writableLength
-        if (now < last) {
-          last = now
-          buffered.hold(now)
-          return
-        }
-        ctx.log.warn({ event: 'request.write_stall', request_id: r.requestId, unsent_bytes: now }, 'buyer stopped reading; connection closed')
-        res.destroy()
-      }, limits.writeStallTimeoutMs)
-      stall.unref()
-      const stop = (): void => {
-        clearInterval(stall)
-        buffered.release()
-      }
-      res.once('finish', stop)
-      res.once('close', stop)
-    }
-
     function withdraw(reason: CancelReason): void {
       attempt?.cancel(reason)
       attempt = null
@@ -284,7 +259,11 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
       res.off('drain', onDrain)
       held = []
       if (res.writableFinished || res.destroyed) buffered.release()
-      else watchUnsent()
+      else {
+        watchUnsent(res, buffered, limits.writeStallTimeoutMs, (unsent) =>
+          ctx.log.warn({ event: 'request.write_stall', request_id: r.requestId, unsent_bytes: unsent }, 'buyer stopped reading; connection closed'),
+        )
+      }
       resolve({
         status,
         providerId: current?.providerId ?? null,

@@ -1,0 +1,30 @@
+import type { ServerResponse } from 'node:http'
+import type { Reservation } from './byte-budget.js'
+
+/**
+ * After a response has ended, its last bytes may still sit in our send buffer. They stay counted
+ * in the reservation until they are sent, and a buyer that makes no progress reading them for
+ * `stallMs` is cut (a slow but steady reader is not). Releases the reservation when the
+ * response finishes or closes.
+ */
+export function watchUnsent(res: ServerResponse, reservation: Reservation, stallMs: number, onStall: (unsent: number) => void): void {
+  reservation.hold(res.writableLength)
+  let last = res.writableLength
+  const timer = setInterval(() => {
+    const now = res.writableLength
+    if (now < last) {
+      last = now
+      reservation.hold(now)
+      return
+    }
+    onStall(now)
+    res.destroy()
+  }, stallMs)
+  timer.unref()
+  const stop = (): void => {
+    clearInterval(timer)
+    reservation.release()
+  }
+  res.once('finish', stop)
+  res.once('close', stop)
+}
