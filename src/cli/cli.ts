@@ -5,7 +5,7 @@ import { migrate } from '../db/migrate.js'
 import { CoordinatorError, InvalidProviderIdError, TokenPrefixInvalidError } from '../errors.js'
 import { createLogger } from '../logger.js'
 import { readOperatorKeyFile } from '../operator-key.js'
-import { PROVIDER_ID_RE } from '../tokens/token.js'
+import { PROVIDER_ID_RE, TOKEN_PREFIX_RE } from '../tokens/token.js'
 import { TokenStore, type TokenInfo } from '../tokens/token-store.js'
 import { auditFlip } from './audit.js'
 import { CliFailure, CoordinatorClient } from './coordinator-client.js'
@@ -97,7 +97,8 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
     })
 
   const revoke = async (prefix: string): Promise<TokenInfo> => {
-    if (!/^[0-9a-f]{6,12}$/.test(prefix)) throw new TokenPrefixInvalidError()
+    // Checked before opening the database, so a typo is a usage error with no side effects.
+    if (!TOKEN_PREFIX_RE.test(prefix)) throw new TokenPrefixInvalidError()
     return withStore((store) => store.revokeByPrefix(prefix))
   }
 

@@ -10,7 +10,7 @@ import {
   TokenPrefixAmbiguousError,
   TokenPrefixInvalidError,
 } from '../errors.js'
-import { PROVIDER_ID_RE, generateToken, hashToken, tokenPrefix } from './token.js'
+import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, generateToken, hashToken, tokenPrefix } from './token.js'
 
 export const ONE_ACTIVE_INDEX = 'provider_tokens_one_active_per_provider'
 
@@ -145,7 +145,7 @@ export class TokenStore {
    * update see the same snapshot.
    */
   async revokeByPrefix(prefix: string): Promise<TokenInfo> {
-    if (!/^[0-9a-f]{6,12}$/.test(prefix)) throw new TokenPrefixInvalidError()
+    if (!TOKEN_PREFIX_RE.test(prefix)) throw new TokenPrefixInvalidError()
     const result = await this.run(() =>
       sql<TokenRowWithCount>`
         WITH m AS (

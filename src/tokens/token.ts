@@ -10,6 +10,8 @@ import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js'
  */
 export const TOKEN_RE = /^[0-9a-f]{64}$/
 export const PREFIX_LENGTH = 12
+/** What an operator may name a token by: 6 to PREFIX_LENGTH lowercase hex characters. */
+export const TOKEN_PREFIX_RE = /^[0-9a-f]{6,12}$/
 export const PROVIDER_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/
 
 export function generateToken(): string {
