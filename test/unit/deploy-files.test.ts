@@ -1,0 +1,102 @@
+// The deploy files restate some of the coordinator's defaults (drain deadline, body limit,
+// request deadline, port). These tests keep them in step with src/config.ts, so changing a
+// default without the deploy files fails here rather than in production. The files' syntax is
+// checked by the real tools in deploy/check.sh.
+import { readFileSync } from 'node:fs'
+import t from 'tap'
+import { parse } from 'yaml'
+import { defaultLimits, envToConfig } from '../../src/config.js'
+
+const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')
+
+const drainS = defaultLimits.drainTimeoutMs / 1000
+const defaultPort = envToConfig({}).port
+
+/** systemd and compose durations as used in our files: `45s`, `1m30s`, or bare seconds. */
+function seconds(v: string): number {
+  const m = /^(?:(\d+)m)?(?:(\d+)s?)?$/.exec(v.trim())
+  if (!m || (m[1] === undefined && m[2] === undefined)) throw new Error(`not a duration: ${v}`)
+  return Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)
+}
+
+/** The values of `Key=` lines in a unit file, in order. */
+function unitValues(unit: string, key: string): string[] {
+  return unit
+    .split('\n')
+    .filter((l) => l.startsWith(`${key}=`))
+    .map((l) => l.slice(key.length + 1))
+}
+
+/** The nginx location block that starts with `location <match> {`. */
+function location(site: string, match: string): string {
+  const start = site.indexOf(`location ${match} {`)
+  if (start < 0) throw new Error(`no location ${match}`)
+  return site.slice(start, site.indexOf('\n    }', start))
+}
+
+t.test('systemd unit', async (t) => {
+  const unit = read('deploy/systemd/poolcoord.service')
+  const [stop] = unitValues(unit, 'TimeoutStopSec')
+  t.ok(stop, 'TimeoutStopSec is set')
+  t.ok(seconds(stop!) >= drainS + 10, `TimeoutStopSec ${stop} leaves room after the ${drainS} s drain`)
+  t.same(unitValues(unit, 'KillSignal'), ['SIGTERM'], 'SIGTERM starts the drain')
+  t.same(unitValues(unit, 'Restart'), ['on-failure'])
+  t.same(unitValues(unit, 'ProtectSystem'), ['strict'])
+  t.same(unitValues(unit, 'NoNewPrivileges'), ['yes'])
+  t.same(unitValues(unit, 'User'), ['poolcoord'], 'a dedicated user')
+  t.same(unitValues(unit, 'EnvironmentFile'), ['/etc/poolcoord/env'], 'secrets from an env file')
+  t.match(unitValues(unit, 'ExecReload')[0], /kill -HUP \$MAINPID/, 'reload is SIGHUP')
+  const env = unitValues(unit, 'Environment').join(' ')
+  t.match(env, /COORD_HOST=127\.0\.0\.1/, 'loopback only, behind the proxy')
+  t.match(env, /COORD_TRUST_PROXY=true/, 'per-address limits use the proxy-reported address')
+})
+
+t.test('compose file', async (t) => {
+  const compose = parse(read('deploy/compose.yaml')) as {
+    services: Record<string, { stop_grace_period?: string; ports?: string[]; depends_on?: unknown; environment?: Record<string, string> }>
+  }
+  const coord = compose.services.coordinator!
+  t.ok(seconds(coord.stop_grace_period ?? '10s') >= drainS + 10, 'stop_grace_period outlasts the drain')
+  t.same(coord.ports, [`127.0.0.1:${defaultPort}:${defaultPort}`], 'published on loopback only')
+  t.match(coord.environment?.DATABASE_URL, /^postgres:\/\/.*@postgres:5432\//, 'uses the compose Postgres')
+  t.same(coord.depends_on, { postgres: { condition: 'service_healthy' } })
+  t.ok(compose.services.postgres, 'has a postgres service')
+})
+
+t.test('Dockerfile', async (t) => {
+  const docker = read('deploy/Dockerfile')
+  t.equal(docker.match(/^FROM /gm)?.length, 2, 'multi-stage')
+  const users = [...docker.matchAll(/^USER (\S+)/gm)].map((m) => m[1])
+  t.same(users, ['node'], 'runs as the unprivileged node user')
+  t.match(docker, new RegExp(`COORD_PORT=${defaultPort}`))
+  t.match(docker, /^COPY sql \.\/sql$/m, 'ships the migrations')
+})
+
+t.test('nginx site', async (t) => {
+  const site = read('deploy/nginx/poolcoord.conf')
+  const body = /client_max_body_size (\d+)m;/.exec(site)
+  t.equal(Number(body?.[1]) * 1024 * 1024, defaultLimits.maxBodyBytes, 'body limit matches COORD_MAX_BODY_BYTES')
+  t.match(site, new RegExp(`server 127\\.0\\.0\\.1:${defaultPort};`), 'upstream is the default port')
+
+  const ws = location(site, '= /ws/provider')
+  t.match(ws, /proxy_set_header Upgrade \$http_upgrade;/)
+  t.match(ws, /limit_req zone=/, 'upgrade rate limited per address')
+  t.match(ws, /limit_conn /, 'sockets limited per address')
+  const wsRead = /proxy_read_timeout (\d+)s;/.exec(ws)
+  t.ok(Number(wsRead?.[1]) > 90, 'read timeout longer than the 90 s idle reap')
+
+  const api = location(site, '/v1/')
+  t.match(api, /proxy_buffering off;/, 'SSE unbuffered')
+  const apiRead = /proxy_read_timeout (\d+)s;/.exec(api)
+  t.ok(Number(apiRead?.[1]) * 1000 > defaultLimits.requestTimeoutMs, 'read timeout outlasts the request deadline')
+
+  const ops = location(site, '~ ^/(poolz|metrics|admin/)')
+  t.match(ops, /deny all;/, 'operator paths restricted')
+
+  // proxy_set_header does not inherit into a location that sets any, so each proxied location
+  // must set X-Real-IP itself: the coordinator's per-address limits trust it.
+  for (const match of ['= /ws/provider', '/v1/', '~ ^/(poolz|metrics|admin/)', '= /healthz']) {
+    t.match(location(site, match), /proxy_set_header X-Real-IP \$remote_addr;/, `${match} sets X-Real-IP`)
+  }
+  t.notMatch(site, /\$request[ "]/, 'the access log format leaves out the query string')
+})
