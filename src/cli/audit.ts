@@ -23,17 +23,23 @@ export interface PoolzSession {
  *
  * - An active token that was never used may belong to a provider that never stored it: with
  *   the flag on, that provider is locked out.
- * - A token unused for longer than `maxAgeMs` may belong to a binary that lost it.
+ * - A token unused for longer than `maxAgeMs` may belong to a binary that lost it, unless a
+ *   live `bearer_validated` session of its provider holds it right now: `last_used_at` moves
+ *   only at connect, and a provider connected for a week is the opposite of one that lost its
+ *   token.
  * - A live `bearerless_duplicate` or `self_minted` session connected without a token; with
  *   the flag on, its next reconnect is refused unless it kept the token it was given.
  */
 export function auditFlip(tokens: TokenInfo[], sessions: PoolzSession[] | null, now: Date, maxAgeMs: number): Offender[] {
   const out: Offender[] = []
+  const inUse = new Set(
+    (sessions ?? []).filter((s) => s.auth_state === 'bearer_validated' && s.token_prefix).map((s) => `${s.provider_id}\n${s.token_prefix}`),
+  )
   for (const tok of tokens) {
     if (tok.revokedAt !== null) continue
     if (tok.lastUsedAt === null) {
       out.push({ reason: 'unproven_token', provider_id: tok.providerId, token_prefix: tok.tokenPrefix, detail: `${tok.origin} token never used since ${tok.createdAt.toISOString()}` })
-    } else if (now.getTime() - tok.lastUsedAt.getTime() > maxAgeMs) {
+    } else if (now.getTime() - tok.lastUsedAt.getTime() > maxAgeMs && !inUse.has(`${tok.providerId}\n${tok.tokenPrefix}`)) {
       out.push({ reason: 'stale_token', provider_id: tok.providerId, token_prefix: tok.tokenPrefix, detail: `last used ${tok.lastUsedAt.toISOString()}` })
     }
   }
