@@ -10,6 +10,11 @@ const KEYS: Record<string, keyof LiveSettings> = {
   log_level: 'logLevel',
 }
 
+/** The file key for a live setting, so logs name settings the way operators write them. */
+export function fileKeyOf(setting: keyof LiveSettings): string {
+  return Object.keys(KEYS).find((k) => KEYS[k] === setting) ?? setting
+}
+
 /**
  * Parses the live-settings file (COORD_CONFIG): JSON for `.json`, YAML for `.yaml`/`.yml`. Pure.
  * Strict: an unknown key is an error, so a typo (`require_provider_token: true`) is caught

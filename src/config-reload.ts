@@ -1,10 +1,10 @@
 import type { AppContext } from './context.js'
 import { defaultLive, type LiveSettings } from './config.js'
-import { readConfigFile } from './config-file.js'
+import { fileKeyOf, readConfigFile } from './config-file.js'
 import { ConfigError } from './errors.js'
 
 export type ReloadResult =
-  | { ok: true; changed: Array<{ setting: keyof LiveSettings; from: unknown; to: unknown }> }
+  | { ok: true; changed: Array<{ setting: string; from: unknown; to: unknown }> }
   | { ok: false; reason: string }
 
 /**
@@ -31,10 +31,10 @@ export function reloadLiveConfig(ctx: AppContext): ReloadResult {
   const next: LiveSettings = { ...defaultLive, ...file, ...ctx.config.envLive }
   const changed = (Object.keys(next) as Array<keyof LiveSettings>)
     .filter((k) => next[k] !== before[k])
-    .map((setting) => ({ setting, from: before[setting], to: next[setting] }))
+    .map((k) => ({ setting: fileKeyOf(k), from: before[k], to: next[k] }))
   ctx.live.set(next)
   if (next.logLevel !== before.logLevel) ctx.log.level = next.logLevel
-  const overridden = Object.keys(ctx.config.envLive).filter((k) => k in file)
+  const overridden = (Object.keys(ctx.config.envLive) as Array<keyof LiveSettings>).filter((k) => k in file).map(fileKeyOf)
   ctx.log.info({ event: 'config.reloaded', changed, env_overrides: overridden }, changed.length ? 'config reloaded' : 'config reloaded; nothing changed')
   return { ok: true, changed }
 }

@@ -29,7 +29,7 @@ t.test('SIGHUP reloads require_provider_tokens: the next upgrade changes, live s
   writeFileSync(file, 'require_provider_tokens: true\n')
   c2.child.kill('SIGHUP')
   const reloaded = await c2.event('config.reloaded')
-  t.same(reloaded.changed, [{ setting: 'requireProviderTokens', from: false, to: true }])
+  t.same(reloaded.changed, [{ setting: 'require_provider_tokens', from: false, to: true }])
   const after = await joinPool(wsUrl, 'late-comer')
   t.same(after.close, { code: 4005, reason: 'invalid_token' }, 'the next tokenless upgrade is refused')
   t.equal(before.client.ws.readyState, before.client.ws.OPEN, 'the session admitted before is untouched')
