@@ -36,6 +36,8 @@ function location(site: string, match: string): string {
 
 t.test('systemd unit', async (t) => {
   const unit = read('deploy/systemd/poolcoord.service')
+  t.match(unit, /^Environment=.*COORD_CONFIG=\/etc\/poolcoord\/live\.yaml/m, 'live settings file')
+  t.notMatch(unit, /COORD_REQUIRE_PROVIDER_TOKENS|COORD_LOG_LEVEL/, 'live settings left to the file')
   const [stop] = unitValues(unit, 'TimeoutStopSec')
   t.ok(stop, 'TimeoutStopSec is set')
   t.ok(seconds(stop!) >= drainS + 10, `TimeoutStopSec ${stop} leaves room after the ${drainS} s drain`)
@@ -60,6 +62,10 @@ t.test('compose file', async (t) => {
   t.same(coord.ports, [`127.0.0.1:${defaultPort}:${defaultPort}`], 'published on loopback only')
   t.match(coord.environment?.DATABASE_URL, /^postgres:\/\/.*@postgres:5432\//, 'uses the compose Postgres')
   t.same(coord.depends_on, { postgres: { condition: 'service_healthy' } })
+  // The environment wins over the live file, so setting these would make SIGHUP powerless.
+  t.equal(coord.environment?.COORD_CONFIG, '/etc/poolcoord/live.yaml', 'live settings from the mounted file')
+  t.notOk(coord.environment?.COORD_REQUIRE_PROVIDER_TOKENS, 'require_provider_tokens left to the file')
+  t.notOk(coord.environment?.COORD_LOG_LEVEL, 'log_level left to the file')
   t.ok(compose.services.postgres, 'has a postgres service')
 })
 
