@@ -8,11 +8,11 @@ export type { Logger }
  * {name, code, message}, and requests to {method, path} with the query string dropped. The
  * redact paths are a backstop for anything that slips past the allowlists.
  */
-export function createLogger(opts: { level: string; destination?: DestinationStream }): Logger {
+export function createLogger(opts: { level: string; destination?: DestinationStream; svc?: string }): Logger {
   return pino(
     {
       level: opts.level,
-      base: { svc: 'poolcoord' },
+      base: { svc: opts.svc ?? 'poolcoord' },
       redact: {
         paths: [
           'authorization',

@@ -1,0 +1,99 @@
+/**
+ * What the provider agent does after its socket closes: reconnect after a delay, or stop. Pure:
+ * the randomness comes in as a number in [0, 1).
+ *
+ * | close                                        | action                                         |
+ * |----------------------------------------------|------------------------------------------------|
+ * | 4006 replaced                                | exit: another instance of this provider is live |
+ * | 4000, 4001, 4003, 4004 (our frames are wrong)| exit: retrying would send the same frames       |
+ * | 4005 while presenting a token                | long backoff: revoked, or locked out by TOFU    |
+ * | 4005 without a token                         | normal backoff, floored at the pool-full floor  |
+ * | 4429 pool full / admission busy              | normal backoff, floored                         |
+ * | anything else (1000, 1001, 1006, 4007, …)    | normal backoff                                  |
+ *
+ * Normal backoff is capped exponential with full jitter (uniform in [0, min(cap, base·2^n)]), so
+ * a coordinator restart spreads thousands of reconnects over the window instead of one spike.
+ * The long backoff is never shorter than its floor: a refused token will be refused again until
+ * an operator acts, and hammering would only fill the coordinator's logs.
+ */
+
+export interface BackoffSettings {
+  baseMs: number
+  capMs: number
+  /** A connection that stayed admitted this long resets the attempt count. */
+  stableMs: number
+  /** Lower bound for 4429 and for a tokenless 4005. */
+  floorMs: number
+  /** The long backoff after a refused token: uniform in [lockoutMinMs, lockoutMaxMs]. */
+  lockoutMinMs: number
+  lockoutMaxMs: number
+}
+
+export const defaultBackoff: BackoffSettings = {
+  baseMs: 1_000,
+  capMs: 60_000,
+  stableMs: 60_000,
+  floorMs: 5_000,
+  lockoutMinMs: 5 * 60_000,
+  lockoutMaxMs: 15 * 60_000,
+}
+
+/** Full jitter: uniform in [0, min(cap, base·2^attempt)]. */
+export function jitteredDelay(attempt: number, s: Pick<BackoffSettings, 'baseMs' | 'capMs'>, random: number): number {
+  const ceiling = Math.min(s.capMs, s.baseMs * 2 ** Math.min(attempt, 30))
+  return Math.floor(random * ceiling)
+}
+
+export type CloseKind = 'replaced' | 'protocol_error' | 'token_refused' | 'credential_required' | 'pool_full' | 'transient'
+
+export interface Closed {
+  /** The WebSocket close code, or null when the upgrade itself failed (refused, HTTP 429/503). */
+  code: number | null
+  /** Whether the connection presented a bearer token. */
+  withToken: boolean
+}
+
+export function classifyClose({ code, withToken }: Closed): CloseKind {
+  switch (code) {
+    case 4006:
+      return 'replaced'
+    case 4000:
+    case 4001:
+    case 4003:
+    case 4004:
+      return 'protocol_error'
+    case 4005:
+      return withToken ? 'token_refused' : 'credential_required'
+    case 4429:
+      return 'pool_full'
+    default:
+      return 'transient'
+  }
+}
+
+export type Decision = { action: 'exit'; kind: CloseKind } | { action: 'retry'; kind: CloseKind; delayMs: number }
+
+/** `attempt` counts consecutive failed connections since the last stable one, from 0. */
+export function decideReconnect(closed: Closed, attempt: number, s: BackoffSettings, random: number): Decision {
+  const kind = classifyClose(closed)
+  switch (kind) {
+    case 'replaced':
+    case 'protocol_error':
+      return { action: 'exit', kind }
+    case 'token_refused':
+      return { action: 'retry', kind, delayMs: s.lockoutMinMs + Math.floor(random * (s.lockoutMaxMs - s.lockoutMinMs)) }
+    case 'credential_required':
+    case 'pool_full':
+      return { action: 'retry', kind, delayMs: Math.max(s.floorMs, jitteredDelay(attempt, s, random)) }
+    case 'transient':
+      return { action: 'retry', kind, delayMs: jitteredDelay(attempt, s, random) }
+  }
+}
+
+/**
+ * The attempt number to back off by after a close: the running count, or 0 when the connection
+ * that just closed had stayed admitted for the stable period. The driver adds one afterwards.
+ */
+export function effectiveAttempt(attempt: number, admittedForMs: number | null, s: Pick<BackoffSettings, 'stableMs'>): number {
+  return admittedForMs !== null && admittedForMs >= s.stableMs ? 0 : attempt
+}
