@@ -38,27 +38,25 @@ function int(name: string, min: number, max: number): (v: string) => number {
   }
 }
 
-function wsUrl(v: string): string {
+function url(v: string, protocols: string[], wrongProtocol: string): URL {
   let u: URL
   try {
     u = new URL(v)
   } catch {
     throw new InvalidArgumentError('not a URL')
   }
-  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new InvalidArgumentError('must start with wss:// (or ws:// on a trusted network)')
+  if (!protocols.includes(u.protocol)) throw new InvalidArgumentError(wrongProtocol)
+  return u
+}
+
+function wsUrl(v: string): string {
+  const u = url(v, ['ws:', 'wss:'], 'must start with wss:// (or ws:// on a trusted network)')
   if (u.search !== '') throw new InvalidArgumentError('must not carry a query string; tokens go in the Authorization header')
   return u.toString()
 }
 
 function httpUrl(v: string): string {
-  let u: URL
-  try {
-    u = new URL(v)
-  } catch {
-    throw new InvalidArgumentError('not a URL')
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new InvalidArgumentError('must be an http:// or https:// URL')
-  return u.toString().replace(/\/+$/, '')
+  return url(v, ['http:', 'https:'], 'must be an http:// or https:// URL').toString().replace(/\/+$/, '')
 }
 
 export function defaultStateDir(env: NodeJS.ProcessEnv): string {
