@@ -107,7 +107,7 @@ export function relay(ctx: AppContext, res: ServerResponse, r: RelayRequest, arr
     else tryNext(null)
 
     function tryNext(previous: AttemptFailure | null): void {
-      const sel = selectProvider(ctx.registry.liveSessions(), { model: r.model, pin: r.pin, exclude: tried }, Math.random, ctx.clock.now())
+      const sel = selectProvider(ctx.registry.sessionList(), { model: r.model, pin: r.pin, exclude: tried }, Math.random, ctx.clock.now())
       if (!sel.ok) {
         if (previous !== null) return fail(errorForFailure(previous))
         return fail(sel.reason === 'model_not_found' ? new ModelNotFoundError() : new NoProviderAvailableError(r.pin !== null))

@@ -25,6 +25,8 @@ export class Registry<H> {
    * cooldown by reconnecting. Entries go once their cooldown has passed.
    */
   private readonly health = new Map<string, Pick<ProviderSession, 'consecutiveFailures' | 'cooldownUntil'>>()
+  /** The live sessions as an array, for selection's random access; rebuilt after a membership change. */
+  private list: ProviderSession[] | null = null
 
   get size(): number {
     return this.byProvider.size
@@ -40,6 +42,7 @@ export class Registry<H> {
     const entry = { session, handle }
     this.byProvider.set(session.providerId, entry)
     this.byAssigned.set(session.assignedId, entry)
+    this.list = null
     return { registered: true, displaced: existing ?? null }
   }
 
@@ -49,6 +52,7 @@ export class Registry<H> {
     if (!entry) return false
     this.byProvider.delete(providerId)
     this.byAssigned.delete(assignedId)
+    this.list = null
     return true
   }
 
@@ -134,6 +138,12 @@ export class Registry<H> {
   /** The live pool without copying it; for the per-request selection scan. */
   *liveSessions(): IterableIterator<ProviderSession> {
     for (const e of this.byProvider.values()) yield e.session
+  }
+
+  /** Every live session; the array is shared and valid until the next register or remove. */
+  sessionList(): readonly ProviderSession[] {
+    this.list ??= [...this.byProvider.values()].map((e) => e.session)
+    return this.list
   }
 
   sessions(): ProviderSession[] {

@@ -10,6 +10,9 @@ export interface SelectionRequest {
   exclude: ReadonlySet<string>
 }
 
+/** Candidates weighed per request in a large pool (see selectProvider). */
+export const SAMPLE = 64
+
 export type Selection =
   | { ok: true; session: ProviderSession }
   | { ok: false; reason: 'model_not_found' | 'no_provider_available' }
@@ -25,31 +28,41 @@ export type Selection =
  *   2. then the higher throughput estimate (a provider that reported none counts as 0);
  *   3. then uniformly at random among exact ties, so equal providers share the load.
  *
- * One pass over the pool with reservoir sampling for the ties: no sort and no allocation per
- * candidate. A model is "not found" only when the pool has sessions and none of them reports
- * it. A known model with no eligible provider right now, or an empty pool (as just after a
+ * One pass with reservoir sampling for the ties: no sort and no allocation per candidate. In a
+ * pool of more than SAMPLE sessions the pass starts at a random index and stops once it has
+ * weighed SAMPLE candidates and holds a healthy one, so the cost of a request does not grow with
+ * the pool: the choice is the best of a random sample of at least SAMPLE candidates, which
+ * spreads load as evenly at that size, and a cooling-down provider is still chosen only when the
+ * whole pool has no healthy candidate. A model is "not found" only when the pool has sessions
+ * and none of them reports it. A known model with no eligible provider right now, or an empty pool (as just after a
  * coordinator restart, before providers reconnect), is "no provider available": a 503 tells
  * clients to retry, where a 404 would tell them to give up.
  */
 export function selectProvider(
-  sessions: Iterable<ProviderSession>,
+  sessions: readonly ProviderSession[],
   req: SelectionRequest,
   random: () => number,
   now: number,
 ): Selection {
+  const n = sessions.length
+  // Small pools and pinned requests: every session, from the first. Large pools: a random start.
+  const sampled = n > SAMPLE && req.pin === null
+  const start = sampled ? Math.floor(random() * n) : 0
   let known = false
-  let empty = true
   let best: ProviderSession | null = null
   let bestHealthy = false
   let bestSlots = 0
   let bestTps = 0
   let ties = 0
-  for (const s of sessions) {
-    empty = false
+  let weighed = 0
+  for (let i = 0; i < n; i++) {
+    if (sampled && weighed >= SAMPLE && bestHealthy) break
+    const s = sessions[(start + i) % n]!
     if (!s.models.includes(req.model)) continue
     known = true
     if (req.pin !== null && s.providerId !== req.pin) continue
     if (req.exclude.has(s.providerId) || !routingEligible(s).eligible) continue
+    weighed++
     const healthy = !isCoolingDown(s, now)
     const slots = effectiveFreeSlots(s)
     const tps = s.throughputTps ?? 0
@@ -67,7 +80,7 @@ export function selectProvider(
     bestTps = tps
   }
   if (best !== null) return { ok: true, session: best }
-  return { ok: false, reason: known || empty ? 'no_provider_available' : 'model_not_found' }
+  return { ok: false, reason: known || n === 0 ? 'no_provider_available' : 'model_not_found' }
 }
 
 function compare(slots: number, tps: number, bestSlots: number, bestTps: number): number {

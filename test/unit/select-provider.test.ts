@@ -78,3 +78,57 @@ t.test('the tie-break draws the random source once per extra tie, and never othe
   const second = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.1, NOW)
   t.equal(second.ok && second.session.providerId, 'b', 'a low draw takes the newcomer')
 })
+
+t.test('large pools: a bounded sample from a random start, so a request costs the same at any pool size', async (t) => {
+  const { SAMPLE } = await import('../../src/routing/select-provider.js')
+  let seed = 7
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  /** Sessions that count how many of them a selection looks at. */
+  function countedPool(n: number, over: (i: number) => Partial<ProviderSession> = () => ({})): { pool: ProviderSession[]; looked: () => number } {
+    let reads = 0
+    const pool = Array.from({ length: n }, (_, i) => {
+      const session = s(`p${i}`, over(i))
+      const models = session.models
+      Object.defineProperty(session, 'models', { get: () => (reads++, models) })
+      return session
+    })
+    return { pool, looked: () => reads }
+  }
+  for (const n of [1_000, 10_000, 100_000]) {
+    const { pool, looked } = countedPool(n)
+    for (let i = 0; i < 100; i++) t.ok(selectProvider(pool, { model: 'llama', pin: null, exclude: none }, random, NOW).ok)
+    t.equal(looked(), 100 * SAMPLE, `pool of ${n}: ${SAMPLE} sessions looked at per request`)
+  }
+
+  const spread = new Map<string, number>()
+  const { pool } = countedPool(1_000)
+  // Math.random here: a small LCG's consecutive draws are correlated enough to skew this.
+  for (let i = 0; i < 50_000; i++) {
+    const r = selectProvider(pool, { model: 'llama', pin: null, exclude: none }, Math.random, NOW)
+    if (r.ok) spread.set(r.session.providerId, (spread.get(r.session.providerId) ?? 0) + 1)
+  }
+  const counts = [...spread.values()]
+  t.equal(spread.size, 1_000, 'every provider gets traffic')
+  t.ok(Math.min(...counts) >= 15 && Math.max(...counts) <= 100, `50 each on average (Poisson(50): any of 1,000 outside 15-100 is about a one-in-a-million event); min ${Math.min(...counts)}, max ${Math.max(...counts)}`)
+
+  const freer = selectProvider(countedPool(1_000, (i) => ({ slotsFree: i % 2 === 0 ? 1 : 2, maxConcurrency: 2 })).pool, { model: 'llama', pin: null, exclude: none }, random, NOW)
+  t.ok(freer.ok && freer.session.slotsFree === 2, 'within the sample, most free slots still wins')
+})
+
+t.test('large pools: the scan goes on past the sample when it has no healthy candidate yet', async (t) => {
+  const n = 5_000
+  const cooling = (id: string) => s(id, { consecutiveFailures: 3, cooldownUntil: NOW + 10_000 })
+  const onlyHealthy = Array.from({ length: n }, (_, i) => (i === 1234 ? s('healthy') : cooling(`c${i}`)))
+  for (const r of [0, 0.3, 0.9]) {
+    const sel = selectProvider(onlyHealthy, { model: 'llama', pin: null, exclude: none }, () => r, NOW)
+    t.ok(sel.ok && sel.session.providerId === 'healthy', `start at ${r}: the one healthy provider, not a cooling one`)
+  }
+  const onlyEligible = Array.from({ length: n }, (_, i) => (i === 4321 ? s('free') : s(`busy${i}`, { status: 'busy' })))
+  const sel = selectProvider(onlyEligible, { model: 'llama', pin: null, exclude: none }, () => 0.5, NOW)
+  t.ok(sel.ok && sel.session.providerId === 'free', 'the one eligible provider is found')
+  const otherModel = Array.from({ length: n }, (_, i) => s(`m${i}`, { models: i === 17 ? ['rare'] : ['llama'] }))
+  const rare = selectProvider(otherModel, { model: 'rare', pin: null, exclude: none }, () => 0.5, NOW)
+  t.ok(rare.ok && rare.session.providerId === 'm17', 'a model only one provider serves')
+  const pinned = selectProvider(otherModel, { model: 'llama', pin: 'm4999', exclude: none }, () => 0.5, NOW)
+  t.ok(pinned.ok && pinned.session.providerId === 'm4999', 'a pin is found wherever it sits')
+})
