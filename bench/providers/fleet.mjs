@@ -1,0 +1,222 @@
+// Many provider connections in one process, driven over IPC by the bench runner. Each
+// connection has its own loopback source address (127.<block>.x.y), as real providers each have
+// their own: the per-address pre-admission limit then never binds, and reconnects never hit a
+// source address crowded with TIME_WAIT ports. Commands (reply type `<cmd>:done`):
+//   connect    {url, protocol: poolcoord|raw, from, count, auth: seeded|none, idPrefix, block, inflight, maxConcurrency, answer}
+//   heartbeats {intervalMs}   start (0: stop) heartbeats, spread evenly over the interval
+//   count      heartbeats sent, open sessions
+//   herd       {baseMs, capMs, deadlineMs}  from now on, reconnect lost sessions with capped
+//              exponential backoff and full jitter
+//   herd-stats
+//   close-all
+import WebSocket from 'ws'
+import { JSON_ANSWER, MODEL, USAGE } from '../lib/payloads.mjs'
+import { benchToken, seededProviderId } from '../lib/tokens.mjs'
+
+const TICK_MS = 100
+const conns = []
+let settings = null
+let heartbeatsSent = 0
+let ticker = null
+let herd = null
+
+process.on('disconnect', () => process.exit(0))
+process.on('message', (m) => {
+  const handler = handlers[m.cmd]
+  Promise.resolve(handler(m)).then(
+    (reply) => process.send({ type: `${m.cmd}:done`, ...reply }),
+    (err) => process.send({ type: `${m.cmd}:done`, error: String(err?.stack ?? err) }),
+  )
+})
+
+function address(block, i) {
+  if (i >= 63_750) throw new Error('at most 63,750 source addresses per block')
+  return `127.${block}.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`
+}
+
+function bump(counts, key) {
+  counts[key] = (counts[key] ?? 0) + 1
+}
+
+function helloFrame(c) {
+  return JSON.stringify({
+    type: 'hello',
+    version: 1,
+    provider_id: c.id,
+    hostname: `${c.id}.bench`,
+    model_id: MODEL,
+    binary_version: 'bench-1',
+    max_concurrency: settings.maxConcurrency,
+    max_context_tokens: 8192,
+  })
+}
+
+function answer(ws, req) {
+  ws.send(JSON.stringify({ type: 'inference_response_chunk', request_id: req.request_id, seq: 0, data: JSON_ANSWER }))
+  ws.send(JSON.stringify({ type: 'inference_response_end', request_id: req.request_id, status: 'complete', usage: USAGE }))
+}
+
+/** One connection attempt, up to hello_ack (poolcoord) or open (raw). */
+function attempt(c) {
+  return new Promise((resolve) => {
+    const started = performance.now()
+    const headers = c.token !== null && settings.protocol === 'poolcoord' ? { authorization: `Bearer ${c.token}` } : undefined
+    const ws = new WebSocket(settings.url, { headers, perMessageDeflate: false, localAddress: c.addr, handshakeTimeout: 20_000 })
+    let settled = false
+    const settle = (outcome) => {
+      if (settled) return
+      settled = true
+      resolve({ ...outcome, ms: performance.now() - started })
+    }
+    ws.on('error', (err) => settle({ kind: 'error', key: `error:${err.code ?? 'ws'}` }))
+    ws.on('unexpected-response', (_req, res) => {
+      res.resume()
+      settle({ kind: 'http', key: `http:${res.statusCode}` })
+      ws.terminate()
+    })
+    ws.on('open', () => {
+      if (settings.protocol !== 'raw') return ws.send(helloFrame(c))
+      c.ws = ws
+      settle({ kind: 'ok' })
+    })
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data)
+      if (msg.type === 'inference_request') {
+        if (settings.answer) answer(ws, msg)
+      } else if (msg.type === 'hello_ack') {
+        if (msg.assigned_provider_token !== undefined) c.token = msg.assigned_provider_token
+        c.authState = msg.auth_state
+        c.ws = ws
+        settle({ kind: 'ok' })
+      }
+    })
+    ws.on('close', (code) => {
+      if (!settled) return settle({ kind: 'close', key: `close:${code}` })
+      if (c.ws !== ws) return
+      c.ws = null
+      onLost(c, code)
+    })
+  })
+}
+
+function onLost(c, code) {
+  if (herd === null) return
+  bump(herd.lost, `close:${code}`)
+  // 4005 with a valid token is the wrongful rejection we count; 4006 means another instance is live.
+  if (code === 4005 || code === 4006) return
+  void reconnect(c)
+}
+
+async function reconnect(c) {
+  const h = herd
+  for (let n = 0; h === herd && performance.now() < h.deadline; n++) {
+    await new Promise((r) => setTimeout(r, Math.random() * Math.min(h.capMs, h.baseMs * 2 ** n)))
+    if (h !== herd) return
+    h.attempts++
+    const out = await attempt(c)
+    if (out.kind === 'ok') {
+      h.back++
+      h.lastBackAt = performance.timeOrigin + performance.now()
+      return
+    }
+    bump(h.outcomes, out.key)
+    if (out.key === 'close:4005' || out.key === 'close:4006') return
+  }
+}
+
+const handlers = {
+  async connect(m) {
+    settings = { url: m.url, protocol: m.protocol, maxConcurrency: m.maxConcurrency ?? 4, answer: m.answer ?? false }
+    const batch = []
+    for (let k = 0; k < m.count; k++) {
+      const i = m.from + k
+      const seeded = m.auth === 'seeded'
+      const c = {
+        id: seeded ? seededProviderId(i) : `${m.idPrefix}${i}`,
+        token: seeded ? benchToken(i) : null,
+        addr: address(m.block, i),
+        ws: null,
+        authState: null,
+      }
+      conns.push(c)
+      batch.push(c)
+    }
+    const outcomes = {}
+    const latencies = []
+    let next = 0
+    const startedAt = performance.timeOrigin + performance.now()
+    const worker = async () => {
+      while (next < batch.length) {
+        const c = batch[next++]
+        const out = await attempt(c)
+        if (out.kind === 'ok') latencies.push(out.ms)
+        else bump(outcomes, out.key)
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(m.inflight, batch.length) }, worker))
+    return { ok: latencies.length, failed: batch.length - latencies.length, outcomes, latencies, startedAt, endedAt: performance.timeOrigin + performance.now() }
+  },
+
+  heartbeats(m) {
+    clearInterval(ticker)
+    ticker = null
+    if (m.intervalMs <= 0) return {}
+    const buckets = Math.max(1, Math.round(m.intervalMs / TICK_MS))
+    const frame = JSON.stringify({ type: 'heartbeat', status: 'ready', slots_total: settings.maxConcurrency, slots_free: settings.maxConcurrency })
+    let tick = 0
+    ticker = setInterval(() => {
+      const b = tick++ % buckets
+      for (let i = b; i < conns.length; i += buckets) {
+        const ws = conns[i].ws
+        if (ws !== null && ws.readyState === WebSocket.OPEN) {
+          ws.send(frame)
+          heartbeatsSent++
+        }
+      }
+    }, TICK_MS)
+    return {}
+  },
+
+  count() {
+    return { heartbeatsSent, open: conns.filter((c) => c.ws !== null && c.ws.readyState === WebSocket.OPEN).length }
+  },
+
+  herd(m) {
+    herd = { baseMs: m.baseMs, capMs: m.capMs, deadline: performance.now() + m.deadlineMs, back: 0, attempts: 0, lastBackAt: null, lost: {}, outcomes: {} }
+    return {}
+  },
+
+  'herd-stats'() {
+    const h = herd
+    const open = conns.filter((c) => c.ws !== null && c.ws.readyState === WebSocket.OPEN).length
+    return h === null ? { open } : { open, back: h.back, attempts: h.attempts, lastBackAt: h.lastBackAt, lost: h.lost, outcomes: h.outcomes }
+  },
+
+  async 'close-all'() {
+    herd = null
+    clearInterval(ticker)
+    ticker = null
+    const closing = []
+    for (const c of conns) {
+      const ws = c.ws
+      c.ws = null
+      if (ws === null || ws.readyState === WebSocket.CLOSED) continue
+      closing.push(
+        new Promise((resolve) => {
+          const timer = setTimeout(() => {
+            ws.terminate()
+            resolve()
+          }, 5000)
+          ws.once('close', () => {
+            clearTimeout(timer)
+            resolve()
+          })
+          ws.close(1000)
+        }),
+      )
+    }
+    await Promise.all(closing)
+    conns.length = 0
+    return { closed: closing.length }
+  },
+}

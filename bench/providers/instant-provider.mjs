@@ -1,0 +1,61 @@
+// One provider socket that answers every request at once: a JSON answer, or 20 SSE chunks.
+// Speaks the poolcoord protocol (specs/protocol.md) or the ideal relay's minimal one.
+// Usage: instant-provider.mjs <ws url> <poolcoord|relay> [provider_id]
+import WebSocket from 'ws'
+import { JSON_ANSWER, MODEL, SSE_EVENTS, SSE_EVENTS_RELAY, USAGE } from '../lib/payloads.mjs'
+
+const [url, protocol, providerId = 'bench-instant'] = process.argv.slice(2)
+const MAX_CONCURRENCY = 256
+const ws = new WebSocket(url, { perMessageDeflate: false })
+ws.on('error', (err) => {
+  console.error(`instant-provider: ${err.message}`)
+  process.exit(1)
+})
+// The peer going away ends this process: it only ever serves one target.
+ws.on('close', () => process.exit(0))
+
+if (protocol === 'relay') {
+  ws.on('open', () => process.send?.({ type: 'ready' }))
+  ws.on('message', (data) => {
+    const req = JSON.parse(data)
+    if (!req.stream) return ws.send(JSON.stringify({ type: 'response', id: req.id, body: JSON_ANSWER }))
+    for (const event of SSE_EVENTS_RELAY) ws.send(JSON.stringify({ type: 'chunk', id: req.id, data: event }))
+    ws.send(JSON.stringify({ type: 'end', id: req.id }))
+  })
+} else {
+  const heartbeat = JSON.stringify({ type: 'heartbeat', status: 'ready', slots_total: MAX_CONCURRENCY, slots_free: MAX_CONCURRENCY })
+  ws.on('open', () =>
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        version: 1,
+        provider_id: providerId,
+        hostname: 'instant.bench',
+        model_id: MODEL,
+        binary_version: 'bench-1',
+        max_concurrency: MAX_CONCURRENCY,
+        max_context_tokens: 8192,
+        throughput_tps_estimate: 1000,
+      }),
+    ),
+  )
+  ws.on('message', (data) => {
+    const msg = JSON.parse(data)
+    if (msg.type === 'inference_request') {
+      const id = msg.request_id
+      if (!msg.stream) {
+        ws.send(JSON.stringify({ type: 'inference_response_chunk', request_id: id, seq: 0, data: JSON_ANSWER }))
+      } else {
+        for (let i = 0; i < SSE_EVENTS.length; i++) {
+          ws.send(JSON.stringify({ type: 'inference_response_chunk', request_id: id, seq: i, data: SSE_EVENTS[i] }))
+        }
+      }
+      ws.send(JSON.stringify({ type: 'inference_response_end', request_id: id, status: 'complete', usage: USAGE }))
+    } else if (msg.type === 'hello_ack') {
+      // Any inbound frame keeps the session alive; a heartbeat also restates the slots.
+      setInterval(() => ws.send(heartbeat), 20_000).unref()
+      process.send?.({ type: 'ready', ack: msg })
+    }
+  })
+}
+process.on('disconnect', () => process.exit(0))

@@ -1,0 +1,125 @@
+import { forkChild, nextMessage, stopChild } from '../lib/children.mjs'
+import { freePort, logEvents, startCoordinator } from '../lib/coordinator.mjs'
+import { createDatabase, dropDatabase, seedTokens, settleTable } from '../lib/database.mjs'
+import { closeAll, connectAll, startFleet, stopFleet } from '../lib/fleet.mjs'
+import { cpuWindow } from '../lib/proc-stat.mjs'
+import { reportRow, row } from '../lib/rows.mjs'
+import { median, sleep } from '../lib/stats.mjs'
+
+/**
+ * Connection admission on real Postgres: bearer admissions (upgrade, validate-and-mark UPDATE,
+ * hello, hello_ack) against a bare ws server accepting the same connections from the same
+ * clients, and tokenless mints of fresh ids. In flight is capped at the coordinator's 64
+ * pending-connection limit (protocol.md §1.3; not configurable), for both targets alike.
+ * Then the raw UPDATE from node-postgres, unnamed and named.
+ */
+export async function runAdmission(env) {
+  const { adminUrl, workDir, profileDir, sizes } = env
+  const n = sizes.admissions
+  const warm = sizes.admissionWarmup
+  const inflight = sizes.admissionInflight
+  const db = await createDatabase(adminUrl)
+  let coord = null
+  let raw = null
+  const fleet = startFleet(Math.max(2, Math.ceil(n / 5000)))
+  try {
+    coord = await startCoordinator({ dbUrl: db.url, port: await freePort(), workDir, profileDir, label: 'coordinator-admission' })
+    await seedTokens(db.url, 0, n + warm)
+    const rawPort = await freePort()
+    const rawProfile = profileDir === null ? null : { dir: profileDir, name: 'baseline-ws-accept' }
+    raw = forkChild(new URL('../baselines/ws-hold-server.mjs', import.meta.url).pathname, [String(rawPort)], {}, rawProfile)
+    await nextMessage(raw, 'ready', 15_000)
+    const rawUrl = `ws://127.0.0.1:${rawPort}/`
+    const bearer = { url: coord.wsUrl, protocol: 'poolcoord', auth: 'seeded', inflight }
+
+    env.log('admission: warm-up')
+    await connectAll(fleet, { ...bearer, from: n, count: warm })
+    await connectAll(fleet, { url: coord.wsUrl, protocol: 'poolcoord', auth: 'none', idPrefix: 'warm-', count: warm, inflight })
+    await closeAll(fleet)
+    await connectAll(fleet, { url: rawUrl, protocol: 'raw', count: warm, inflight })
+    await closeAll(fleet)
+    await waitPoolEmpty(coord)
+
+    env.log(`admission: ${sizes.mints} tokenless mints`)
+    await settleTable(db.url)
+    const mints = await connectAll(fleet, { url: coord.wsUrl, protocol: 'poolcoord', auth: 'none', idPrefix: 'mint-', count: sizes.mints, inflight, pids: [coord.pid] })
+    await closeAll(fleet)
+    await waitPoolEmpty(coord)
+
+    const rawRuns = []
+    const coordRuns = []
+    for (let round = 0; round < env.rounds; round++) {
+      env.log(`admission: round ${round + 1}: ${n} raw ws accepts, ${n} bearer admissions`)
+      rawRuns.push(await connectAll(fleet, { url: rawUrl, protocol: 'raw', count: n, inflight, pids: [raw.pid] }))
+      await closeAll(fleet)
+      await settleTable(db.url)
+      coordRuns.push(await connectAll(fleet, { ...bearer, from: 0, count: n, pids: [coord.pid] }))
+      await closeAll(fleet)
+      await waitPoolEmpty(coord)
+    }
+
+    const pgRuns = { unnamed: [], named: [] }
+    for (let round = 0; round < env.rounds; round++) {
+      for (const named of round % 2 === 0 ? [false, true] : [true, false]) {
+        env.log(`admission: raw Postgres UPDATE, ${named ? 'named' : 'unnamed'} statement, round ${round + 1}`)
+        await settleTable(db.url)
+        pgRuns[named ? 'named' : 'unnamed'].push(await pgBaseline(db.url, n, named, sizes))
+      }
+    }
+    const medianRun = (list) => ({ opsPerS: median(list.map((r) => r.opsPerS)), p99Ms: median(list.map((r) => r.p99Ms)) })
+    const pg = { unnamed: medianRun(pgRuns.unnamed), named: medianRun(pgRuns.named) }
+    const events = logEvents(coord.logFile)
+    return { rows: rowsFor({ n, inflight, mints, rawRuns, coordRuns, pg }), details: { inflight, mints: slim(mints), raw: rawRuns.map(slim), bearer: coordRuns.map(slim), pg: pgRuns, coordinatorLogEvents: events } }
+  } finally {
+    await stopFleet(fleet)
+    if (raw !== null) await stopChild(raw)
+    if (coord !== null) await coord.stop()
+    await dropDatabase(adminUrl, db.name)
+  }
+}
+
+async function pgBaseline(url, tokens, named, sizes) {
+  const child = forkChild(new URL('../baselines/pg-update.mjs', import.meta.url).pathname, [
+    JSON.stringify({ url, tokens, inflight: 16, pool: 10, warmupS: sizes.warmupS, durationS: sizes.durationS, named }),
+  ])
+  try {
+    await nextMessage(child, 'measuring', (sizes.warmupS + 60) * 1000)
+    const window = cpuWindow([child.pid])
+    const result = await nextMessage(child, 'result', (sizes.durationS + 60) * 1000)
+    return { ...result, otherCpuPct: window.stop().otherPct }
+  } finally {
+    await stopChild(child)
+  }
+}
+
+/** Closed sessions leave the pool when the coordinator sees the close; wait for that. */
+export async function waitPoolEmpty(coord, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if ((await coord.health()).pool.total === 0) return
+    await sleep(100)
+  }
+  throw new Error('pool did not empty after the clients closed')
+}
+
+function slim(r) {
+  return { ok: r.ok, failed: r.failed, outcomes: r.outcomes, perS: r.perS, wallMs: r.wallMs, cpuUsPer: r.cpuMs.length ? (r.cpuMs[0] * 1000) / r.ok : null, machineBusyPct: 100 * r.machineBusy, otherCpuPct: r.otherPct, postgresCpuUsPer: (r.postgresMs * 1000) / r.ok, latency: r.latency }
+}
+
+function rowsFor({ n, inflight, mints, rawRuns, coordRuns, pg }) {
+  const med = (runs, f) => median(runs.map((r) => f(slim(r))))
+  const failed = coordRuns.reduce((a, r) => a + r.failed, 0)
+  const scenario = `bearer admissions, ${n.toLocaleString('en-US')} at ${inflight} in flight, Postgres`
+  const other = Math.max(...[...coordRuns, ...rawRuns].map((r) => r.otherPct))
+  const noisy = other > 15 ? `; foreign load up to ${other.toFixed(0)}% of a core in a window: suspect` : ''
+  const note = `${inflight} in flight, not 100: the coordinator's pre-admission cap is 64${failed ? `; ${failed} failed` : ''}${noisy}`
+  return [
+    row({ scenario, measure: 'admissions/s vs raw ws accepts/s', unit: '/s', value: med(coordRuns, (r) => r.perS), baseline: med(rawRuns, (r) => r.perS), goal: { op: '>=', x: 0.6 }, note }),
+    row({ scenario, measure: 'p99 connect-to-ack vs connect-to-open', unit: 'ms', value: med(coordRuns, (r) => r.latency.p99Ms), baseline: med(rawRuns, (r) => r.latency.p99Ms), better: 'lower' }),
+    reportRow({ scenario, measure: 'server CPU per admission vs per raw accept', unit: 'µs', value: med(coordRuns, (r) => r.cpuUsPer), baseline: med(rawRuns, (r) => r.cpuUsPer) }),
+    reportRow({ scenario, measure: 'PostgreSQL CPU per admission (all postgres processes)', unit: 'µs', value: med(coordRuns, (r) => r.postgresCpuUsPer) }),
+    reportRow({ scenario, measure: 'admissions/s vs raw UPDATE/s (node-pg, 16 in flight, unnamed)', unit: '/s', value: med(coordRuns, (r) => r.perS), baseline: pg.unnamed.opsPerS }),
+    reportRow({ scenario: 'raw Postgres validate-and-mark UPDATE, 16 in flight', measure: 'named vs unnamed statement', unit: 'UPDATE/s', value: pg.named.opsPerS, baseline: pg.unnamed.opsPerS, note: `p99 ${pg.named.p99Ms.toFixed(2)} vs ${pg.unnamed.p99Ms.toFixed(2)} ms` }),
+    reportRow({ scenario: `tokenless mints of fresh ids, ${mints.ok.toLocaleString('en-US')}, Postgres`, measure: 'mints/s vs raw ws accepts/s', unit: '/s', value: mints.perS, baseline: med(rawRuns, (r) => r.perS), note: `p99 ${mints.latency.p99Ms?.toFixed(1)} ms; CPU ${((mints.cpuMs[0] * 1000) / mints.ok).toFixed(0)} µs per mint${mints.failed ? `; ${mints.failed} failed` : ''}` }),
+  ]
+}
