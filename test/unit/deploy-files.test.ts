@@ -86,6 +86,7 @@ t.test('nginx site', async (t) => {
 
   const ws = location(site, '= /ws/provider')
   t.match(ws, /proxy_set_header Upgrade \$http_upgrade;/)
+  t.match(ws, /if \(\$args\) \{\s*return 400;/, 'a query string (a token in the URL) is refused before any logging of it')
   t.match(ws, /limit_req zone=/, 'upgrade rate limited per address')
   t.match(ws, /limit_conn /, 'sockets limited per address')
   const wsRead = /proxy_read_timeout (\d+)s;/.exec(ws)
