@@ -52,6 +52,7 @@ function url(v: string, protocols: string[], wrongProtocol: string): URL {
 function wsUrl(v: string): string {
   const u = url(v, ['ws:', 'wss:'], 'must start with wss:// (or ws:// on a trusted network)')
   if (u.search !== '') throw new InvalidArgumentError('must not carry a query string; tokens go in the Authorization header')
+  if (u.hash !== '' || u.username !== '' || u.password !== '') throw new InvalidArgumentError('must not carry a #fragment or user:password@')
   return u.toString()
 }
 
@@ -79,6 +80,7 @@ export function readAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
     .option('--state-dir <dir>', 'where the token and generated id are kept [POOLCOORD_STATE_DIR]')
     .option('--token-file <path>', 'install an operator-issued token read from this file (or set POOLCOORD_PROVIDER_TOKEN)')
     .option('--log-level <level>', 'log level [POOLCOORD_LOG_LEVEL]')
+    .option('--insecure', 'allow ws:// to a host other than this one: the token would cross the network in clear text [POOLCOORD_ALLOW_INSECURE=1]')
     .exitOverride()
     .configureOutput({ writeErr: () => {}, writeOut: () => {} })
     .helpOption('-h, --help')
@@ -103,6 +105,11 @@ export function readAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
   }
   const coordinatorUrl = pick(f.coordinator, 'POOLCOORD_COORDINATOR_URL', wsUrl)
   if (coordinatorUrl === undefined) throw new AgentUsageError('the coordinator URL is required: --coordinator wss://<host>/ws/provider or POOLCOORD_COORDINATOR_URL')
+  const insecure = f.insecure === true || env.POOLCOORD_ALLOW_INSECURE === '1'
+  const target = new URL(coordinatorUrl)
+  if (target.protocol === 'ws:' && !insecure && !['localhost', '127.0.0.1', '[::1]'].includes(target.hostname)) {
+    throw new AgentUsageError(`ws:// to ${target.hostname} would send the provider token in clear text; use wss://, or pass --insecure on a network you trust`)
+  }
   const models = (f.model as string[] | undefined) ?? env.POOLCOORD_MODELS?.split(',').map((m) => m.trim()).filter(Boolean)
   const logLevel = pick(f.logLevel, 'POOLCOORD_LOG_LEVEL', (v) => v) ?? 'info'
   if (!LOG_LEVELS.includes(logLevel)) throw new AgentUsageError(`log level must be one of ${LOG_LEVELS.join(', ')}`)
@@ -116,9 +123,16 @@ export function readAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
     maxContextTokens: pick(f.maxContextTokens, 'POOLCOORD_MAX_CONTEXT_TOKENS', int('POOLCOORD_MAX_CONTEXT_TOKENS', 1, 100_000_000)) ?? 8192,
     models: models && models.length > 0 ? models : null,
     throughputTps: pick(f.throughput, 'POOLCOORD_THROUGHPUT_TPS', int('POOLCOORD_THROUGHPUT_TPS', 0, 1_000_000)) ?? null,
-    importToken: importedToken(f.tokenFile as string | undefined, env.POOLCOORD_PROVIDER_TOKEN),
+    importToken: importedToken(f.tokenFile as string | undefined, takeEnv(env, 'POOLCOORD_PROVIDER_TOKEN')),
     logLevel,
   }
+}
+
+/** Reads a secret and removes it from the environment, so no child process or dump inherits it. */
+function takeEnv(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const v = env[name]
+  delete env[name]
+  return v
 }
 
 function importedToken(file: string | undefined, fromEnv: string | undefined): string | null {

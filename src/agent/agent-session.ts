@@ -48,6 +48,9 @@ export interface SessionOptions {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 15_000
+const TOKEN_RE = /^[0-9a-f]{64}$/
+/** Past this many bytes queued on the socket, a request waits for the socket before reading on. */
+const HIGH_WATER_BYTES = 4 * 1024 * 1024
 /** An inference_request may be 4 MiB (protocol §4.1); leave room for JSON escaping. */
 const MAX_INBOUND_FRAME = 8 * 1024 * 1024
 
@@ -56,11 +59,17 @@ export class AgentSession {
   ack: HelloAck | null = null
   /** No new work: a `drain` arrived, or the agent is stopping. */
   draining = false
+  /**
+   * Reported `busy` while the agent saves a minted token and swaps to a bearer socket, so that
+   * the coordinator sends no request the swap would cut off.
+   */
+  holding = false
   private readonly ws: WebSocket
   private readonly running = new Map<string, AbortController>()
   private heartbeatTimer: NodeJS.Timeout | null = null
   private heartbeatQueued = false
   private admittedAt: number | null = null
+  private lastInboundAt = 0
 
   constructor(private readonly o: SessionOptions) {
     const headers: Record<string, string> = o.token ? { authorization: `Bearer ${o.token}` } : {}
@@ -88,16 +97,20 @@ export class AgentSession {
     const ackTimer = setTimeout(() => this.ack === null && this.ws.terminate(), HANDSHAKE_TIMEOUT_MS)
     void this.closed.then(() => clearTimeout(ackTimer))
     this.ws.on('open', () => this.send({ type: 'hello', version: 1, ...o.hello }))
+    this.ws.on('pong', () => (this.lastInboundAt = o.now()))
     this.ws.on('message', (data, isBinary) => {
+      this.lastInboundAt = o.now()
       if (isBinary) return
-      let msg: Record<string, unknown>
+      let msg: unknown
       try {
-        msg = JSON.parse(data.toString()) as Record<string, unknown>
+        msg = JSON.parse(data.toString())
       } catch {
         return
       }
-      if (this.ack === null) this.onHandshake(msg)
-      else this.onFrame(msg)
+      // Only objects are frames; anything else (null, a number, an array) is ignored, not a crash.
+      if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return
+      if (this.ack === null) this.onHandshake(msg as Record<string, unknown>)
+      else this.onFrame(msg as Record<string, unknown>)
     })
   }
 
@@ -124,22 +137,34 @@ export class AgentSession {
     })
   }
 
-  private send(frame: Record<string, unknown>): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame))
+  /** Sends a frame; past the high-water mark, the promise waits until the socket took it. */
+  private send(frame: Record<string, unknown>): Promise<void> | undefined {
+    if (this.ws.readyState !== WebSocket.OPEN) return undefined
+    if (this.ws.bufferedAmount < HIGH_WATER_BYTES) {
+      this.ws.send(JSON.stringify(frame))
+      return undefined
+    }
+    return new Promise((resolve) => this.ws.send(JSON.stringify(frame), () => resolve()))
   }
 
   private onHandshake(msg: Record<string, unknown>): void {
     if (msg.type !== 'hello_ack' || typeof msg.assigned_id !== 'string' || typeof msg.auth_state !== 'string') return
     const interval = typeof msg.heartbeat_interval_s === 'number' ? msg.heartbeat_interval_s : 30
+    // A token is taken only as protocol §2.2 gives one: minted, for a connection that had none.
+    const minted =
+      this.o.token === null && msg.auth_state === 'self_minted' && typeof msg.assigned_provider_token === 'string' && TOKEN_RE.test(msg.assigned_provider_token)
+        ? msg.assigned_provider_token
+        : undefined
     this.ack = {
       assigned_id: msg.assigned_id,
       auth_state: msg.auth_state,
       heartbeat_interval_s: Math.min(300, Math.max(1, interval)),
-      ...(typeof msg.assigned_provider_token === 'string' ? { assigned_provider_token: msg.assigned_provider_token } : {}),
+      ...(minted !== undefined ? { assigned_provider_token: minted } : {}),
     }
     this.admittedAt = this.o.now()
+    this.holding = minted !== undefined
     this.heartbeat()
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.ack.heartbeat_interval_s * 1000)
+    this.heartbeatTimer = setInterval(() => this.tick(), this.ack.heartbeat_interval_s * 1000)
     this.o.onAck(this.ack, this)
   }
 
@@ -161,9 +186,26 @@ export class AgentSession {
     }
   }
 
+  /**
+   * Every heartbeat interval: a heartbeat and a ping. A coordinator that answered nothing, not
+   * even the ping, for two intervals is gone (a dead host, a dropped NAT entry), and the socket
+   * is cut instead of waiting for TCP to give up, which takes many minutes.
+   */
+  private tick(): void {
+    const intervalMs = this.ack!.heartbeat_interval_s * 1000
+    if (this.o.now() - this.lastInboundAt > 2 * intervalMs + 5000) {
+      this.o.log.warn({ event: 'agent.coordinator_silent' }, 'no frame or pong from the coordinator for two heartbeat intervals; reconnecting')
+      this.ws.terminate()
+      return
+    }
+    this.heartbeat()
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping()
+  }
+
   private heartbeat(): void {
     const { active, max } = this.o.slots
-    this.send({ type: 'heartbeat', status: this.draining ? 'draining' : 'ready', slots_total: max, slots_free: Math.max(0, max - active) })
+    const status = this.draining ? 'draining' : this.holding ? 'busy' : 'ready'
+    this.send({ type: 'heartbeat', status, slots_total: max, slots_free: Math.max(0, max - active) })
   }
 
   private stopHeartbeats(): void {
@@ -182,14 +224,14 @@ export class AgentSession {
     this.o.slots.active++
     let seq = 0
     const started = this.o.now()
-    forwardToBackend(this.o.backendUrl, body, stream, ctl.signal, (data) => {
-      if (!ctl.signal.aborted) this.send({ type: 'inference_response_chunk', request_id: requestId, seq: seq++, data })
-    })
+    forwardToBackend(this.o.backendUrl, body, stream, ctl.signal, (data) =>
+      ctl.signal.aborted ? undefined : this.send({ type: 'inference_response_chunk', request_id: requestId, seq: seq++, data }),
+    )
       .catch((): BackendResult => ({ status: 'error_internal', usage: null, errorCode: 'agent_error' }))
       .then((result) => {
         // A cancelled request needs no end: the coordinator already dropped it.
         if (result.status !== 'cancelled' && !ctl.signal.aborted) {
-          this.send({
+          void this.send({
             type: 'inference_response_end',
             request_id: requestId,
             status: result.status,

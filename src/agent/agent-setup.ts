@@ -61,7 +61,7 @@ export async function setupAgent(c: AgentConfig, o: SetupOptions): Promise<Provi
     if (loaded.kind === 'corrupt') {
       o.log.error(
         { event: 'agent.token_file_corrupt', path: tokenPath, moved_to: loaded.movedTo },
-        `${loaded.message}; it was moved to ${loaded.movedTo ?? '(could not move it)'} and the agent connects without a token. If the coordinator then refuses it (close 4005), this id was already proven: ask the operator for a new token (docs/operations.md §4) and start the agent with it in POOLCOORD_PROVIDER_TOKEN`,
+        `${loaded.message}; it was moved to ${loaded.movedTo ?? '(could not move it)'} and the agent connects without a token. If the coordinator then refuses it (close 4005), this id was already proven: ask the operator for a new token (docs/operations.md §4) and start the agent once with it in --token-file or POOLCOORD_PROVIDER_TOKEN`,
       )
     }
     if (loaded.kind === 'ok') token = loaded.value.token

@@ -21,6 +21,8 @@ import type { EndStatus, Usage } from '../protocol/dispatch-frames.js'
 export const MAX_PIECE = 128 * 1024
 /** A non-streaming answer is held whole to read its usage; the coordinator's own cap is 16 MiB. */
 const MAX_HELD_BYTES = 16 * 1024 * 1024
+/** A stream longer than this is a runaway backend; the coordinator's request deadline would end it later anyway. */
+const MAX_STREAMED_CHARS = 256 * 1024 * 1024
 const MAX_ERROR_BODY = 64 * 1024
 const MAX_SSE_LINE = 1024 * 1024
 
@@ -38,7 +40,7 @@ export async function forwardToBackend(
   body: string,
   stream: boolean,
   signal: AbortSignal,
-  send: (data: string) => void,
+  send: (data: string) => Promise<void> | undefined,
 ): Promise<BackendResult> {
   let res: Response
   try {
@@ -61,12 +63,16 @@ export async function forwardToBackend(
   const usage = stream ? new SseUsage() : null
   let held = ''
   let heldBytes = 0
+  let streamed = 0
   try {
     for await (const bytes of res.body) {
       const text = decoder.decode(bytes as Uint8Array, { stream: true })
       if (stream) {
         usage!.feed(text)
-        sendInPieces(text, send)
+        streamed += text.length
+        if (streamed > MAX_STREAMED_CHARS) return abandon(res, 'backend_answer_too_large')
+        // Backpressure: while the coordinator socket is backed up, stop reading the backend.
+        await sendInPieces(text, send)
       } else {
         heldBytes += (bytes as Uint8Array).byteLength
         if (heldBytes > MAX_HELD_BYTES) return abandon(res, 'backend_answer_too_large')
@@ -76,7 +82,7 @@ export async function forwardToBackend(
     const tail = decoder.decode()
     if (stream) {
       usage!.feed(tail)
-      sendInPieces(tail, send)
+      await sendInPieces(tail, send)
       return { status: 'complete', usage: usage!.usage }
     }
     held += tail
@@ -84,7 +90,7 @@ export async function forwardToBackend(
     if (signal.aborted) return { status: 'cancelled', usage: null }
     return { status: 'error_internal', usage: null, errorCode: 'backend_stream_broken' }
   }
-  sendInPieces(held, send)
+  await sendInPieces(held, send)
   return { status: 'complete', usage: usageOfJson(held) }
 }
 
@@ -93,13 +99,14 @@ function abandon(res: Response, errorCode: string): BackendResult {
   return { status: 'error_internal', usage: null, errorCode }
 }
 
-function sendInPieces(text: string, send: (data: string) => void): void {
+async function sendInPieces(text: string, send: (data: string) => Promise<void> | undefined): Promise<void> {
   let i = 0
   while (i < text.length) {
     let end = Math.min(text.length, i + MAX_PIECE)
     // Never cut a surrogate pair in two.
     if (end < text.length && /[\uD800-\uDBFF]/.test(text[end - 1]!)) end--
-    send(text.slice(i, end))
+    const wait = send(text.slice(i, end))
+    if (wait !== undefined) await wait
     i = end
   }
 }

@@ -14,8 +14,9 @@
  */
 import { EventEmitter } from 'node:events'
 import type { Logger } from '../logger.js'
-import { AgentSession, type HelloAck, type HelloFields, type SessionClosed } from './agent-session.js'
-import { decideReconnect, effectiveAttempt, type BackoffSettings, type CloseKind } from './reconnect-policy.js'
+import { AgentSession, type HelloAck, type HelloFields } from './agent-session.js'
+import { explainClose } from './explain-close.js'
+import { decideReconnect, effectiveAttempt, type BackoffSettings } from './reconnect-policy.js'
 import { serializeTokenState, writeStateFile } from './state-file.js'
 
 export interface AgentOptions {
@@ -42,8 +43,6 @@ export interface AgentOptions {
 
 export type AgentExit = { reason: 'stopped' } | { reason: 'replaced' | 'protocol_error'; code: number | null }
 
-const RUNBOOK = 'docs/operations.md §4'
-
 export class ProviderAgent extends EventEmitter {
   private token: string | null
   private current: AgentSession | null = null
@@ -52,6 +51,11 @@ export class ProviderAgent extends EventEmitter {
   private stopping = false
   private wake: (() => void) | null = null
   private hello: HelloFields | null = null
+  /** Token writes, one at a time; the loop waits for them before it reconnects. */
+  private saving: Promise<void> = Promise.resolve()
+  private mints = 0
+  /** The coordinator accepted our token since it last refused it (reconnect-policy.ts). */
+  private tokenAccepted = false
   private readonly slots: { active: number; max: number }
   private readonly now: () => number
   private readonly random: () => number
@@ -85,6 +89,10 @@ export class ProviderAgent extends EventEmitter {
     let s = this.open(hello)
     for (;;) {
       const closed = await s.closed
+      if (this.stopping) {
+        this.proving?.close(1000, 'provider_stopping')
+        return { reason: 'stopped' }
+      }
       if (this.current !== s) {
         s = this.current! // replaced by our own proving socket
         continue
@@ -93,15 +101,18 @@ export class ProviderAgent extends EventEmitter {
         s = this.current = this.proving // the proving socket carries on alone
         continue
       }
-      if (this.stopping) return { reason: 'stopped' }
       const admittedFor = closed.admittedAt === null ? null : this.now() - closed.admittedAt
       const attempt = effectiveAttempt(this.attempt, admittedFor, this.o.backoff)
-      const d = decideReconnect(closed, attempt, this.o.backoff, this.random())
+      const d = decideReconnect({ ...closed, tokenAcceptedSinceRefusal: this.tokenAccepted }, attempt, this.o.backoff, this.random())
+      if (d.kind === 'token_refused') this.tokenAccepted = false
       this.attempt = attempt + 1
-      this.explain(closed, d.kind, d.action === 'retry' ? d.delayMs : null)
+      explainClose(this.o.log, this.o.providerId, closed, d.kind, d.action === 'retry' ? d.delayMs : null)
       if (d.action === 'exit') return { reason: d.kind as 'replaced' | 'protocol_error', code: closed.code }
       this.emit('backoff', { kind: d.kind, code: closed.code, delayMs: d.delayMs })
       await this.sleep(d.delayMs)
+      // A token minted on the last connection is presented, and so proven, by the next one,
+      // never lost to a self-heal because its write had not finished.
+      await this.saving
       if (this.stopping) return { reason: 'stopped' }
       s = this.open(hello)
     }
@@ -112,14 +123,16 @@ export class ProviderAgent extends EventEmitter {
     if (this.stopping) return
     this.stopping = true
     this.wake?.()
-    const s = this.current
-    if (s === null) return
-    s.draining = true
-    s.heartbeatSoon()
+    for (const s of [this.current, this.proving]) {
+      if (s === null) continue
+      s.draining = true
+      s.heartbeatSoon()
+    }
     const deadline = this.now() + this.o.drainTimeoutMs
     while (this.slots.active > 0 && this.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    // Both read again: a proving socket may have taken over while requests finished.
     this.proving?.close(1000, 'provider_stopping')
-    s.close(1000, 'provider_stopping')
+    this.current?.close(1000, 'provider_stopping')
   }
 
   private open(hello: HelloFields): AgentSession {
@@ -148,28 +161,57 @@ export class ProviderAgent extends EventEmitter {
       this.proving = null
       this.current = session
     }
+    if (this.stopping) {
+      session.draining = true
+      session.heartbeatSoon()
+    }
+    if (session.withToken && ack.auth_state === 'bearer_validated') this.tokenAccepted = true
     this.emit('admitted', { authState: ack.auth_state, assignedId: ack.assigned_id, withToken: session.withToken })
     if (ack.auth_state === 'bearerless_duplicate') {
       this.o.log.warn(
         { event: 'agent.quarantined', provider_id: id },
-        `another connection claimed provider id ${id} at the same moment; this one is quarantined and gets no traffic. If two agents share this id, stop one`,
+        `another connection claimed provider id ${id} at the same moment; this one is quarantined and would get no traffic, so it reconnects. If two agents share this id, stop one`,
       )
+      session.close(1000, 'quarantined')
+      return
     }
     const token = ack.assigned_provider_token
     if (token === undefined) return
-    try {
-      await writeStateFile(this.o.tokenPath, serializeTokenState({ coordinatorUrl: this.o.coordinatorUrl, providerId: id, token }, new Date(this.now())))
-    } catch (err) {
-      this.o.log.error(
-        { event: 'agent.token_not_saved', path: this.o.tokenPath, err },
-        `could not save the provider token to ${this.o.tokenPath}; this agent will not use it, so the identity stays unproven and a restart gets a fresh token. Make the state directory writable by this user, then restart the agent`,
-      )
+    const mint = ++this.mints
+    const save = this.saving.then(() => this.save(token, mint))
+    this.saving = save.then(
+      () => {},
+      () => {},
+    )
+    if (!(await save)) {
+      session.holding = false
+      session.heartbeatSoon()
       return
     }
     this.token = token
     this.o.log.info({ event: 'agent.token_saved', path: this.o.tokenPath }, 'provider token saved (mode 0600); proving it now')
     this.emit('token_saved', { path: this.o.tokenPath })
-    if (!this.stopping && session === this.current) this.prove(session)
+    if (!this.stopping && session === this.current) {
+      this.prove(session)
+    } else {
+      session.holding = false
+      session.heartbeatSoon()
+    }
+  }
+
+  /** Writes a minted token; false if it was not written or a newer mint came first. */
+  private async save(token: string, mint: number): Promise<boolean> {
+    if (mint !== this.mints) return false
+    try {
+      await writeStateFile(this.o.tokenPath, serializeTokenState({ coordinatorUrl: this.o.coordinatorUrl, providerId: this.o.providerId, token }, new Date(this.now())))
+      return mint === this.mints
+    } catch (err) {
+      this.o.log.error(
+        { event: 'agent.token_not_saved', path: this.o.tokenPath, err },
+        `could not save the provider token to ${this.o.tokenPath}; this agent will not use it, so the identity stays unproven and a restart gets a fresh token. Make the state directory writable by this user, then restart the agent`,
+      )
+      return false
+    }
   }
 
   /** Connect again with the saved token while the first socket still holds the identity. */
@@ -180,6 +222,8 @@ export class ProviderAgent extends EventEmitter {
       if (this.proving !== s) return
       this.proving = null
       if (this.current !== first) return
+      first.holding = false
+      first.heartbeatSoon()
       this.o.log.warn(
         { event: 'agent.prove_failed', code: c.code, reason: c.reason },
         'could not present the saved token yet; staying on the current connection and presenting it at the next reconnect',
@@ -196,34 +240,6 @@ export class ProviderAgent extends EventEmitter {
       }
       this.wake = done
     })
-  }
-
-  private explain(c: SessionClosed, kind: CloseKind, delayMs: number | null): void {
-    const id = this.o.providerId
-    const wait = delayMs === null ? '' : `; retrying in ${Math.round(delayMs / 1000)} s`
-    const base = { event: 'agent.disconnected', kind, code: c.code, reason: c.reason, retry_in_ms: delayMs }
-    switch (kind) {
-      case 'replaced':
-        this.o.log.error(base, `another instance took over provider id ${id} (close 4006); exiting. Two agents are running with this id and token: stop one of them`)
-        return
-      case 'protocol_error':
-        this.o.log.error(base, `the coordinator rejected this agent's frames (close ${c.code} ${c.reason}); exiting, since a retry would send the same. Check --model, --max-concurrency and --max-context-tokens against specs/protocol.md §2.1`)
-        return
-      case 'token_refused':
-        this.o.log.error(
-          base,
-          `the coordinator refused this provider's saved token (close 4005): it was revoked, or this coordinator does not know it${wait}. To rejoin, an operator issues a new token (coordinator-cli issue-token --provider-id ${id}) and you start the agent with it in POOLCOORD_PROVIDER_TOKEN; see ${RUNBOOK}`,
-        )
-        return
-      case 'credential_required':
-        this.o.log.error(
-          base,
-          `the coordinator refused a tokenless connect for ${id} (close 4005): it admits only issued tokens, or this id was already proven with a token this agent no longer has${wait}. Ask the operator for a token (coordinator-cli issue-token --provider-id ${id}) and start the agent with it in POOLCOORD_PROVIDER_TOKEN; see ${RUNBOOK}`,
-        )
-        return
-      default:
-        this.o.log.warn(base, `${c.code === null ? `could not connect${c.reason ? ` (${c.reason})` : ''}` : `disconnected (close ${c.code}${c.reason ? ` ${c.reason}` : ''})`}${wait}`)
-    }
   }
 
   /** Asks the backend what it serves, retrying with backoff until it answers or stop() is called. */

@@ -6,15 +6,23 @@
  * |----------------------------------------------|------------------------------------------------|
  * | 4006 replaced                                | exit: another instance of this provider is live |
  * | 4000, 4001, 4003, 4004 (our frames are wrong)| exit: retrying would send the same frames       |
- * | 4005 while presenting a token                | long backoff: revoked, or locked out by TOFU    |
+ * | 4005 while presenting a token                | long backoff: revoked, or locked out by TOFU;   |
+ * |                                              | once, right after the token was accepted: short |
  * | 4005 without a token                         | normal backoff, floored at the pool-full floor  |
  * | 4429 pool full / admission busy              | normal backoff, floored                         |
- * | anything else (1000, 1001, 1006, 4007, …)    | normal backoff                                  |
+ * | 1001 shutting down                           | normal backoff, over a window of at least 8 s   |
+ * | anything else (1000, 1006, 4007, …)          | normal backoff                                  |
  *
  * Normal backoff is capped exponential with full jitter (uniform in [0, min(cap, base·2^n)]), so
  * a coordinator restart spreads thousands of reconnects over the window instead of one spike.
  * The long backoff is never shorter than its floor: a refused token will be refused again until
- * an operator acts, and hammering would only fill the coordinator's logs.
+ * an operator acts, and hammering would only fill the coordinator's logs. One exception: the
+ * first refusal of a token the coordinator accepted since its last refusal is retried after
+ * 5 to 30 s, because the coordinator also answers 4005 when its store is briefly unavailable,
+ * and a database blip must not park the whole fleet for minutes. A second refusal in a row is
+ * the long backoff, so a revoked token is tried at most twice before the long wait.
+ * After 1001 every agent of a restarted coordinator reconnects at once, most of them from a
+ * stable connection (attempt 0), so that window starts at 8 s instead of 1 s.
  */
 
 export interface BackoffSettings {
@@ -51,6 +59,8 @@ export interface Closed {
   code: number | null
   /** Whether the connection presented a bearer token. */
   withToken: boolean
+  /** The coordinator accepted this token since it last refused it (see the module comment). */
+  tokenAcceptedSinceRefusal?: boolean
 }
 
 export function classifyClose({ code, withToken }: Closed): CloseKind {
@@ -81,12 +91,13 @@ export function decideReconnect(closed: Closed, attempt: number, s: BackoffSetti
     case 'protocol_error':
       return { action: 'exit', kind }
     case 'token_refused':
+      if (closed.tokenAcceptedSinceRefusal === true) return { action: 'retry', kind, delayMs: s.floorMs + Math.floor(random * 5 * s.floorMs) }
       return { action: 'retry', kind, delayMs: s.lockoutMinMs + Math.floor(random * (s.lockoutMaxMs - s.lockoutMinMs)) }
     case 'credential_required':
     case 'pool_full':
       return { action: 'retry', kind, delayMs: Math.max(s.floorMs, jitteredDelay(attempt, s, random)) }
     case 'transient':
-      return { action: 'retry', kind, delayMs: jitteredDelay(attempt, s, random) }
+      return { action: 'retry', kind, delayMs: jitteredDelay(closed.code === 1001 ? Math.max(attempt, 3) : attempt, s, random) }
   }
 }
 

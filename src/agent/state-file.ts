@@ -7,8 +7,8 @@
  *   planted at the target instead of writing through it, and a crash leaves either the old file
  *   or the new one, never half of one.
  * - Reads open with O_NOFOLLOW and check the opened file itself (fstat, not a separate lstat), so
- *   a symlink, a non-regular file, a file owned by another user or one writable by others is
- *   refused with a message saying what to do, never trusted.
+ *   a symlink, a non-regular file, a file owned by another user or one others can read or write
+ *   is refused with a message saying what to do, never trusted.
  * - A file that is not what we wrote (bad JSON, wrong shape, for another URL or id) is corrupt:
  *   it is moved aside, so the operator can inspect it, and the caller carries on without it.
  */
@@ -123,6 +123,9 @@ export async function readStateFile<T>(path: string, uid: number, validate: (v: 
     }
     if ((st.mode & 0o022) !== 0) {
       return { kind: 'refused', message: `${path} is writable by other users, so its content cannot be trusted; check it, then run: chmod 600 ${path}` }
+    }
+    if ((st.mode & 0o044) !== 0) {
+      return { kind: 'refused', message: `${path} is readable by other users, so its token may have been copied; have the operator revoke it and issue a new one, or, if nobody else can have read it, run: chmod 600 ${path}` }
     }
     if (st.size > MAX_STATE_BYTES) return moveAside(path, `${path} is ${st.size} bytes, far larger than a state file`)
     text = await fh.readFile('utf8')

@@ -10,7 +10,7 @@ import { defaultBackoff, type BackoffSettings } from '../../src/agent/reconnect-
 import { captureLogs, type CapturedLogs } from './logs.js'
 
 /** Fast retries for transient closes; the long backoff after a refused token keeps its default. */
-export const TEST_BACKOFF: BackoffSettings = { ...defaultBackoff, baseMs: 20, capMs: 200 }
+export const TEST_BACKOFF: BackoffSettings = { ...defaultBackoff, baseMs: 20, capMs: 200, floorMs: 100 }
 
 export interface AdmittedEvent {
   authState: string

@@ -131,3 +131,33 @@ t.test('agent stop: no new work, the request in flight finishes, then the socket
   t.same(await stopped, { reason: 'stopped' })
   await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone from the pool')
 })
+
+t.test('junk from a coordinator is ignored: no crash, no token taken outside a mint, no reconnect loop', async (t) => {
+  const { WebSocketServer } = await import('ws')
+  const mock = await startMock(t)
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => new Promise<void>((r) => wss.close(() => r())))
+  await new Promise((r) => wss.once('listening', r))
+  const port = (wss.address() as { port: number }).port
+  let connections = 0
+  const answered = new Promise<Record<string, unknown>>((resolve) => {
+    wss.on('connection', (ws) => {
+      connections++
+      ws.once('message', () => {
+        // A bearer ack on a tokenless connect must not hand over a token; then junk frames.
+        ws.send(JSON.stringify({ type: 'hello_ack', coordinator_version: 1, assigned_id: 'x', heartbeat_interval_s: 30, auth_state: 'bearer_validated', assigned_provider_token: 'ab'.repeat(32) }))
+        for (const junk of ['null', '[1]', '5', '"s"', '{"type":"inference_request"}', '{"type":"cancel_request"}', '{"type":"mystery"}']) ws.send(junk)
+        ws.send(JSON.stringify({ type: 'inference_request', request_id: 'req-1', stream: false, body: JSON.stringify({ model: 'mock-llama', messages: [{ role: 'user', content: 'mock:tokens=3' }] }) }))
+        ws.on('message', (m) => {
+          const frame = JSON.parse(String(m)) as Record<string, unknown>
+          if (frame.type === 'inference_response_end') resolve(frame)
+        })
+      })
+    })
+  })
+  const dir = await stateDir(t)
+  const a = await startAgent(t, agentConfig({ coordinatorUrl: `ws://127.0.0.1:${port}/ws/provider`, backendUrl: mock.url, stateDir: dir, providerId: 'junk' }))
+  t.match(await answered, { request_id: 'req-1', status: 'complete' }, 'still serving after the junk')
+  t.equal(connections, 1, 'one connection: no swap, no reconnect')
+  t.same(a.logs.events('agent.token_saved'), [], 'no token taken from a non-mint ack')
+})

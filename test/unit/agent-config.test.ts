@@ -31,7 +31,11 @@ t.test('defaults, and flags over the environment', async (t) => {
 })
 
 t.test('an issued token comes from the environment or a file, never a flag, and must be well formed', async (t) => {
-  t.equal(readAgentConfig(['--coordinator', WS], { POOLCOORD_PROVIDER_TOKEN: `${TOKEN}\n` }).importToken, TOKEN)
+  const env: Record<string, string> = { POOLCOORD_PROVIDER_TOKEN: `${TOKEN}\n` }
+  t.equal(readAgentConfig(['--coordinator', WS], env).importToken, TOKEN)
+  t.notOk('POOLCOORD_PROVIDER_TOKEN' in env, 'removed from the environment once read')
+  t.equal(readAgentConfig(['--coordinator', 'ws://pool.example/ws/provider', '--insecure'], {}).coordinatorUrl, 'ws://pool.example/ws/provider')
+  t.equal(readAgentConfig(['--coordinator', 'ws://127.0.0.1:8080/ws/provider'], {}).coordinatorUrl, 'ws://127.0.0.1:8080/ws/provider', 'loopback needs no TLS')
   t.throws(() => readAgentConfig(['--coordinator', WS], { POOLCOORD_PROVIDER_TOKEN: 'nope' }), { code: 'AGENT_USAGE', message: /64 lowercase hex/ })
   t.throws(() => readAgentConfig(['--coordinator', WS, '--token', TOKEN], {}), { code: 'AGENT_USAGE', message: /unknown option/ })
   t.throws(() => readAgentConfig(['--coordinator', WS, '--token-file', '/nonexistent/x'], {}), { message: /cannot read --token-file/ })
@@ -45,6 +49,9 @@ t.test('usage errors say what is wrong', async (t) => {
     [['--coordinator', WS, '--max-concurrency', '0'], {}, /1 to 256/],
     [['--coordinator', WS, '--backend', 'ftp://x'], {}, /http/],
     [['--coordinator', WS, '--log-level', 'loud'], {}, /log level/],
+    [['--coordinator', 'wss://user:pw@pool.example/ws/provider'], {}, /user:password/],
+    [['--coordinator', `${WS}#x`], {}, /fragment/],
+    [['--coordinator', 'ws://pool.example/ws/provider'], {}, /clear text.*--insecure/],
     [[], { POOLCOORD_COORDINATOR_URL: WS, POOLCOORD_MAX_CONCURRENCY: 'many' }, /POOLCOORD_MAX_CONCURRENCY/],
   ]
   for (const [argv, env, why] of bad) t.throws(() => readAgentConfig(argv, env), { code: 'AGENT_USAGE', message: why }, argv.join(' ') || JSON.stringify(env))

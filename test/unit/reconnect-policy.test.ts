@@ -56,6 +56,15 @@ t.test('a refused token never retries faster than the long backoff', async (t) =
   t.ok(defaultBackoff.lockoutMinMs >= 5 * 60_000, 'the floor is minutes, not seconds')
 })
 
+t.test('one short retry for a token accepted since its last refusal (a store blip), then the long backoff', async (t) => {
+  for (const r of RANDOMS) {
+    const first = decideReconnect({ code: 4005, withToken: true, tokenAcceptedSinceRefusal: true }, 0, defaultBackoff, r)
+    t.ok(first.action === 'retry' && first.delayMs >= defaultBackoff.floorMs && first.delayMs <= 6 * defaultBackoff.floorMs, `first refusal, random ${r}: 5-30 s`)
+    const second = decideReconnect({ code: 4005, withToken: true, tokenAcceptedSinceRefusal: false }, 1, defaultBackoff, r)
+    t.ok(second.action === 'retry' && second.delayMs >= defaultBackoff.lockoutMinMs, `second refusal in a row, random ${r}: the long backoff`)
+  }
+})
+
 t.test('floors and exits', async (t) => {
   for (const r of RANDOMS) {
     const full = decideReconnect({ code: 4429, withToken: true }, 0, defaultBackoff, r)
@@ -65,7 +74,8 @@ t.test('floors and exits', async (t) => {
   }
   t.same(decideReconnect({ code: 4006, withToken: true }, 0, defaultBackoff, 0.5), { action: 'exit', kind: 'replaced' })
   t.same(decideReconnect({ code: 4001, withToken: false }, 0, defaultBackoff, 0.5), { action: 'exit', kind: 'protocol_error' })
-  t.same(decideReconnect({ code: 1001, withToken: true }, 2, defaultBackoff, 0.5), { action: 'retry', kind: 'transient', delayMs: 2000 })
+  t.same(decideReconnect({ code: 1006, withToken: true }, 2, defaultBackoff, 0.5), { action: 'retry', kind: 'transient', delayMs: 2000 })
+  t.same(decideReconnect({ code: 1001, withToken: true }, 0, defaultBackoff, 0.5), { action: 'retry', kind: 'transient', delayMs: 4000 }, 'a coordinator restart spreads even stable agents over 8 s')
 })
 
 t.test('the attempt count resets after a stable connection only', async (t) => {

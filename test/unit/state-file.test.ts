@@ -89,6 +89,16 @@ t.test('a file others can write is refused', async (t) => {
   t.match(r.kind === 'refused' && r.message, /chmod 600/)
 })
 
+t.test('a file others can read is refused: its token may have been copied', async (t) => {
+  const dir = await tmp(t)
+  const path = tokenStatePath(dir, URL_A, 'p1')
+  await writeStateFile(path, content)
+  await chmod(path, 0o644)
+  const r = await load(path)
+  t.equal(r.kind, 'refused')
+  t.match(r.kind === 'refused' && r.message, /readable by other users.*revoke/)
+})
+
 t.test('corrupt files are moved aside, with the reason', async (t) => {
   const dir = await tmp(t)
   const path = tokenStatePath(dir, URL_A, 'p1')
