@@ -10,6 +10,8 @@ export type RegisterResult<H> =
 interface Entry<H> {
   session: ProviderSession
   handle: H
+  /** Where the session sits in `list`. */
+  index: number
 }
 
 /**
@@ -25,8 +27,15 @@ export class Registry<H> {
    * cooldown by reconnecting. Entries go once their cooldown has passed.
    */
   private readonly health = new Map<string, Pick<ProviderSession, 'consecutiveFailures' | 'cooldownUntil'>>()
-  /** The live sessions as an array, for selection's random access; rebuilt after a membership change. */
-  private list: ProviderSession[] | null = null
+  /**
+   * The live sessions in random order, kept in step with byProvider: selection samples a run of
+   * it (select-provider.ts), and connection order must not decide who competes with whom. A new
+   * session is swapped into a random place, a removal is swapped with the last; O(1) each.
+   */
+  private readonly list: ProviderSession[] = []
+  private readonly listEntries: Entry<H>[] = []
+
+  constructor(private readonly random: () => number = Math.random) {}
 
   get size(): number {
     return this.byProvider.size
@@ -39,10 +48,17 @@ export class Registry<H> {
     if (existing) this.byAssigned.delete(existing.session.assignedId)
     const past = this.health.get(session.providerId)
     if (past !== undefined) Object.assign(session, past)
-    const entry = { session, handle }
+    const entry: Entry<H> = { session, handle, index: existing?.index ?? this.list.length }
+    if (existing) {
+      this.list[entry.index] = session
+      this.listEntries[entry.index] = entry
+    } else {
+      this.list.push(session)
+      this.listEntries.push(entry)
+      this.swap(entry.index, Math.floor(this.random() * this.list.length))
+    }
     this.byProvider.set(session.providerId, entry)
     this.byAssigned.set(session.assignedId, entry)
-    this.list = null
     return { registered: true, displaced: existing ?? null }
   }
 
@@ -52,7 +68,9 @@ export class Registry<H> {
     if (!entry) return false
     this.byProvider.delete(providerId)
     this.byAssigned.delete(assignedId)
-    this.list = null
+    this.swap(entry.index, this.list.length - 1)
+    this.list.pop()
+    this.listEntries.pop()
     return true
   }
 
@@ -140,10 +158,21 @@ export class Registry<H> {
     for (const e of this.byProvider.values()) yield e.session
   }
 
-  /** Every live session; the array is shared and valid until the next register or remove. */
+  /** Every live session, in random order. The array is the registry's own: read it, never keep it. */
   sessionList(): readonly ProviderSession[] {
-    this.list ??= [...this.byProvider.values()].map((e) => e.session)
     return this.list
+  }
+
+  private swap(i: number, j: number): void {
+    if (i === j) return
+    const a = this.listEntries[i]!
+    const b = this.listEntries[j]!
+    this.listEntries[i] = b
+    this.listEntries[j] = a
+    this.list[i] = b.session
+    this.list[j] = a.session
+    a.index = j
+    b.index = i
   }
 
   sessions(): ProviderSession[] {

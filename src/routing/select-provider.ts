@@ -29,11 +29,14 @@ export type Selection =
  *   3. then uniformly at random among exact ties, so equal providers share the load.
  *
  * One pass with reservoir sampling for the ties: no sort and no allocation per candidate. In a
- * pool of more than SAMPLE sessions the pass starts at a random index and stops once it has
- * weighed SAMPLE candidates and holds a healthy one, so the cost of a request does not grow with
- * the pool: the choice is the best of a random sample of at least SAMPLE candidates, which
- * spreads load as evenly at that size, and a cooling-down provider is still chosen only when the
- * whole pool has no healthy candidate. A model is "not found" only when the pool has sessions
+ * pool of more than SAMPLE sessions the pass starts at a random index of the registry's list,
+ * which the registry keeps in random order, and stops once it has weighed SAMPLE healthy
+ * candidates: the choice is the best of a random sample of SAMPLE healthy candidates (or of all
+ * of them, if fewer), and a cooling-down provider is still chosen only when the whole pool has no
+ * healthy candidate. The pass skips, without counting, sessions for other models and ineligible
+ * ones (busy, full, draining), so its cost is SAMPLE candidates plus what it skips on the way:
+ * flat while most of the pool can take the request, approaching a full scan, as a small pool
+ * always does, when few can. A model is "not found" only when the pool has sessions
  * and none of them reports it. A known model with no eligible provider right now, or an empty pool (as just after a
  * coordinator restart, before providers reconnect), is "no provider available": a 503 tells
  * clients to retry, where a 404 would tell them to give up.
@@ -54,16 +57,16 @@ export function selectProvider(
   let bestSlots = 0
   let bestTps = 0
   let ties = 0
-  let weighed = 0
+  let healthySeen = 0
   for (let i = 0; i < n; i++) {
-    if (sampled && weighed >= SAMPLE && bestHealthy) break
+    if (sampled && healthySeen >= SAMPLE) break
     const s = sessions[(start + i) % n]!
     if (!s.models.includes(req.model)) continue
     known = true
     if (req.pin !== null && s.providerId !== req.pin) continue
     if (req.exclude.has(s.providerId) || !routingEligible(s).eligible) continue
-    weighed++
     const healthy = !isCoolingDown(s, now)
+    if (healthy) healthySeen++
     const slots = effectiveFreeSlots(s)
     const tps = s.throughputTps ?? 0
     const order = best === null ? 1 : healthy !== bestHealthy ? (healthy ? 1 : -1) : compare(slots, tps, bestSlots, bestTps)

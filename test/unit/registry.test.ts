@@ -222,3 +222,26 @@ t.test('markBusy: only the current session, only from ready', async (t) => {
   t.equal(s.status, 'ready', 'the next heartbeat decides again')
   t.same([...reg.liveSessions()], [s])
 })
+
+t.test('sessionList: every live session once, in an order connection order does not decide', async (t) => {
+  let seed = 3
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const reg = new Registry<null>(random)
+  const check = (what: string) => {
+    const list = reg.sessionList()
+    t.equal(new Set(list).size, list.length, `${what}: no duplicates`)
+    t.same(new Set(list), new Set(reg.liveSessions()), `${what}: the live sessions exactly`)
+  }
+  for (let i = 0; i < 100; i++) reg.register(makeSession({ providerId: `p${i}`, assignedId: `a${i}` }), null)
+  check('after 100 registrations')
+  t.not(reg.sessionList().map((x) => x.providerId).join(), Array.from({ length: 100 }, (_, i) => `p${i}`).join(), 'not in connection order')
+  const replacement = makeSession({ providerId: 'p50', assignedId: 'a50-new', authState: 'bearer_validated' })
+  const at = reg.sessionList().findIndex((x) => x.providerId === 'p50')
+  reg.register(replacement, null)
+  t.equal(reg.sessionList()[at], replacement, 'a replacement takes its predecessor\'s place')
+  check('after a replacement')
+  for (let i = 0; i < 100; i += 3) reg.remove(`p${i}`, i === 50 ? 'a50-new' : `a${i}`)
+  t.notOk(reg.remove('p1', 'stale-assigned-id'), 'a stale remove changes nothing')
+  check('after removals')
+  t.equal(reg.sessionList().length, 66)
+})

@@ -132,3 +132,27 @@ t.test('large pools: the scan goes on past the sample when it has no healthy can
   const pinned = selectProvider(otherModel, { model: 'llama', pin: 'm4999', exclude: none }, () => 0.5, NOW)
   t.ok(pinned.ok && pinned.session.providerId === 'm4999', 'a pin is found wherever it sits')
 })
+
+t.test('large pools: neither connection order nor a block of failing providers decides who wins', async (t) => {
+  const { Registry } = await import('../../src/pool/registry.js')
+  const share = (pool: () => readonly ProviderSession[], pick: (s: ProviderSession) => boolean): number => {
+    let hits = 0
+    for (let i = 0; i < 20_000; i++) {
+      const r = selectProvider(pool(), { model: 'llama', pin: null, exclude: none }, Math.random, NOW)
+      if (r.ok && pick(r.session)) hits++
+    }
+    return hits / 20_000
+  }
+  // One operator's big machines connected first, then many small ones.
+  const reg = new Registry<null>()
+  for (let i = 0; i < 200; i++) reg.register(s(`big${i}`, { slotsFree: 8, maxConcurrency: 8 }), null)
+  for (let i = 0; i < 800; i++) reg.register(s(`small${i}`, { slotsFree: 2, maxConcurrency: 2 }), null)
+  const small = share(() => reg.sessionList(), (x) => x.providerId.startsWith('small'))
+  t.ok(small < 0.01, `small providers get ${(100 * small).toFixed(2)}% while big ones have room (a full scan: 0%)`)
+
+  // A block of cooling-down sessions, then a weak provider, then strong ones.
+  const cooling = Array.from({ length: 300 }, (_, i) => s(`c${i}`, { consecutiveFailures: 3, cooldownUntil: NOW + 10_000 }))
+  const blocked = [...cooling, s('weak', { slotsFree: 1, maxConcurrency: 8 }), ...Array.from({ length: 700 }, (_, i) => s(`strong${i}`, { slotsFree: 8, maxConcurrency: 8 }))]
+  const weak = share(() => blocked, (x) => x.providerId === 'weak')
+  t.ok(weak < 0.01, `the provider after the failing block gets ${(100 * weak).toFixed(2)}% (a full scan: 0%)`)
+})
