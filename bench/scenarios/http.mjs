@@ -4,7 +4,7 @@ import { createDatabase, dropDatabase, seedTokens } from '../lib/database.mjs'
 import { closeAll, connectAll, startFleet, stopFleet } from '../lib/fleet.mjs'
 import { httpLoad } from '../lib/load.mjs'
 import { SSE_CHUNKS, chatBody } from '../lib/payloads.mjs'
-import { absoluteRow, row, reportRow } from '../lib/rows.mjs'
+import { row, reportRow } from '../lib/rows.mjs'
 import { median } from '../lib/stats.mjs'
 
 const PATH = '/v1/chat/completions'
@@ -60,9 +60,11 @@ export async function runHttp(env) {
       }
     }
 
-    // The pool scan: 1,000 more eligible providers for the same model. They have fewer free
-    // slots than the instant provider, so it still wins every selection and the rest of the
-    // request path is the same; what changes is the length of the scan.
+    // A large pool: 1,000 more eligible providers for the same model, answering from one fleet
+    // process. They have fewer free slots than the instant provider, but selection weighs a
+    // random sample of 64 (specs/buyer-api.md §3), so most requests now go to the fleet: this
+    // measures a request in a large pool (selection plus traffic spread over 1,001 sockets), not
+    // the scan alone, which the routing section measures.
     const fleet = startFleet(1)
     helpers.push(...fleet)
     await seedTokens(db.url, 0, sizes.routingPool)
@@ -173,10 +175,10 @@ function rowsFor(runs, pooled, sizes, routable) {
   const baseCpu = pick('poolcoord', false, 16, cpu)
   const extra = pooledCpu - baseCpu
   const scenario = `routing, ${routable.toLocaleString('en-US')} eligible providers (end to end, c16)`
-  rows.push(reportRow({ scenario, measure: 'CPU per request vs 1 provider', unit: 'µs', value: pooledCpu, baseline: baseCpu, note: 'baseline: the same coordinator with 1 provider; the same provider serves every request, only the pool scan is longer' }))
+  rows.push(reportRow({ scenario, measure: 'CPU per request vs 1 provider', unit: 'µs', value: pooledCpu, baseline: baseCpu, note: 'baseline: the same coordinator with 1 provider; in the pool, requests spread over 1,001 provider sockets (selection alone: the routing rows)' }))
   rows.push(reportRow({ scenario, measure: 'req/s vs 1 provider', unit: 'req/s', value: pooledReqs, baseline: pick('poolcoord', false, 16, reqs) }))
   // The goal is qualitative ("must not grow linearly with the pool if that shows up as cost");
   // read here as: the larger pool may add at most 10% to the CPU per request.
-  rows.push(absoluteRow({ scenario, measure: 'selection cost added by the pool', unit: 'µs per request', value: extra, goal: '≤ 10% of CPU/request', met: extra <= 0.1 * baseCpu, note: `${((100 * extra) / baseCpu).toFixed(0)}% of the 1-provider CPU per request` }))
+  rows.push(reportRow({ scenario, measure: 'CPU per request added by the pool', unit: 'µs', value: extra, note: `${((100 * extra) / baseCpu).toFixed(0)}% of the 1-provider CPU per request; selection itself is flat (routing rows)` }))
   return rows
 }
