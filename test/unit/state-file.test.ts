@@ -79,24 +79,22 @@ t.test('a file owned by another user is refused', async (t) => {
   t.match(r.kind === 'refused' && r.message, new RegExp(`owned by uid ${UID}, not by this user \\(uid ${UID + 1}\\)`))
 })
 
-t.test('a file others can write is refused', async (t) => {
-  const dir = await tmp(t)
-  const path = tokenStatePath(dir, URL_A, 'p1')
-  await writeStateFile(path, content)
-  await chmod(path, 0o666)
-  const r = await load(path)
-  t.equal(r.kind, 'refused')
-  t.match(r.kind === 'refused' && r.message, /chmod 600/)
-})
-
-t.test('a file others can read is refused: its token may have been copied', async (t) => {
-  const dir = await tmp(t)
-  const path = tokenStatePath(dir, URL_A, 'p1')
-  await writeStateFile(path, content)
-  await chmod(path, 0o644)
-  const r = await load(path)
-  t.equal(r.kind, 'refused')
-  t.match(r.kind === 'refused' && r.message, /readable by other users.*revoke/)
+t.test('a file others can write, or read, is refused', async (t) => {
+  const modes: Array<[number, RegExp]> = [
+    [0o666, /writable by other users.*chmod 600/],
+    [0o620, /writable by other users/],
+    [0o644, /readable by other users, so its token may have been copied.*revoke/],
+    [0o640, /readable by other users/],
+  ]
+  for (const [mode, why] of modes) {
+    const dir = await tmp(t)
+    const path = tokenStatePath(dir, URL_A, 'p1')
+    await writeStateFile(path, content)
+    await chmod(path, mode)
+    const r = await load(path)
+    t.equal(r.kind, 'refused', `mode ${mode.toString(8)}`)
+    t.match(r.kind === 'refused' && r.message, why)
+  }
 })
 
 t.test('corrupt files are moved aside, with the reason', async (t) => {
