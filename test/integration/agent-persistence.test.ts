@@ -149,6 +149,8 @@ t.test('a token that cannot be saved is never presented, so the id stays unprove
   const kick = await fetch(`${svc.url}/admin/providers/unsaved/kick`, { method: 'POST', headers: { authorization: `Bearer ${OPERATOR_KEY}` } })
   t.equal(kick.status, 200)
   t.match(await a.admitted(2), { authState: 'self_minted', withToken: false }, 'its reconnect is tokenless, and self-heals')
+  // The second mint's save fails too; only then is the way cleared for the restart.
+  await waitFor(() => a.logs.events('agent.token_not_saved').length === 2, 'the second save failure')
   await a.stop()
   await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone')
   await rm(blocker, { recursive: true })
