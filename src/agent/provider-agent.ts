@@ -68,7 +68,7 @@ export class ProviderAgent extends EventEmitter {
     this.random = o.random ?? Math.random
   }
 
-  /** The session serving now, if any (for tests and the CLI's status line). */
+  /** The session serving now, if any. */
   get session(): AgentSession | null {
     return this.current
   }
@@ -76,7 +76,7 @@ export class ProviderAgent extends EventEmitter {
   async run(): Promise<AgentExit> {
     const models = this.o.models ?? (await this.discoverModels())
     if (models === null) return { reason: 'stopped' }
-    const hello: HelloFields = (this.hello = {
+    this.hello = {
       provider_id: this.o.providerId,
       hostname: this.o.hostname,
       model_id: models[0]!,
@@ -85,8 +85,8 @@ export class ProviderAgent extends EventEmitter {
       max_concurrency: this.o.maxConcurrency,
       max_context_tokens: this.o.maxContextTokens,
       ...(this.o.throughputTps !== null ? { throughput_tps_estimate: this.o.throughputTps } : {}),
-    })
-    let s = this.open(hello)
+    }
+    let s = this.open()
     for (;;) {
       const closed = await s.closed
       if (this.stopping) {
@@ -114,7 +114,7 @@ export class ProviderAgent extends EventEmitter {
       // never lost to a self-heal because its write had not finished.
       await this.saving
       if (this.stopping) return { reason: 'stopped' }
-      s = this.open(hello)
+      s = this.open()
     }
   }
 
@@ -135,17 +135,17 @@ export class ProviderAgent extends EventEmitter {
     this.current?.close(1000, 'provider_stopping')
   }
 
-  private open(hello: HelloFields): AgentSession {
-    const s = this.connect(hello)
+  private open(): AgentSession {
+    const s = this.connect()
     this.current = s
     return s
   }
 
-  private connect(hello: HelloFields): AgentSession {
+  private connect(): AgentSession {
     return new AgentSession({
       url: this.o.coordinatorUrl,
       token: this.token,
-      hello,
+      hello: this.hello!,
       backendUrl: this.o.backendUrl,
       log: this.o.log,
       slots: this.slots,
@@ -216,7 +216,7 @@ export class ProviderAgent extends EventEmitter {
 
   /** Connect again with the saved token while the first socket still holds the identity. */
   private prove(first: AgentSession): void {
-    const s = this.connect(this.hello!)
+    const s = this.connect()
     this.proving = s
     void s.closed.then((c) => {
       if (this.proving !== s) return

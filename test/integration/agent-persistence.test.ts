@@ -2,7 +2,7 @@
 // survive (specs/protocol.md §2.2; the agent's part of docs/operations.md §4).
 import { lstat, mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { setupAgent } from '../../src/agent/agent-setup.js'
 import { defaultBackoff } from '../../src/agent/reconnect-policy.js'
 import { ensureStateDir, tokenStatePath } from '../../src/agent/state-file.js'
@@ -86,13 +86,19 @@ t.test('a corrupt token file is moved aside and the agent joins afresh', async (
   t.match(JSON.parse(await readFile(path, 'utf8')), { token: /^[0-9a-f]{64}$/ }, 'a good file in its place')
 })
 
-t.test('a lost token on a proven id: refused, and told what to do', async (t) => {
+/** A coordinator, a mock backend, and an agent whose minted token is saved and proven. */
+async function provenAgent(t: Test, providerId: string) {
   const svc = await startTestService(t)
   const mock = await startMock(t)
   const dir = await stateDir(t)
-  const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'proven' })
+  const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId })
   const first = await startAgent(t, config)
   await first.admitted(2)
+  return { svc, dir, config, first }
+}
+
+t.test('a lost token on a proven id: refused, and told what to do', async (t) => {
+  const { svc, dir, config, first } = await provenAgent(t, 'proven')
   await first.stop()
   await writeFile(tokenStatePath(dir, svc.wsUrl, 'proven'), 'garbage', { mode: 0o600 })
   const again = await startAgent(t, config)
@@ -113,10 +119,7 @@ t.test('an operator-issued token is installed and used (invite-only)', async (t)
 })
 
 t.test('a refused token backs off for minutes, not seconds', async (t) => {
-  const svc = await startTestService(t)
-  const mock = await startMock(t)
-  const a = await startAgent(t, agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: await stateDir(t), providerId: 'revoked' }))
-  await a.admitted(2)
+  const { svc, first: a } = await provenAgent(t, 'revoked')
   const prefix = (await svc.poolz()).pool[0]!.token_prefix!
   await svc.svc.ctx.tokens.revokeByPrefix(prefix)
   const kick = await fetch(`${svc.url}/admin/providers/revoked/kick`, { method: 'POST', headers: { authorization: `Bearer ${OPERATOR_KEY}` } })
@@ -183,12 +186,7 @@ t.test('two coordinators on one host keep separate state', async (t) => {
 })
 
 t.test('a second instance with the same token takes over; the first exits instead of fighting', async (t) => {
-  const svc = await startTestService(t)
-  const mock = await startMock(t)
-  const dir = await stateDir(t)
-  const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'twin' })
-  const first = await startAgent(t, config)
-  await first.admitted(2)
+  const { svc, config, first } = await provenAgent(t, 'twin')
   const second = await startAgent(t, config)
   t.equal((await second.admitted(1)).authState, 'bearer_validated')
   t.same(await first.exit, { reason: 'replaced', code: 4006 })
