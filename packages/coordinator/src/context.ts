@@ -1,0 +1,83 @@
+import { KeyedMutex } from './admission/keyed-mutex.js'
+import { systemClock, type Clock } from './clock.js'
+import { LiveConfig, type Config } from './config.js'
+import { openDatabase, type Database } from './db/database.js'
+import { migrate } from './db/migrate.js'
+import { ByteBudget } from './http/byte-budget.js'
+import { createOperatorAuth } from './http/operator-auth.js'
+import { createLogger, type Logger } from './logger.js'
+import { createMetrics, type Metrics } from './metrics.js'
+import { resolveOperatorKey } from './operator-key.js'
+import type { ProviderLink } from './pool/provider-link.js'
+import { Registry } from './pool/registry.js'
+import { Dispatcher } from './routing/dispatcher.js'
+import { TokenStore } from './tokens/token-store.js'
+
+/** Everything the coordinator's shells need, built once and passed explicitly. */
+export interface AppContext {
+  readonly config: Config
+  readonly live: LiveConfig
+  readonly log: Logger
+  readonly clock: Clock
+  readonly db: Database
+  readonly tokens: TokenStore
+  readonly registry: Registry<ProviderLink>
+  /** Requests in flight on provider sockets. */
+  readonly dispatcher: Dispatcher
+  /** Bytes held for buyers across all requests (see http/relay.ts). */
+  readonly buffers: ByteBudget
+  readonly metrics: Metrics
+  readonly admissionLock: KeyedMutex
+  readonly isOperator: (authorization: string | undefined) => boolean
+  readonly startedAt: number
+  readonly version: string
+}
+
+/** The only injection seam: tests pass a clock, a capturing logger or a shared database. */
+export interface ContextOverrides {
+  log?: Logger
+  clock?: Clock
+  db?: Database
+  defaultMetrics?: boolean
+}
+
+export const VERSION = '0.1.0'
+
+export async function createContext(config: Config, overrides: ContextOverrides = {}): Promise<AppContext> {
+  const log = overrides.log ?? createLogger({ level: config.logLevel })
+  const operatorKey = resolveOperatorKey(config.operatorKey, config.dataDir, log)
+  const clock = overrides.clock ?? systemClock
+  let db = overrides.db
+  if (db === undefined) {
+    db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log })
+    try {
+      const { applied } = await migrate(db)
+      if (applied.length > 0) log.info({ event: 'db.migrated', applied }, 'applied migrations')
+    } catch (err) {
+      await db.close()
+      throw err
+    }
+  }
+  const registry = new Registry<ProviderLink>()
+  const dispatcher = new Dispatcher(registry, config.limits.maxProviderBacklogBytes, log)
+  return {
+    config,
+    live: new LiveConfig(config.live),
+    log,
+    clock,
+    db,
+    tokens: new TokenStore(db, { timeoutMs: config.limits.storeTimeoutMs }),
+    registry,
+    dispatcher,
+    buffers: new ByteBudget(config.limits.maxBufferedBytesTotal),
+    metrics: createMetrics({
+      sessions: () => registry.liveSessions(),
+      inFlight: () => dispatcher.inFlight,
+      defaultMetrics: overrides.defaultMetrics,
+    }),
+    admissionLock: new KeyedMutex(config.limits.maxQueuedAdmissionsPerId),
+    isOperator: createOperatorAuth(operatorKey),
+    startedAt: clock.now(),
+    version: VERSION,
+  }
+}

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { AppContext } from '../context.js'
+import { CoordinatorBusyError, CoordinatorError, RequestTooLargeError, toPublicError } from '../errors.js'
+import { parseChatRequest, parsePin } from './chat-request.js'
+import { BodyAbortedError, readBody } from './read-body.js'
+import { relay, type RelayResult } from './relay.js'
+import { encode, inferenceRequest } from '@poolcoord/protocol'
+import { sendError } from './respond.js'
+
+/**
+ * POST /v1/chat/completions: read and check the body, run it against the pool, then record one
+ * metric sample and one log line for the request, whatever its outcome.
+ */
+export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res: ServerResponse, queued: WeakMap<object, number>): Promise<void> {
+  const arrivedAt = ctx.clock.now()
+  const requestId = `req-${randomUUID()}`
+  res.setHeader('x-request-id', requestId)
+  let model: string | null = null
+  let stream = false
+  let result: RelayResult
+  // The body and its frame stay in memory for the whole request, queued or running: they count
+  // against the same process-wide budget as held answers.
+  const bodyBytes = ctx.buffers.reservation()
+  try {
+    const pin = parsePin(req.headers['x-pool-provider'])
+    const chat = parseChatRequest(await readBody(req, ctx.config.limits.maxBodyBytes))
+    model = chat.model
+    stream = chat.stream
+    const frame = encode(inferenceRequest(requestId, chat.stream, chat.body))
+    // JSON-encoding the body can double it; providers are promised frames no larger than this.
+    if (Buffer.byteLength(frame) > ctx.config.limits.maxDispatchFrameBytes) {
+      throw new RequestTooLargeError(`encoded request exceeds the ${ctx.config.limits.maxDispatchFrameBytes}-byte provider frame limit`)
+    }
+    if (!bodyBytes.resize(2 * Buffer.byteLength(frame))) throw new CoordinatorBusyError()
+    if (!(await ownsSocket(req, res, queued))) throw new BodyAbortedError('buyer left while pipelined')
+    result = await relay(ctx, res, { requestId, model: chat.model, stream: chat.stream, frame, pin }, arrivedAt)
+  } catch (err) {
+    // Only request errors reach here: relay answers every routing outcome itself.
+    const none = { providerId: null, attempts: 0, failovers: [], firstChunkMs: null, usage: null }
+    if (err instanceof BodyAbortedError) {
+      result = { status: 'buyer_disconnected', ...none }
+    } else {
+      sendError(res, err, err instanceof RequestTooLargeError ? { connection: 'close' } : {})
+      result = { status: toPublicError(err).body.error.code, ...none }
+      if (toPublicError(err).status >= 500 && !(err instanceof CoordinatorError)) ctx.log.error({ err, request_id: requestId }, 'request failed')
+    }
+  } finally {
+    bodyBytes.release()
+  }
+  const durationMs = ctx.clock.now() - arrivedAt
+  ctx.metrics.request({
+    status: result.status,
+    stream,
+    durationS: durationMs / 1000,
+    firstChunkS: result.firstChunkMs === null ? null : result.firstChunkMs / 1000,
+  })
+  const line = {
+    event: 'request.finished',
+    request_id: requestId,
+    provider_id: result.providerId,
+    model,
+    stream,
+    status: result.status,
+    attempts: result.attempts,
+    failovers: result.failovers,
+    first_chunk_ms: result.firstChunkMs,
+    duration_ms: Math.round(durationMs),
+    usage: result.usage,
+  }
+  if (result.status === 'complete' || result.status === 'buyer_disconnected') ctx.log.info(line, 'request finished')
+  else ctx.log.warn(line, 'request failed')
+}
+
+/** Pipelined requests a connection may have waiting behind the one being answered. */
+const MAX_QUEUED_PER_CONNECTION = 4
+
+/**
+ * HTTP/1.1 pipelining: a response queued behind another gets its socket only when that one is
+ * done, and until then it never hears of the socket closing. Dispatching it early would hold a
+ * provider slot for a buyer who may already be gone, so it waits for its turn, or for the close.
+ */
+function ownsSocket(req: IncomingMessage, res: ServerResponse, queued: WeakMap<object, number>): Promise<boolean> {
+  if (res.socket !== null) return Promise.resolve(true)
+  const socket = req.socket
+  if (socket.destroyed) return Promise.resolve(false)
+  // Node reads pipelined requests without limit: a connection may queue only a few.
+  const waiting = queued.get(socket) ?? 0
+  if (waiting >= MAX_QUEUED_PER_CONNECTION) return Promise.reject(new CoordinatorBusyError())
+  queued.set(socket, waiting + 1)
+  return new Promise((resolve) => {
+    // One listener per queued response, removed when it gets its turn: raise the cap to match.
+    socket.setMaxListeners(socket.getMaxListeners() + 1)
+    const settle = (owned: boolean) => (): void => {
+      res.off('socket', onSocket)
+      socket.off('close', onClose)
+      socket.setMaxListeners(Math.max(10, socket.getMaxListeners() - 1))
+      queued.set(socket, (queued.get(socket) ?? 1) - 1)
+      resolve(owned)
+    }
+    const onSocket = settle(true)
+    const onClose = settle(false)
+    res.once('socket', onSocket)
+    socket.once('close', onClose)
+  })
+}

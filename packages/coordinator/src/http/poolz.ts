@@ -1,0 +1,71 @@
+import type { AuthState } from '@poolcoord/protocol'
+import type { ProviderSession } from '../pool/provider-session.js'
+import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js'
+
+/**
+ * The operator's view of the pool. Routability comes from routingEligible alone. Rows carry a
+ * token prefix at most: never a token, never a hash.
+ */
+export function renderPoolz(sessions: Iterable<ProviderSession>) {
+  const pool = []
+  const byAuth: Record<AuthState, number> = { bearer_validated: 0, self_minted: 0, bearerless_duplicate: 0 }
+  const models = new Map<string, { providers: number; routable: number }>()
+  let routable = 0
+  const slots = { total: 0, free: 0, effective_free: 0, in_flight: 0 }
+  for (const s of sessions) {
+    const eligibility = routingEligible(s)
+    byAuth[s.authState]++
+    if (eligibility.eligible) routable++
+    slots.total += s.slotsTotal
+    slots.free += s.slotsFree
+    slots.in_flight += s.inFlight
+    if (eligibility.eligible) slots.effective_free += effectiveFreeSlots(s)
+    for (const m of s.models) {
+      const entry = models.get(m) ?? { providers: 0, routable: 0 }
+      entry.providers++
+      if (eligibility.eligible) entry.routable++
+      models.set(m, entry)
+    }
+    pool.push({
+      provider_id: s.providerId,
+      assigned_id: s.assignedId,
+      auth_state: s.authState,
+      routing_eligible: eligibility.eligible,
+      ...(eligibility.eligible ? {} : { routing_ineligible_reason: eligibility.reason }),
+      status: s.status,
+      slots_free: s.slotsFree,
+      slots_total: s.slotsTotal,
+      effective_free_slots: effectiveFreeSlots(s),
+      in_flight: s.inFlight,
+      consecutive_failures: s.consecutiveFailures,
+      cooldown_until: s.cooldownUntil === 0 ? null : iso(s.cooldownUntil),
+      max_concurrency: s.maxConcurrency,
+      max_context_tokens: s.maxContextTokens,
+      model_id: s.modelId,
+      models: s.models,
+      hostname: s.hostname,
+      binary_version: s.binaryVersion,
+      token_prefix: s.tokenPrefix,
+      connected_at: iso(s.connectedAt),
+      last_heartbeat_at: s.lastHeartbeatAt === null ? null : iso(s.lastHeartbeatAt),
+      last_inbound_at: iso(s.lastInboundAt),
+    })
+  }
+  pool.sort((a, b) => a.provider_id.localeCompare(b.provider_id))
+  return {
+    pool,
+    summary: {
+      total: pool.length,
+      routable,
+      by_auth_state: byAuth,
+      slots,
+      models: [...models.entries()]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([id, m]) => ({ id, providers: m.providers, routable: m.routable })),
+    },
+  }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString()
+}

@@ -1,0 +1,126 @@
+import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
+import type { AuthState } from '@poolcoord/protocol'
+import type { AdmissionEvent } from './admission/admission-machine.js'
+import type { ProviderSession } from './pool/provider-session.js'
+import { routingEligible } from './pool/routing-eligible.js'
+import type { DisconnectPhase } from './routing/dispatcher.js'
+import type { AttemptFailure } from './routing/failure-policy.js'
+
+/**
+ * How a buyer request ended: `complete`, the buyer leaving (`buyer_disconnected`) or reading
+ * too slowly (`buyer_too_slow`), or the public code toPublicError gave its error. A closed set
+ * by construction: every value comes from errors.ts or this comment, never from input.
+ */
+export type RequestStatus = string
+
+/** Outcomes of an upgrade or hello other than the admission table's own events. */
+export type AdmissionOutcome =
+  | AdmissionEvent
+  | 'admission.invalid_token'
+  | 'admission.tokens_required'
+  | 'admission.registration_refused'
+  | 'admission.invalid_hello'
+  | 'admission.hello_timeout'
+  | 'admission.pool_full'
+  | 'admission.busy'
+  | 'admission.abandoned'
+
+const AUTH_STATES: AuthState[] = ['bearer_validated', 'self_minted', 'bearerless_duplicate']
+
+export interface Metrics {
+  readonly registry: PromRegistry
+  admission(outcome: AdmissionOutcome): void
+  request(r: { status: RequestStatus; stream: boolean; durationS: number; firstChunkS: number | null }): void
+  failover(reason: AttemptFailure): void
+  providerDisconnect(phase: DisconnectPhase): void
+}
+
+/**
+ * One prom-client registry per coordinator instance, so tests can run many in one process.
+ * Labels take closed sets only: never a token, request id or provider-supplied string.
+ */
+export function createMetrics(opts: {
+  sessions: () => Iterable<ProviderSession>
+  inFlight: () => number
+  defaultMetrics?: boolean
+}): Metrics {
+  const registry = new PromRegistry()
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'poolcoord_' })
+  const admissions = new Counter({
+    name: 'poolcoord_admissions_total',
+    help: 'Provider admission outcomes.',
+    labelNames: ['outcome'],
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'poolcoord_pool_sessions',
+    help: 'Admitted provider sessions by auth state and routability.',
+    labelNames: ['auth_state', 'routable'],
+    registers: [registry],
+    collect() {
+      const counts = new Map<string, number>()
+      for (const a of AUTH_STATES) for (const r of ['true', 'false']) counts.set(`${a}|${r}`, 0)
+      for (const s of opts.sessions()) {
+        const key = `${s.authState}|${routingEligible(s).eligible}`
+        counts.set(key, (counts.get(key) ?? 0) + 1)
+      }
+      this.reset()
+      for (const [key, n] of counts) {
+        const [auth_state, routable] = key.split('|') as [string, string]
+        this.set({ auth_state, routable }, n)
+      }
+    },
+  })
+  const requests = new Counter({
+    name: 'poolcoord_requests_total',
+    help: 'Buyer chat completion requests by final status and stream flag.',
+    labelNames: ['status', 'stream'],
+    registers: [registry],
+  })
+  const duration = new Histogram({
+    name: 'poolcoord_request_duration_seconds',
+    help: 'Buyer request time from arrival to the last byte, by stream flag.',
+    labelNames: ['stream'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  })
+  const firstChunk = new Histogram({
+    name: 'poolcoord_first_chunk_seconds',
+    help: 'Time from buyer request arrival to the first response chunk from a provider.',
+    labelNames: ['stream'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  })
+  const failovers = new Counter({
+    name: 'poolcoord_failovers_total',
+    help: 'Requests moved to a second provider before any byte reached the buyer, by cause.',
+    labelNames: ['reason'],
+    registers: [registry],
+  })
+  const disconnects = new Counter({
+    name: 'poolcoord_provider_disconnects_total',
+    help: 'Admitted provider sockets that closed, by what they were doing.',
+    labelNames: ['phase'],
+    registers: [registry],
+  })
+  new Gauge({
+    name: 'poolcoord_requests_in_flight',
+    help: 'Requests dispatched to providers and not yet ended.',
+    registers: [registry],
+    collect() {
+      this.set(opts.inFlight())
+    },
+  })
+  return {
+    registry,
+    admission: (outcome) => admissions.inc({ outcome: outcome.slice('admission.'.length) }),
+    request: (r) => {
+      const stream = String(r.stream)
+      requests.inc({ status: r.status, stream })
+      duration.observe({ stream }, r.durationS)
+      if (r.firstChunkS !== null) firstChunk.observe({ stream }, r.firstChunkS)
+    },
+    failover: (reason) => failovers.inc({ reason }),
+    providerDisconnect: (phase) => disconnects.inc({ phase }),
+  }
+}

@@ -1,0 +1,32 @@
+import type { AuthState, ProviderStatus } from '@poolcoord/protocol'
+
+/** One admitted connection, as plain data. Times are clock milliseconds. */
+export interface ProviderSession {
+  providerId: string
+  /** New for every connection; every mutation is keyed by it as well as by providerId. */
+  assignedId: string
+  authState: AuthState
+  /** First 12 hex characters of the session's token, if it has one; never more. */
+  tokenPrefix: string | null
+  hostname: string
+  binaryVersion: string
+  modelId: string
+  models: string[]
+  maxConcurrency: number
+  maxContextTokens: number
+  throughputTps: number | null
+  status: ProviderStatus
+  slotsFree: number
+  slotsTotal: number
+  /** Requests the coordinator has dispatched to this session and not yet seen end. */
+  inFlight: number
+  /** Failed attempts in a row (routing/provider-health.ts); 0 after a complete answer. */
+  consecutiveFailures: number
+  /** Clock ms until which selection ranks this session below healthy ones; 0 when healthy. */
+  cooldownUntil: number
+  /** The coordinator asked it to drain (operator or shutdown). Its heartbeats cannot undo this. */
+  drainRequested: boolean
+  connectedAt: number
+  lastHeartbeatAt: number | null
+  lastInboundAt: number
+}

@@ -1,0 +1,162 @@
+import type { Logger } from '../logger.js'
+import type { ProviderSession } from '../pool/provider-session.js'
+import type { ProviderLink } from '../pool/provider-link.js'
+import type { Registry } from '../pool/registry.js'
+import { cancelRequest, encode, type CancelReason, type ResponseChunkMessage, type ResponseEndMessage } from '@poolcoord/protocol'
+
+export type AttemptEvent =
+  | { kind: 'chunk'; data: string }
+  | { kind: 'end'; end: ResponseEndMessage }
+  /** The provider's socket closed with the request unfinished. */
+  | { kind: 'lost' }
+
+/** What a provider was doing when its socket closed: the label of provider_disconnects_total. */
+export type DisconnectPhase = 'idle' | 'before_first_chunk' | 'mid_response'
+
+export interface DispatchRequest {
+  requestId: string
+  /** The inference_request frame, built once per request and reused on failover. */
+  frame: string
+}
+
+/** The exchange's hold on one attempt: it can only withdraw it. */
+export interface AttemptHandle {
+  readonly session: ProviderSession
+  /** Sends cancel_request if the socket is still open, and gives the slot back. Idempotent. */
+  cancel(reason: CancelReason): void
+}
+
+interface Attempt {
+  readonly requestId: string
+  readonly session: ProviderSession
+  readonly link: ProviderLink
+  readonly onEvent: (e: AttemptEvent) => void
+  lastSeq: number
+  done: boolean
+}
+
+/**
+ * The table of requests in flight on provider sockets. It takes a slot at dispatch and gives it
+ * back exactly once: on the provider's end, on the socket's close, or on the exchange's cancel.
+ *
+ * A provider can only speak for its own requests: a chunk or end is matched on request_id *and*
+ * on the session it was dispatched to, so one provider cannot inject bytes into, or end,
+ * another's request. Late frames for a finished request are ignored.
+ */
+export class Dispatcher {
+  private readonly byId = new Map<string, Attempt>()
+  private readonly bySession = new Map<ProviderSession, Set<Attempt>>()
+  private readonly idleWaiters = new Map<ProviderSession | null, Array<() => void>>()
+
+  constructor(
+    private readonly registry: Registry<ProviderLink>,
+    private readonly maxProviderBacklogBytes: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Attempts in flight across the pool. */
+  get inFlight(): number {
+    return this.byId.size
+  }
+
+  /**
+   * Sends inference_request and takes a slot. Returns null, having taken nothing, when the
+   * session is gone or replaced, its socket is not open, or it is not reading what we send.
+   */
+  dispatch(session: ProviderSession, req: DispatchRequest, onEvent: (e: AttemptEvent) => void): AttemptHandle | null {
+    if (this.byId.has(req.requestId)) throw new Error('request id already in flight')
+    const link = this.registry.handle(session.providerId, session.assignedId)
+    if (link === undefined || !link.open) return null
+    if (link.bufferedAmount > this.maxProviderBacklogBytes) return null
+    if (!this.registry.acquire(session.providerId, session.assignedId)) return null
+    const attempt: Attempt = { requestId: req.requestId, session, link, onEvent, lastSeq: -1, done: false }
+    this.byId.set(req.requestId, attempt)
+    let set = this.bySession.get(session)
+    if (set === undefined) this.bySession.set(session, (set = new Set()))
+    set.add(attempt)
+    link.send(req.frame)
+    return {
+      session,
+      cancel: (reason) => {
+        if (attempt.done) return
+        this.finish(attempt)
+        if (link.open) link.send(encode(cancelRequest(attempt.requestId, reason)))
+      },
+    }
+  }
+
+  /** A chunk from `session`. Returns false when it breaks the seq order: a protocol violation. */
+  onChunk(session: ProviderSession, chunk: ResponseChunkMessage): boolean {
+    const a = this.byId.get(chunk.request_id)
+    if (a === undefined || a.session !== session) return true
+    if (chunk.seq <= a.lastSeq) return false
+    a.lastSeq = chunk.seq
+    this.emit(a, { kind: 'chunk', data: chunk.data })
+    return true
+  }
+
+  onEnd(session: ProviderSession, end: ResponseEndMessage): void {
+    const a = this.byId.get(end.request_id)
+    if (a === undefined || a.session !== session) return
+    this.finish(a)
+    this.emit(a, { kind: 'end', end })
+  }
+
+  /**
+   * Resolves once nothing is in flight on `session` (or, for null, anywhere): for drains. Already
+   * idle resolves at once.
+   */
+  whenIdle(session: ProviderSession | null): Promise<void> {
+    if (session === null ? this.byId.size === 0 : !this.bySession.has(session)) return Promise.resolve()
+    return new Promise((resolve) => {
+      const list = this.idleWaiters.get(session) ?? []
+      list.push(resolve)
+      this.idleWaiters.set(session, list)
+    })
+  }
+
+  /** The session's socket closed: every request still on it is lost. */
+  onSessionClosed(session: ProviderSession): DisconnectPhase {
+    const set = this.bySession.get(session)
+    if (set === undefined) return 'idle'
+    let phase: DisconnectPhase = 'idle'
+    for (const a of [...set]) {
+      phase = a.lastSeq >= 0 ? 'mid_response' : phase === 'mid_response' ? phase : 'before_first_chunk'
+      this.finish(a)
+      this.emit(a, { kind: 'lost' })
+    }
+    return phase
+  }
+
+  /**
+   * A throwing listener must not leave the other attempts on a closing socket holding their
+   * slots, nor escape into the socket's event emitter and crash the process.
+   */
+  private emit(a: Attempt, e: AttemptEvent): void {
+    try {
+      a.onEvent(e)
+    } catch (err) {
+      this.log.error({ err, request_id: a.requestId, provider_id: a.session.providerId }, 'request handler failed')
+    }
+  }
+
+  private finish(a: Attempt): void {
+    a.done = true
+    this.byId.delete(a.requestId)
+    const set = this.bySession.get(a.session)
+    set?.delete(a)
+    if (set?.size === 0) {
+      this.bySession.delete(a.session)
+      this.wake(a.session)
+    }
+    if (this.byId.size === 0) this.wake(null)
+    this.registry.release(a.session)
+  }
+
+  private wake(key: ProviderSession | null): void {
+    const list = this.idleWaiters.get(key)
+    if (list === undefined) return
+    this.idleWaiters.delete(key)
+    for (const resolve of list) queueMicrotask(resolve)
+  }
+}

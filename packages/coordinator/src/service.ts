@@ -1,0 +1,121 @@
+import { once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { WebSocketServer } from 'ws'
+import type { Config } from './config.js'
+import { createContext, type AppContext, type ContextOverrides } from './context.js'
+import { createHttpHandler } from './http/http-handler.js'
+import { isIdle } from './pool/eviction.js'
+import { Close } from '@poolcoord/protocol'
+import { PendingLimiter } from './ws/pending-limiter.js'
+import { drainSession } from './pool/pool-control.js'
+import { closeSocket } from './ws/socket-link.js'
+import { createUpgradeHandler } from './ws/upgrade.js'
+
+/** The coordinator process: HTTP routes, the provider WebSocket endpoint and the idle sweep. */
+export class Service {
+  private state: 'created' | 'started' | 'draining' | 'destroyed' = 'created'
+  private sweepTimer: NodeJS.Timeout | undefined
+  private destroying: Promise<void> | undefined
+
+  private constructor(
+    readonly ctx: AppContext,
+    private readonly server: http.Server,
+    private readonly wss: WebSocketServer,
+  ) {}
+
+  static async create(config: Config, overrides: ContextOverrides = {}): Promise<Service> {
+    const ctx = await createContext(config, overrides)
+    const { limits } = config
+    const server = http.createServer({
+      maxHeaderSize: 16 * 1024,
+      headersTimeout: 10_000,
+      requestTimeout: 30_000,
+      keepAliveTimeout: 5_000,
+    })
+    const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes, perMessageDeflate: false })
+    const svc = new Service(ctx, server, wss)
+    const handler = createHttpHandler(ctx, { draining: () => svc.state === 'draining' })
+    server.on('request', (req, res) => void handler(req, res))
+    const pending = new PendingLimiter(limits.maxPendingConnections, limits.maxPendingPerIp)
+    server.on('upgrade', createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started'))
+    server.on('clientError', (_err, socket) => socket.destroy())
+    return svc
+  }
+
+  async start(): Promise<AddressInfo> {
+    if (this.state !== 'created') throw new Error(`cannot start a ${this.state} service`)
+    this.server.listen(this.ctx.config.port, this.ctx.config.host)
+    await once(this.server, 'listening')
+    this.state = 'started'
+    this.sweepTimer = setInterval(() => this.sweepIdle(), this.ctx.config.limits.sweepIntervalMs)
+    this.sweepTimer.unref()
+    const addr = this.server.address() as AddressInfo
+    this.ctx.log.info({ event: 'coordinator.started', host: addr.address, port: addr.port, db: this.ctx.db.kind }, 'coordinator listening')
+    return addr
+  }
+
+  /** Closes sessions that have sent nothing for the idle timeout. Exposed for tests. */
+  sweepIdle(): number {
+    const now = this.ctx.clock.now()
+    let closed = 0
+    for (const { session, handle } of [...this.ctx.registry.entries()]) {
+      if (!isIdle(session, now, this.ctx.config.limits.idleTimeoutMs)) continue
+      this.ctx.registry.remove(session.providerId, session.assignedId)
+      this.ctx.log.warn({ event: 'provider.idle_timeout', provider_id: session.providerId, assigned_id: session.assignedId }, 'closing idle provider session')
+      handle.close(Close.idleTimeout)
+      closed++
+    }
+    return closed
+  }
+
+  /**
+   * SIGTERM: stop taking work (upgrades and buyer requests get 503), send `drain` to every
+   * provider, let the requests in flight finish for up to `drainMs`, then destroy. Requests still
+   * running at the deadline are cut. A second signal can call destroy() to cut it short.
+   */
+  async drainAndStop(drainMs: number): Promise<void> {
+    if (this.state !== 'started') return this.destroy()
+    this.state = 'draining'
+    const inFlight = this.ctx.dispatcher.inFlight
+    this.ctx.log.info({ event: 'coordinator.draining', in_flight: inFlight, deadline_ms: drainMs }, 'draining: no new work')
+    for (const session of this.ctx.registry.sessions()) drainSession(this.ctx, session, { close: false })
+    // Idle keep-alive buyer connections would only bring new requests: close them now.
+    this.server.closeIdleConnections()
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), drainMs)))
+    const outcome = await Promise.race([this.ctx.dispatcher.whenIdle(null).then(() => 'idle' as const), deadline])
+    clearTimeout(timer)
+    this.ctx.log.info({ event: 'coordinator.drained', outcome, cut: this.ctx.dispatcher.inFlight }, outcome === 'idle' ? 'drained' : 'drain deadline passed; cutting what is left')
+    await this.destroy()
+  }
+
+  /** Idempotent: stop accepting, close provider sockets with 1001, stop HTTP, close the database. */
+  destroy(): Promise<void> {
+    this.destroying ??= this.shutdown()
+    return this.destroying
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy()
+  }
+
+  private async shutdown(): Promise<void> {
+    const wasStarted = this.state === 'started' || this.state === 'draining'
+    this.state = 'destroyed'
+    clearInterval(this.sweepTimer)
+    try {
+      for (const ws of this.wss.clients) closeSocket(ws, Close.shuttingDown)
+      if (wasStarted) {
+        const closed = once(this.server, 'close')
+        this.server.close()
+        this.server.closeAllConnections()
+        for (const ws of this.wss.clients) ws.terminate()
+        await closed
+      }
+    } finally {
+      await this.ctx.db.close()
+      this.ctx.log.info({ event: 'coordinator.stopped' }, 'coordinator stopped')
+    }
+  }
+}

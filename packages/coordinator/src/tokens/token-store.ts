@@ -1,0 +1,258 @@
+import { sql } from 'kysely'
+import type { Database } from '../db/database.js'
+import { isUniqueViolation } from '../db/pg-errors.js'
+import type { ProviderTokenRow, TokenOrigin } from '../db/schema.js'
+import {
+  ActiveTokenExistsError,
+  InvalidProviderIdError,
+  StoreUnavailableError,
+  TokenNotFoundError,
+  TokenPrefixAmbiguousError,
+  TokenPrefixInvalidError,
+} from '../errors.js'
+import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
+import { generateToken } from './token.js'
+
+export const ONE_ACTIVE_INDEX = 'provider_tokens_one_active_per_provider'
+
+export interface IssuedToken {
+  /** Cleartext: hand it to its owner once, never store or log it. */
+  token: string
+  tokenPrefix: string
+  providerId: string
+}
+
+export interface TokenInfo {
+  id: string
+  tokenPrefix: string
+  providerId: string
+  providerName: string
+  origin: TokenOrigin
+  createdAt: Date
+  lastUsedAt: Date | null
+  revokedAt: Date | null
+}
+
+/**
+ * The provider token store. Each operation is exactly one SQL statement, so that no decision
+ * is ever made on a read that another connection could invalidate before the write. Every
+ * failure other than a named constraint surfaces as StoreUnavailableError: callers fail closed.
+ */
+export class TokenStore {
+  private readonly timeoutMs: number
+
+  /** timeoutMs bounds every operation on the client side too: a hung store fails closed. */
+  constructor(
+    private readonly db: Database,
+    opts: { timeoutMs?: number } = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 5000
+  }
+
+  /** Validates and marks proven in one UPDATE. Returns the bound identity, or null. */
+  async validateAndMarkUsed(token: string): Promise<{ providerId: string; tokenPrefix: string } | null> {
+    const row = await this.run(() =>
+      this.db.kysely
+        .updateTable('provider_tokens')
+        .set({ last_used_at: sql<Date>`now()` })
+        .where('token_hash', '=', hashToken(token))
+        .where('revoked_at', 'is', null)
+        .returning(['provider_id', 'token_prefix'])
+        .executeTakeFirst(),
+    )
+    return row ? { providerId: row.provider_id, tokenPrefix: row.token_prefix } : null
+  }
+
+  /** Inserts a new token. A second unrevoked token for the id is refused by the unique index. */
+  async issue(providerId: string, providerName: string, origin: TokenOrigin): Promise<IssuedToken> {
+    if (!PROVIDER_ID_RE.test(providerId)) throw new InvalidProviderIdError()
+    const token = generateToken()
+    const name = boundedName(providerName, providerId)
+    try {
+      await this.bounded(
+        this.db.kysely
+          .insertInto('provider_tokens')
+          .values({
+            token_hash: hashToken(token),
+            token_prefix: tokenPrefix(token),
+            provider_id: providerId,
+            provider_name: name,
+            origin,
+          })
+          .execute(),
+      )
+    } catch (err) {
+      if (isUniqueViolation(err, ONE_ACTIVE_INDEX)) throw new ActiveTokenExistsError(providerId)
+      throw new StoreUnavailableError(err)
+    }
+    return { token, tokenPrefix: tokenPrefix(token), providerId }
+  }
+
+  /**
+   * Revokes the id's active token only if it was self-minted and never used. An operator-issued
+   * token is never self-healed away: the operator bound that identity on purpose.
+   */
+  async revokeUnused(providerId: string): Promise<boolean> {
+    const rows = await this.run(() =>
+      this.db.kysely
+        .updateTable('provider_tokens')
+        .set({ revoked_at: sql<Date>`now()` })
+        .where('provider_id', '=', providerId)
+        .where('revoked_at', 'is', null)
+        .where('last_used_at', 'is', null)
+        .where('origin', '=', 'self_minted')
+        .returning('id')
+        .execute(),
+    )
+    return rows.length > 0
+  }
+
+  async hasActive(providerId: string): Promise<boolean> {
+    const row = await this.run(() =>
+      this.db.kysely
+        .selectNoFrom((eb) =>
+          eb
+            .exists(
+              eb
+                .selectFrom('provider_tokens')
+                .select('id')
+                .where('provider_id', '=', providerId)
+                .where('revoked_at', 'is', null),
+            )
+            .as('active'),
+        )
+        .executeTakeFirstOrThrow(),
+    )
+    return Boolean(row.active)
+  }
+
+  /** Revokes exactly this token if it is still active (used to undo a mint nobody received). */
+  async revoke(token: string): Promise<boolean> {
+    const rows = await this.run(() =>
+      this.db.kysely
+        .updateTable('provider_tokens')
+        .set({ revoked_at: sql<Date>`now()` })
+        .where('token_hash', '=', hashToken(token))
+        .where('revoked_at', 'is', null)
+        .returning('id')
+        .execute(),
+    )
+    return rows.length > 0
+  }
+
+  /**
+   * Revokes the one active token whose prefix starts with `prefix` (6-12 hex). A prefix that
+   * matches two or more active tokens revokes nothing. One statement: the match count and the
+   * update see the same snapshot.
+   */
+  async revokeByPrefix(prefix: string): Promise<TokenInfo> {
+    if (!TOKEN_PREFIX_RE.test(prefix)) throw new TokenPrefixInvalidError()
+    const result = await this.run(() =>
+      sql<TokenRowWithCount>`
+        WITH m AS (
+          SELECT id FROM provider_tokens
+          WHERE revoked_at IS NULL AND starts_with(token_prefix, ${prefix})
+          LIMIT 2
+        ), u AS (
+          UPDATE provider_tokens SET revoked_at = now()
+          WHERE revoked_at IS NULL AND id IN (SELECT id FROM m) AND (SELECT count(*) FROM m) = 1
+          RETURNING id, token_prefix, provider_id, provider_name, origin,
+                    created_at, last_used_at, revoked_at
+        )
+        SELECT c.matched, u.* FROM (SELECT count(*) AS matched FROM m) c LEFT JOIN u ON true
+      `.execute(this.db.kysely),
+    )
+    const row = result.rows[0]
+    const matched = Number(row?.matched ?? 0)
+    if (matched > 1) throw new TokenPrefixAmbiguousError()
+    if (row === undefined || matched === 0 || row.id === null) throw new TokenNotFoundError()
+    return toInfo(row as TokenRow)
+  }
+
+  /** Every row, oldest first. Never the hash, never the token. */
+  /**
+   * Unproven rows (active, never used) created more than `olderThanMs` ago: listed, or with
+   * `apply` revoked in the same single statement. Rows are revoked, never deleted, so the
+   * history stays.
+   */
+  async pruneUnproven(olderThanMs: number, apply: boolean): Promise<TokenInfo[]> {
+    const secs = Math.floor(olderThanMs / 1000)
+    const rows = await this.run(() =>
+      apply
+        ? sql<TokenRow>`
+            UPDATE provider_tokens SET revoked_at = now()
+            WHERE revoked_at IS NULL AND last_used_at IS NULL
+              AND created_at < now() - make_interval(secs => ${secs})
+            RETURNING id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at
+          `.execute(this.db.kysely)
+        : sql<TokenRow>`
+            SELECT id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at
+            FROM provider_tokens
+            WHERE revoked_at IS NULL AND last_used_at IS NULL
+              AND created_at < now() - make_interval(secs => ${secs})
+            ORDER BY id
+          `.execute(this.db.kysely),
+    )
+    return rows.rows.map(toInfo)
+  }
+
+  async list(opts: { activeOnly?: boolean } = {}): Promise<TokenInfo[]> {
+    const rows = await this.run(() => {
+      let q = this.db.kysely
+        .selectFrom('provider_tokens')
+        .select([
+          'id',
+          'token_prefix',
+          'provider_id',
+          'provider_name',
+          'origin',
+          'created_at',
+          'last_used_at',
+          'revoked_at',
+        ])
+        .orderBy('id')
+      if (opts.activeOnly) q = q.where('revoked_at', 'is', null)
+      return q.execute()
+    })
+    return rows.map(toInfo)
+  }
+
+  private async run<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.bounded(fn())
+    } catch (err) {
+      throw new StoreUnavailableError(err)
+    }
+  }
+
+  private bounded<T>(work: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('token store operation timed out')), this.timeoutMs)
+    })
+    // A late result or error of the abandoned operation is dropped, never unhandled.
+    work.catch(() => undefined)
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer))
+  }
+}
+
+type TokenRow = Omit<ProviderTokenRow, 'token_hash'>
+type TokenRowWithCount = { matched: string | number } & { [K in keyof TokenRow]: TokenRow[K] | null }
+
+function toInfo(r: TokenRow): TokenInfo {
+  return {
+    id: String(r.id),
+    tokenPrefix: r.token_prefix,
+    providerId: r.provider_id,
+    providerName: r.provider_name,
+    origin: r.origin,
+    createdAt: new Date(r.created_at),
+    lastUsedAt: r.last_used_at === null ? null : new Date(r.last_used_at),
+    revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at),
+  }
+}
+
+function boundedName(name: string, fallback: string): string {
+  const clean = name.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 253)
+  return clean === '' ? fallback : clean
+}

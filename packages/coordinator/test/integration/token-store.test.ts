@@ -1,0 +1,154 @@
+import t from 'tap'
+import { sql } from 'kysely'
+import { migrate } from '../../src/db/migrate.js'
+import {
+  ActiveTokenExistsError,
+  InvalidProviderIdError,
+  StoreUnavailableError,
+  TokenNotFoundError,
+  TokenPrefixAmbiguousError,
+  TokenPrefixInvalidError,
+} from '../../src/errors.js'
+import { hashToken } from '@poolcoord/protocol'
+import { TokenStore } from '../../src/tokens/token-store.js'
+import { createTestDb } from '../helpers/db.js'
+
+t.test('issue stores only the hash and a 12-char prefix', async (t) => {
+  const db = await createTestDb(t)
+  const store = new TokenStore(db)
+  const issued = await store.issue('mac-1', 'mac.local', 'self_minted')
+  t.match(issued.token, /^[0-9a-f]{64}$/)
+  t.equal(issued.tokenPrefix, issued.token.slice(0, 12))
+  const rows = await db.kysely.selectFrom('provider_tokens').selectAll().execute()
+  t.equal(rows.length, 1)
+  t.equal(rows[0]?.token_hash, hashToken(issued.token))
+  t.notMatch(JSON.stringify(rows), issued.token, 'cleartext token is not stored anywhere')
+  t.equal(rows[0]?.last_used_at, null, 'a new token is unproven')
+})
+
+t.test('issue refuses a second active token for one id via the named index', async (t) => {
+  const store = new TokenStore(await createTestDb(t))
+  await store.issue('mac-1', 'a', 'self_minted')
+  await t.rejects(store.issue('mac-1', 'b', 'operator_issued'), ActiveTokenExistsError)
+  await t.rejects(store.issue('bad id!', 'b', 'self_minted'), InvalidProviderIdError)
+})
+
+t.test('20 concurrent issues for one id: exactly one succeeds', async (t) => {
+  const db = await createTestDb(t)
+  const store = new TokenStore(db)
+  const results = await Promise.allSettled(
+    Array.from({ length: 20 }, (_, i) => store.issue('racer', `h${i}`, 'self_minted')),
+  )
+  const ok = results.filter((r) => r.status === 'fulfilled')
+  const lost = results.filter(
+    (r) => r.status === 'rejected' && r.reason instanceof ActiveTokenExistsError,
+  )
+  t.equal(ok.length, 1)
+  t.equal(lost.length, 19, 'every loser sees the typed error, not a generic failure')
+  t.same(await activeCount(store, 'racer'), 1)
+})
+
+t.test('validateAndMarkUsed validates, stamps last_used_at and refuses revoked tokens', async (t) => {
+  const store = new TokenStore(await createTestDb(t))
+  const { token } = await store.issue('mac-1', 'a', 'self_minted')
+  t.equal(await store.validateAndMarkUsed('f'.repeat(64)), null, 'unknown token')
+  t.same(await store.validateAndMarkUsed(token), { providerId: 'mac-1', tokenPrefix: token.slice(0, 12) })
+  const [row] = await store.list()
+  t.ok(row?.lastUsedAt instanceof Date, 'marked as proven')
+  t.ok(await store.revoke(token))
+  t.equal(await store.validateAndMarkUsed(token), null, 'revoked token no longer validates')
+  t.notOk(await store.revoke(token), 'revoking twice changes nothing')
+})
+
+t.test('revokeUnused only revokes an unproven self-minted token', async (t) => {
+  const store = new TokenStore(await createTestDb(t))
+  t.notOk(await store.revokeUnused('nobody'))
+
+  const unproven = await store.issue('a', 'a', 'self_minted')
+  t.ok(await store.revokeUnused('a'))
+  t.equal(await store.validateAndMarkUsed(unproven.token), null)
+  t.notOk(await store.hasActive('a'))
+
+  const proven = await store.issue('b', 'b', 'self_minted')
+  await store.validateAndMarkUsed(proven.token)
+  t.notOk(await store.revokeUnused('b'), 'a proven token is never self-healed away')
+  t.ok(await store.hasActive('b'))
+
+  await store.issue('c', 'c', 'operator_issued')
+  t.notOk(await store.revokeUnused('c'), 'an operator-issued token is never self-healed away')
+  t.ok(await store.hasActive('c'))
+})
+
+t.test('revokeByPrefix: exact, ambiguous, unknown and malformed prefixes', async (t) => {
+  const db = await createTestDb(t)
+  const store = new TokenStore(db)
+  const a = await store.issue('a', 'a', 'self_minted')
+  const info = await store.revokeByPrefix(a.token.slice(0, 8))
+  t.equal(info.providerId, 'a')
+  t.ok(info.revokedAt instanceof Date)
+  t.equal(await store.validateAndMarkUsed(a.token), null)
+  await t.rejects(store.revokeByPrefix(a.token.slice(0, 8)), TokenNotFoundError, 'already revoked')
+
+  for (const [pid, hash] of [['x', '1'], ['y', '2']] as const) {
+    await db.kysely
+      .insertInto('provider_tokens')
+      .values({ token_hash: hash.repeat(64), token_prefix: `abcdef${hash.repeat(6)}`, provider_id: pid, provider_name: pid, origin: 'self_minted' })
+      .execute()
+  }
+  await t.rejects(store.revokeByPrefix('abcdef'), TokenPrefixAmbiguousError)
+  t.equal(await activeCount(store), 2, 'an ambiguous prefix revokes nothing')
+  t.equal((await store.revokeByPrefix('abcdef1')).providerId, 'x', 'a longer prefix disambiguates')
+  await t.rejects(store.revokeByPrefix('abc'), TokenPrefixInvalidError)
+  await t.rejects(store.revokeByPrefix('ABCDEF'), TokenPrefixInvalidError)
+  await t.rejects(store.revokeByPrefix("abcdef'--"), TokenPrefixInvalidError)
+})
+
+t.test('list never carries a hash or a token', async (t) => {
+  const store = new TokenStore(await createTestDb(t))
+  const { token } = await store.issue('a', 'host', 'operator_issued')
+  const all = await store.list()
+  t.equal(all.length, 1)
+  t.notOk('tokenHash' in (all[0] as object))
+  t.notMatch(JSON.stringify(all), token.slice(12))
+  t.notMatch(JSON.stringify(all), hashToken(token))
+  await store.revokeUnused('a')
+  t.equal((await store.list({ activeOnly: true })).length, 1)
+})
+
+t.test('every operation fails closed with StoreUnavailableError when the store is gone', async (t) => {
+  const db = await createTestDb(t)
+  const store = new TokenStore(db)
+  const { token } = await store.issue('a', 'a', 'self_minted')
+  await db.close()
+  await t.rejects(store.validateAndMarkUsed(token), StoreUnavailableError)
+  await t.rejects(store.issue('b', 'b', 'self_minted'), StoreUnavailableError)
+  await t.rejects(store.revokeUnused('a'), StoreUnavailableError)
+  await t.rejects(store.hasActive('a'), StoreUnavailableError)
+  await t.rejects(store.revokeByPrefix(token.slice(0, 8)), StoreUnavailableError)
+  await t.rejects(store.list(), StoreUnavailableError)
+})
+
+t.test('migrations are idempotent and ran the multi-statement file', async (t) => {
+  const db = await createTestDb(t)
+  const again = await migrate(db)
+  t.same(again.applied, [])
+  t.same(again.alreadyApplied, ['0001_provider_tokens.sql'])
+  const idx = await sql<{ indexname: string }>`
+    SELECT indexname FROM pg_indexes WHERE tablename = 'provider_tokens' AND schemaname = current_schema() ORDER BY indexname`.execute(db.kysely)
+  t.same(
+    idx.rows.map((r) => r.indexname),
+    ['provider_tokens_active_prefix', 'provider_tokens_one_active_per_provider', 'provider_tokens_pkey', 'provider_tokens_token_hash_key'],
+  )
+  const cols = await sql<{ column_name: string }>`
+    SELECT column_name FROM information_schema.columns
+    WHERE table_name = 'provider_tokens' AND table_schema = current_schema() ORDER BY ordinal_position`.execute(db.kysely)
+  t.same(
+    cols.rows.map((r) => r.column_name),
+    ['id', 'token_hash', 'token_prefix', 'provider_id', 'provider_name', 'origin', 'created_at', 'last_used_at', 'revoked_at'],
+    'schema.ts and sql/ agree on the columns',
+  )
+})
+
+async function activeCount(store: TokenStore, pid?: string): Promise<number> {
+  return (await store.list({ activeOnly: true })).filter((r) => pid === undefined || r.providerId === pid).length
+}

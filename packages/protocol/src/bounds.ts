@@ -1,0 +1,23 @@
+/** Bounds of protocol v1 (specs/protocol.md). Both sides enforce the ones that concern them. */
+export const PROTOCOL_VERSION = 1
+/** The coordinator's protocol version, sent in hello_ack. */
+export const COORDINATOR_VERSION = 1
+
+export const MAX_MODELS = 64
+export const MAX_CONCURRENCY = 256
+export const MAX_CONTEXT_TOKENS = 100_000_000
+export const MAX_SLOTS = 1024
+export const MAX_TEXT_FIELD = 256
+export const MAX_HOSTNAME = 253
+export const MAX_BINARY_VERSION = 64
+export const MAX_THROUGHPUT_TPS = 1e6
+export const REQUEST_ID_MAX = 64
+export const MAX_SEQ = 2 ** 31 - 1
+export const MAX_TOKEN_COUNT = 2 ** 31 - 1
+
+/** The first frame (the hello) is at most this many bytes. */
+export const MAX_FIRST_FRAME_BYTES = 16 * 1024
+/** Any provider frame, as declared in its WebSocket header. */
+export const MAX_PROVIDER_FRAME_BYTES = 1024 * 1024
+/** An inference_request frame; providers must accept frames this large. */
+export const MAX_INFERENCE_REQUEST_BYTES = 4 * 1024 * 1024

@@ -1,0 +1,165 @@
+/**
+ * Every message of protocol v1 in both directions, as it is on the wire (snake_case), as
+ * discriminated unions on `type` (specs/protocol.md). The constructors are the only way the
+ * coordinator, the agent, the tests and the bench build a message, so a field is named in one
+ * place. Parsers (parse-provider-message.ts, parse-coordinator-message.ts) return these same
+ * types, holding only known, bounded fields.
+ */
+import { COORDINATOR_VERSION, PROTOCOL_VERSION } from './bounds.js'
+
+export type ProviderStatus = 'ready' | 'busy' | 'draining' | 'degraded' | 'unavailable'
+export const PROVIDER_STATUSES: readonly ProviderStatus[] = ['ready', 'busy', 'draining', 'degraded', 'unavailable']
+
+/** How a session was admitted (specs/admission.md); strongest first. */
+export type AuthState = 'bearer_validated' | 'self_minted' | 'bearerless_duplicate'
+export const AUTH_STATES: readonly AuthState[] = ['bearer_validated', 'self_minted', 'bearerless_duplicate']
+
+export const END_STATUSES = [
+  'complete',
+  'cancelled',
+  'error_queue_full',
+  'error_context_exceeded',
+  'error_model_not_loaded',
+  'error_internal',
+] as const
+export type EndStatus = (typeof END_STATUSES)[number]
+
+/** Why the coordinator withdraws a request from a provider. A closed set, like every reason. */
+export const CANCEL_REASONS = ['buyer_disconnected', 'timeout', 'buyer_too_slow', 'response_too_large', 'coordinator_busy'] as const
+export type CancelReason = (typeof CANCEL_REASONS)[number]
+
+export interface Usage {
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+}
+
+// ---- provider → coordinator ----
+
+/** What a provider says about itself in its hello. */
+export interface HelloFields {
+  provider_id: string
+  hostname: string
+  model_id: string
+  binary_version: string
+  max_concurrency: number
+  max_context_tokens: number
+  supported_models?: string[]
+  throughput_tps_estimate?: number
+}
+
+export interface HelloMessage extends HelloFields {
+  type: 'hello'
+  version: typeof PROTOCOL_VERSION
+}
+
+export interface HeartbeatMessage {
+  type: 'heartbeat'
+  status: ProviderStatus
+  slots_total: number
+  slots_free: number
+  model_id?: string
+  supported_models?: string[]
+}
+
+export interface ResponseChunkMessage {
+  type: 'inference_response_chunk'
+  request_id: string
+  seq: number
+  data: string
+}
+
+export interface ResponseEndMessage {
+  type: 'inference_response_end'
+  request_id: string
+  status: EndStatus
+  usage?: Usage
+  /** The provider's own error code; logged at debug level, never shown to buyers. */
+  error?: { code: string; message?: string }
+}
+
+export type ProviderMessage = HelloMessage | HeartbeatMessage | ResponseChunkMessage | ResponseEndMessage
+
+// ---- coordinator → provider ----
+
+export interface HelloAckMessage {
+  type: 'hello_ack'
+  coordinator_version: typeof COORDINATOR_VERSION
+  assigned_id: string
+  heartbeat_interval_s: number
+  auth_state: AuthState
+  /** Only when a token was minted for this connection. */
+  assigned_provider_token?: string
+}
+
+export interface InferenceRequestMessage {
+  type: 'inference_request'
+  request_id: string
+  stream: boolean
+  /** The buyer's JSON body exactly as sent. */
+  body: string
+}
+
+export interface CancelRequestMessage {
+  type: 'cancel_request'
+  request_id: string
+  reason: CancelReason
+}
+
+export interface DrainMessage {
+  type: 'drain'
+}
+
+export type CoordinatorMessage = HelloAckMessage | InferenceRequestMessage | CancelRequestMessage | DrainMessage
+
+export type Message = ProviderMessage | CoordinatorMessage
+
+// ---- constructors ----
+
+export function hello(fields: HelloFields): HelloMessage {
+  return { type: 'hello', version: PROTOCOL_VERSION, ...fields }
+}
+
+export function heartbeat(status: ProviderStatus, slotsTotal: number, slotsFree: number, models?: { model_id?: string; supported_models?: string[] }): HeartbeatMessage {
+  return { type: 'heartbeat', status, slots_total: slotsTotal, slots_free: slotsFree, ...models }
+}
+
+export function responseChunk(requestId: string, seq: number, data: string): ResponseChunkMessage {
+  return { type: 'inference_response_chunk', request_id: requestId, seq, data }
+}
+
+export function responseEnd(requestId: string, status: EndStatus, extra: { usage?: Usage | null; errorCode?: string | null } = {}): ResponseEndMessage {
+  const msg: ResponseEndMessage = { type: 'inference_response_end', request_id: requestId, status }
+  if (extra.usage) msg.usage = extra.usage
+  if (extra.errorCode) msg.error = { code: extra.errorCode }
+  return msg
+}
+
+export function helloAck(fields: Omit<HelloAckMessage, 'type' | 'coordinator_version'>): HelloAckMessage {
+  const msg: HelloAckMessage = {
+    type: 'hello_ack',
+    coordinator_version: COORDINATOR_VERSION,
+    assigned_id: fields.assigned_id,
+    heartbeat_interval_s: fields.heartbeat_interval_s,
+    auth_state: fields.auth_state,
+  }
+  if (fields.assigned_provider_token !== undefined) msg.assigned_provider_token = fields.assigned_provider_token
+  return msg
+}
+
+export function inferenceRequest(requestId: string, stream: boolean, body: string): InferenceRequestMessage {
+  return { type: 'inference_request', request_id: requestId, stream, body }
+}
+
+export function cancelRequest(requestId: string, reason: CancelReason): CancelRequestMessage {
+  return { type: 'cancel_request', request_id: requestId, reason }
+}
+
+export function drain(): DrainMessage {
+  return { type: 'drain' }
+}
+
+/** The one encoder: a message is one JSON text frame. */
+export function encode(msg: Message): string {
+  return JSON.stringify(msg)
+}

@@ -1,0 +1,149 @@
+/**
+ * The coordinator's parser for what a provider sends (specs/protocol.md §2.1, §3.1, §4.2,
+ * §4.3). Pure: a frame is either a typed message holding only known, bounded fields, or the
+ * close to send. Unknown fields are ignored so that newer provider binaries keep working.
+ */
+import {
+  MAX_BINARY_VERSION,
+  MAX_CONCURRENCY,
+  MAX_CONTEXT_TOKENS,
+  MAX_HOSTNAME,
+  MAX_MODELS,
+  MAX_SEQ,
+  MAX_SLOTS,
+  MAX_TEXT_FIELD,
+  MAX_THROUGHPUT_TPS,
+  PROTOCOL_VERSION,
+} from './bounds.js'
+import { Close, withField, type CloseSpec } from './close-codes.js'
+import { errorCode, int, modelList, modelSet, parseUsage, requestId, text, type Json } from './fields.js'
+import { PROVIDER_ID_RE } from './ids.js'
+import {
+  END_STATUSES,
+  PROVIDER_STATUSES,
+  type EndStatus,
+  type HeartbeatMessage,
+  type HelloMessage,
+  type ProviderStatus,
+  type ResponseChunkMessage,
+  type ResponseEndMessage,
+} from './messages.js'
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; close: CloseSpec }
+
+/** A message a provider may send once admitted. */
+export type AdmittedProviderMessage = HeartbeatMessage | ResponseChunkMessage | ResponseEndMessage
+
+/** The first frame. `msg` is the decoded frame, or null when it was not a JSON object. */
+export function parseHello(msg: Json | null): Parsed<HelloMessage> {
+  if (msg === null || msg.type !== 'hello') return { ok: false, close: Close.notHello }
+  if (msg.version !== PROTOCOL_VERSION) {
+    return typeof msg.version === 'number' ? { ok: false, close: Close.unsupportedVersion } : bad('version')
+  }
+  const providerId = msg.provider_id
+  if (typeof providerId !== 'string' || !PROVIDER_ID_RE.test(providerId)) return bad('provider_id')
+  const hostname = text(msg.hostname, MAX_HOSTNAME)
+  if (hostname === null) return bad('hostname')
+  const modelId = text(msg.model_id, MAX_TEXT_FIELD)
+  if (modelId === null) return bad('model_id')
+  const binaryVersion = text(msg.binary_version, MAX_BINARY_VERSION)
+  if (binaryVersion === null) return bad('binary_version')
+  const maxConcurrency = int(msg.max_concurrency, 1, MAX_CONCURRENCY)
+  if (maxConcurrency === null) return bad('max_concurrency')
+  const maxContextTokens = int(msg.max_context_tokens, 1, MAX_CONTEXT_TOKENS)
+  if (maxContextTokens === null) return bad('max_context_tokens')
+  const supported = msg.supported_models === undefined ? undefined : modelList(msg.supported_models)
+  if (supported === null) return bad('supported_models')
+  if (modelSet(modelId, supported).length > MAX_MODELS) return bad('supported_models')
+  const value: HelloMessage = {
+    type: 'hello',
+    version: PROTOCOL_VERSION,
+    provider_id: providerId,
+    hostname,
+    model_id: modelId,
+    binary_version: binaryVersion,
+    max_concurrency: maxConcurrency,
+    max_context_tokens: maxContextTokens,
+  }
+  if (supported !== undefined) value.supported_models = supported
+  const tps = msg.throughput_tps_estimate
+  if (tps !== undefined && tps !== null) {
+    if (typeof tps !== 'number' || !Number.isFinite(tps) || tps < 0 || tps > MAX_THROUGHPUT_TPS) {
+      return bad('throughput_tps_estimate')
+    }
+    value.throughput_tps_estimate = tps
+  }
+  return { ok: true, value }
+
+  function bad(field: string): Parsed<HelloMessage> {
+    return { ok: false, close: withField(Close.invalidHello, field) }
+  }
+}
+
+/**
+ * A frame after admission. Unknown types parse to null (ignored): that is how later protocol
+ * additions roll out.
+ */
+export function parseProviderMessage(msg: Json): Parsed<AdmittedProviderMessage | null> {
+  switch (msg.type) {
+    case 'heartbeat':
+      return parseHeartbeat(msg)
+    case 'inference_response_chunk':
+      return parseResponseChunk(msg)
+    case 'inference_response_end':
+      return parseResponseEnd(msg)
+    default:
+      return { ok: true, value: null }
+  }
+}
+
+export function parseHeartbeat(msg: Json): Parsed<HeartbeatMessage> {
+  const status = msg.status
+  if (typeof status !== 'string' || !PROVIDER_STATUSES.includes(status as ProviderStatus)) return invalid('status')
+  const slotsTotal = int(msg.slots_total, 0, MAX_SLOTS)
+  if (slotsTotal === null) return invalid('slots_total')
+  const slotsFree = int(msg.slots_free, 0, slotsTotal)
+  if (slotsFree === null) return invalid('slots_free')
+  const value: HeartbeatMessage = { type: 'heartbeat', status: status as ProviderStatus, slots_total: slotsTotal, slots_free: slotsFree }
+  if (msg.model_id !== undefined) {
+    const modelId = text(msg.model_id, MAX_TEXT_FIELD)
+    if (modelId === null) return invalid('model_id')
+    value.model_id = modelId
+  }
+  if (msg.supported_models !== undefined) {
+    const supported = modelList(msg.supported_models)
+    if (supported === null) return invalid('supported_models')
+    value.supported_models = supported
+  }
+  if (value.model_id !== undefined || value.supported_models !== undefined) {
+    const n = modelSet(value.model_id, value.supported_models).length
+    if (n === 0 || n > MAX_MODELS) return invalid('supported_models')
+  }
+  return { ok: true, value }
+}
+
+export function parseResponseChunk(msg: Json): Parsed<ResponseChunkMessage> {
+  const id = requestId(msg.request_id)
+  if (id === null) return invalid('request_id')
+  const seq = int(msg.seq, 0, MAX_SEQ)
+  if (seq === null) return invalid('seq')
+  if (typeof msg.data !== 'string') return invalid('data')
+  return { ok: true, value: { type: 'inference_response_chunk', request_id: id, seq, data: msg.data } }
+}
+
+export function parseResponseEnd(msg: Json): Parsed<ResponseEndMessage> {
+  const id = requestId(msg.request_id)
+  if (id === null) return invalid('request_id')
+  const status = msg.status
+  if (typeof status !== 'string' || !(END_STATUSES as readonly string[]).includes(status)) return invalid('status')
+  const value: ResponseEndMessage = { type: 'inference_response_end', request_id: id, status: status as EndStatus }
+  const usage = parseUsage(msg.usage)
+  if (usage !== null) value.usage = usage
+  const code = errorCode(msg.error)
+  if (code !== null) value.error = { code }
+  return { ok: true, value }
+}
+
+function invalid<T>(field: string): Parsed<T> {
+  return { ok: false, close: withField(Close.invalidFrame, field) }
+}

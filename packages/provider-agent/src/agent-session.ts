@@ -1,0 +1,253 @@
+/**
+ * One provider socket: upgrade (with the bearer, if any), hello, hello_ack, heartbeats, and the
+ * requests dispatched on it (specs/protocol.md). It knows nothing of state files or backoff:
+ * the agent decides what a close means. Frames for a request only ever go back on the socket it
+ * arrived on, and when the socket closes, every backend call it started is aborted.
+ */
+import WebSocket from 'ws'
+import type { Logger } from './logger.js'
+import { forwardToBackend, type BackendResult } from './backend-client.js'
+
+export interface HelloFields {
+  provider_id: string
+  hostname: string
+  model_id: string
+  supported_models: string[]
+  binary_version: string
+  max_concurrency: number
+  max_context_tokens: number
+  throughput_tps_estimate?: number
+}
+
+export interface HelloAck {
+  assigned_id: string
+  auth_state: string
+  heartbeat_interval_s: number
+  assigned_provider_token?: string
+}
+
+export interface SessionClosed {
+  /** The close code, or null when the upgrade failed (refused, HTTP 429 or 503, no answer). */
+  code: number | null
+  reason: string
+  withToken: boolean
+  /** When hello_ack arrived, or null if it never did. */
+  admittedAt: number | null
+}
+
+export interface SessionOptions {
+  url: string
+  token: string | null
+  hello: HelloFields
+  backendUrl: string
+  log: Logger
+  /** Requests in flight on every socket of this agent; the heartbeat reports what is left. */
+  slots: { active: number; readonly max: number }
+  now: () => number
+  onAck: (ack: HelloAck, session: AgentSession) => void
+}
+
+const HANDSHAKE_TIMEOUT_MS = 15_000
+const TOKEN_RE = /^[0-9a-f]{64}$/
+/** Past this many bytes queued on the socket, a request waits for the socket before reading on. */
+const HIGH_WATER_BYTES = 4 * 1024 * 1024
+/** An inference_request may be 4 MiB (protocol §4.1); leave room for JSON escaping. */
+const MAX_INBOUND_FRAME = 8 * 1024 * 1024
+
+export class AgentSession {
+  readonly closed: Promise<SessionClosed>
+  ack: HelloAck | null = null
+  /** No new work: a `drain` arrived, or the agent is stopping. */
+  draining = false
+  /**
+   * Reported `busy` while the agent saves a minted token and swaps to a bearer socket, so that
+   * the coordinator sends no request the swap would cut off.
+   */
+  holding = false
+  private readonly ws: WebSocket
+  private readonly running = new Map<string, AbortController>()
+  private heartbeatTimer: NodeJS.Timeout | null = null
+  private heartbeatQueued = false
+  private admittedAt: number | null = null
+  private lastInboundAt = 0
+
+  constructor(private readonly o: SessionOptions) {
+    const headers: Record<string, string> = o.token ? { authorization: `Bearer ${o.token}` } : {}
+    this.ws = new WebSocket(o.url, { headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, maxPayload: MAX_INBOUND_FRAME, perMessageDeflate: false })
+    this.closed = new Promise((resolve) => {
+      let status: number | null = null
+      this.ws.on('unexpected-response', (_req, res) => {
+        status = res.statusCode ?? null
+        res.resume()
+        this.ws.terminate()
+      })
+      this.ws.on('error', (err) => o.log.debug({ event: 'agent.socket_error', err }, 'socket error'))
+      this.ws.on('close', (code, reason) => {
+        this.stopHeartbeats()
+        for (const ctl of this.running.values()) ctl.abort()
+        const opened = code !== 1006 || this.admittedAt !== null
+        resolve({
+          code: status === null && opened ? code : null,
+          reason: status !== null ? `HTTP ${status}` : reason.toString('utf8').slice(0, 123),
+          withToken: o.token !== null,
+          admittedAt: this.admittedAt,
+        })
+      })
+    })
+    const ackTimer = setTimeout(() => this.ack === null && this.ws.terminate(), HANDSHAKE_TIMEOUT_MS)
+    void this.closed.then(() => clearTimeout(ackTimer))
+    this.ws.on('open', () => this.send({ type: 'hello', version: 1, ...o.hello }))
+    this.ws.on('pong', () => (this.lastInboundAt = o.now()))
+    this.ws.on('message', (data, isBinary) => {
+      this.lastInboundAt = o.now()
+      if (isBinary) return
+      let msg: unknown
+      try {
+        msg = JSON.parse(data.toString())
+      } catch {
+        return
+      }
+      // Only objects are frames; anything else (null, a number, an array) is ignored, not a crash.
+      if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return
+      if (this.ack === null) this.onHandshake(msg as Record<string, unknown>)
+      else this.onFrame(msg as Record<string, unknown>)
+    })
+  }
+
+  get withToken(): boolean {
+    return this.o.token !== null
+  }
+
+  close(code = 1000, reason = 'provider_stopping'): void {
+    this.ws.close(code, reason)
+  }
+
+  /** How many requests this socket is serving. */
+  get inFlight(): number {
+    return this.running.size
+  }
+
+  /** Tell the coordinator now: after a slot frees, on drain. Coalesced to one frame per tick. */
+  heartbeatSoon(): void {
+    if (this.heartbeatQueued || this.ack === null) return
+    this.heartbeatQueued = true
+    setImmediate(() => {
+      this.heartbeatQueued = false
+      this.heartbeat()
+    })
+  }
+
+  /** Sends a frame; past the high-water mark, the promise waits until the socket took it. */
+  private send(frame: Record<string, unknown>): Promise<void> | undefined {
+    if (this.ws.readyState !== WebSocket.OPEN) return undefined
+    if (this.ws.bufferedAmount < HIGH_WATER_BYTES) {
+      this.ws.send(JSON.stringify(frame))
+      return undefined
+    }
+    return new Promise((resolve) => this.ws.send(JSON.stringify(frame), () => resolve()))
+  }
+
+  private onHandshake(msg: Record<string, unknown>): void {
+    if (msg.type !== 'hello_ack' || typeof msg.assigned_id !== 'string' || typeof msg.auth_state !== 'string') return
+    const interval = typeof msg.heartbeat_interval_s === 'number' ? msg.heartbeat_interval_s : 30
+    // A token is taken only as protocol §2.2 gives one: minted, for a connection that had none.
+    const minted =
+      this.o.token === null && msg.auth_state === 'self_minted' && typeof msg.assigned_provider_token === 'string' && TOKEN_RE.test(msg.assigned_provider_token)
+        ? msg.assigned_provider_token
+        : undefined
+    this.ack = {
+      assigned_id: msg.assigned_id,
+      auth_state: msg.auth_state,
+      heartbeat_interval_s: Math.min(300, Math.max(1, interval)),
+      ...(minted !== undefined ? { assigned_provider_token: minted } : {}),
+    }
+    this.admittedAt = this.o.now()
+    this.holding = minted !== undefined
+    this.heartbeat()
+    this.heartbeatTimer = setInterval(() => this.tick(), this.ack.heartbeat_interval_s * 1000)
+    this.o.onAck(this.ack, this)
+  }
+
+  private onFrame(msg: Record<string, unknown>): void {
+    switch (msg.type) {
+      case 'inference_request':
+        if (typeof msg.request_id === 'string' && typeof msg.body === 'string') this.serve(msg.request_id, msg.stream === true, msg.body)
+        return
+      case 'cancel_request':
+        if (typeof msg.request_id === 'string') this.running.get(msg.request_id)?.abort()
+        return
+      case 'drain':
+        this.o.log.info({ event: 'agent.drain_requested' }, 'the coordinator asked this provider to drain; finishing requests in flight')
+        this.draining = true
+        this.heartbeatSoon()
+        return
+      default:
+      // Unknown types are ignored: that is how protocol additions roll out.
+    }
+  }
+
+  /**
+   * Every heartbeat interval: a heartbeat and a ping. A coordinator that answered nothing, not
+   * even the ping, for two intervals is gone (a dead host, a dropped NAT entry), and the socket
+   * is cut instead of waiting for TCP to give up, which takes many minutes.
+   */
+  private tick(): void {
+    const intervalMs = this.ack!.heartbeat_interval_s * 1000
+    if (this.o.now() - this.lastInboundAt > 2 * intervalMs + 5000) {
+      this.o.log.warn({ event: 'agent.coordinator_silent' }, 'no frame or pong from the coordinator for two heartbeat intervals; reconnecting')
+      this.ws.terminate()
+      return
+    }
+    this.heartbeat()
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.ping()
+  }
+
+  private heartbeat(): void {
+    const { active, max } = this.o.slots
+    const status = this.draining ? 'draining' : this.holding ? 'busy' : 'ready'
+    this.send({ type: 'heartbeat', status, slots_total: max, slots_free: Math.max(0, max - active) })
+  }
+
+  private stopHeartbeats(): void {
+    if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer)
+    this.heartbeatTimer = null
+  }
+
+  private serve(requestId: string, stream: boolean, body: string): void {
+    if (this.running.has(requestId)) return
+    if (this.draining || this.o.slots.active >= this.o.slots.max) {
+      this.send({ type: 'inference_response_end', request_id: requestId, status: 'error_queue_full' })
+      return
+    }
+    const ctl = new AbortController()
+    this.running.set(requestId, ctl)
+    this.o.slots.active++
+    let seq = 0
+    const started = this.o.now()
+    forwardToBackend(this.o.backendUrl, body, stream, ctl.signal, (data) =>
+      ctl.signal.aborted ? undefined : this.send({ type: 'inference_response_chunk', request_id: requestId, seq: seq++, data }),
+    )
+      .catch((): BackendResult => ({ status: 'error_internal', usage: null, errorCode: 'agent_error' }))
+      .then((result) => {
+        // A cancelled request needs no end: the coordinator already dropped it.
+        if (result.status !== 'cancelled' && !ctl.signal.aborted) {
+          void this.send({
+            type: 'inference_response_end',
+            request_id: requestId,
+            status: result.status,
+            ...(result.usage ? { usage: result.usage } : {}),
+            ...(result.errorCode ? { error: { code: result.errorCode } } : {}),
+          })
+        }
+        this.o.log.info(
+          { event: 'agent.request_finished', request_id: requestId, status: ctl.signal.aborted ? 'cancelled' : result.status, stream, ms: this.o.now() - started, usage: result.usage ?? undefined },
+          'request finished',
+        )
+      })
+      .finally(() => {
+        this.running.delete(requestId)
+        this.o.slots.active--
+        this.heartbeatSoon()
+      })
+  }
+}

@@ -1,0 +1,265 @@
+/**
+ * The provider agent: keeps one admitted socket to the coordinator, in front of a local
+ * OpenAI-compatible backend, across restarts of either side.
+ *
+ * The credential rules (specs/protocol.md §2.2, specs/admission.md):
+ * - A token from `assigned_provider_token` is written to disk *before* the agent relies on it.
+ *   Relying on it means presenting it: the first bearer connect proves the identity, and from
+ *   then on a tokenless connect for this id is refused for good. If the write fails, the agent
+ *   never presents that token, so the identity stays unproven and the next tokenless connect is
+ *   self-healed with a fresh token instead of being locked out.
+ * - Once saved, the token is proven at once, without a gap: a second socket connects with it, and
+ *   the coordinator's replacement of the first (4006) is expected, not a rival.
+ * - What a close means, and how long to wait, is the pure reconnect-policy.ts.
+ */
+import { EventEmitter } from 'node:events'
+import type { Logger } from './logger.js'
+import { AgentSession, type HelloAck, type HelloFields } from './agent-session.js'
+import { explainClose } from './explain-close.js'
+import { decideReconnect, effectiveAttempt, type BackoffSettings } from './reconnect-policy.js'
+import { serializeTokenState, writeStateFile } from './state-file.js'
+
+export interface AgentOptions {
+  coordinatorUrl: string
+  backendUrl: string
+  providerId: string
+  /** Where this identity's token lives (state-file.ts tokenStatePath). */
+  tokenPath: string
+  /** The token loaded from tokenPath or imported, or null. */
+  token: string | null
+  hostname: string
+  binaryVersion: string
+  maxConcurrency: number
+  maxContextTokens: number
+  /** Models to announce; null asks the backend's /v1/models. */
+  models: string[] | null
+  throughputTps: number | null
+  backoff: BackoffSettings
+  drainTimeoutMs: number
+  log: Logger
+  random?: () => number
+  now?: () => number
+}
+
+export type AgentExit = { reason: 'stopped' } | { reason: 'replaced' | 'protocol_error'; code: number | null }
+
+export class ProviderAgent extends EventEmitter {
+  private token: string | null
+  private current: AgentSession | null = null
+  private proving: AgentSession | null = null
+  private attempt = 0
+  private stopping = false
+  private wake: (() => void) | null = null
+  private hello: HelloFields | null = null
+  /** Token writes, one at a time; the loop waits for them before it reconnects. */
+  private saving: Promise<void> = Promise.resolve()
+  private mints = 0
+  /** The coordinator accepted our token since it last refused it (reconnect-policy.ts). */
+  private tokenAccepted = false
+  private readonly slots: { active: number; max: number }
+  private readonly now: () => number
+  private readonly random: () => number
+
+  constructor(private readonly o: AgentOptions) {
+    super()
+    this.token = o.token
+    this.slots = { active: 0, max: o.maxConcurrency }
+    this.now = o.now ?? Date.now
+    this.random = o.random ?? Math.random
+  }
+
+  /** The session serving now, if any. */
+  get session(): AgentSession | null {
+    return this.current
+  }
+
+  async run(): Promise<AgentExit> {
+    const models = this.o.models ?? (await this.discoverModels())
+    if (models === null) return { reason: 'stopped' }
+    this.hello = {
+      provider_id: this.o.providerId,
+      hostname: this.o.hostname,
+      model_id: models[0]!,
+      supported_models: models.slice(1),
+      binary_version: this.o.binaryVersion,
+      max_concurrency: this.o.maxConcurrency,
+      max_context_tokens: this.o.maxContextTokens,
+      ...(this.o.throughputTps !== null ? { throughput_tps_estimate: this.o.throughputTps } : {}),
+    }
+    let s = this.open()
+    for (;;) {
+      const closed = await s.closed
+      if (this.stopping) {
+        this.proving?.close(1000, 'provider_stopping')
+        return { reason: 'stopped' }
+      }
+      if (this.current !== s) {
+        s = this.current! // replaced by our own proving socket
+        continue
+      }
+      if (this.proving !== null) {
+        s = this.current = this.proving // the proving socket carries on alone
+        continue
+      }
+      const admittedFor = closed.admittedAt === null ? null : this.now() - closed.admittedAt
+      const attempt = effectiveAttempt(this.attempt, admittedFor, this.o.backoff)
+      const d = decideReconnect({ ...closed, tokenAcceptedSinceRefusal: this.tokenAccepted }, attempt, this.o.backoff, this.random())
+      if (d.kind === 'token_refused') this.tokenAccepted = false
+      this.attempt = attempt + 1
+      explainClose(this.o.log, this.o.providerId, closed, d.kind, d.action === 'retry' ? d.delayMs : null)
+      if (d.action === 'exit') return { reason: d.kind as 'replaced' | 'protocol_error', code: closed.code }
+      this.emit('backoff', { kind: d.kind, code: closed.code, delayMs: d.delayMs })
+      await this.sleep(d.delayMs)
+      // A token minted on the last connection is presented, and so proven, by the next one,
+      // never lost to a self-heal because its write had not finished.
+      await this.saving
+      if (this.stopping) return { reason: 'stopped' }
+      s = this.open()
+    }
+  }
+
+  /** Stop taking work, let requests in flight finish (up to drainTimeoutMs), then close. */
+  async stop(): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    this.wake?.()
+    for (const s of [this.current, this.proving]) {
+      if (s === null) continue
+      s.draining = true
+      s.heartbeatSoon()
+    }
+    const deadline = this.now() + this.o.drainTimeoutMs
+    while (this.slots.active > 0 && this.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    // Both read again: a proving socket may have taken over while requests finished.
+    this.proving?.close(1000, 'provider_stopping')
+    this.current?.close(1000, 'provider_stopping')
+  }
+
+  private open(): AgentSession {
+    const s = this.connect()
+    this.current = s
+    return s
+  }
+
+  private connect(): AgentSession {
+    return new AgentSession({
+      url: this.o.coordinatorUrl,
+      token: this.token,
+      hello: this.hello!,
+      backendUrl: this.o.backendUrl,
+      log: this.o.log,
+      slots: this.slots,
+      now: this.now,
+      onAck: (ack, session) => void this.admitted(ack, session),
+    })
+  }
+
+  private async admitted(ack: HelloAck, session: AgentSession): Promise<void> {
+    const id = this.o.providerId
+    this.o.log.info({ event: 'agent.admitted', provider_id: id, auth_state: ack.auth_state, assigned_id: ack.assigned_id }, `admitted as ${ack.auth_state}`)
+    if (session === this.proving) {
+      this.proving = null
+      this.current = session
+    }
+    if (this.stopping) {
+      session.draining = true
+      session.heartbeatSoon()
+    }
+    if (session.withToken && ack.auth_state === 'bearer_validated') this.tokenAccepted = true
+    this.emit('admitted', { authState: ack.auth_state, assignedId: ack.assigned_id, withToken: session.withToken })
+    if (ack.auth_state === 'bearerless_duplicate') {
+      this.o.log.warn(
+        { event: 'agent.quarantined', provider_id: id },
+        `another connection claimed provider id ${id} at the same moment; this one is quarantined and would get no traffic, so it reconnects. If two agents share this id, stop one`,
+      )
+      session.close(1000, 'quarantined')
+      return
+    }
+    const token = ack.assigned_provider_token
+    if (token === undefined) return
+    const mint = ++this.mints
+    const save = this.saving.then(() => this.save(token, mint))
+    this.saving = save.then(
+      () => {},
+      () => {},
+    )
+    if (!(await save)) {
+      session.holding = false
+      session.heartbeatSoon()
+      return
+    }
+    this.token = token
+    this.o.log.info({ event: 'agent.token_saved', path: this.o.tokenPath }, 'provider token saved (mode 0600); proving it now')
+    this.emit('token_saved', { path: this.o.tokenPath })
+    if (!this.stopping && session === this.current) {
+      this.prove(session)
+    } else {
+      session.holding = false
+      session.heartbeatSoon()
+    }
+  }
+
+  /** Writes a minted token; false if it was not written or a newer mint came first. */
+  private async save(token: string, mint: number): Promise<boolean> {
+    if (mint !== this.mints) return false
+    try {
+      await writeStateFile(this.o.tokenPath, serializeTokenState({ coordinatorUrl: this.o.coordinatorUrl, providerId: this.o.providerId, token }, new Date(this.now())))
+      return mint === this.mints
+    } catch (err) {
+      this.o.log.error(
+        { event: 'agent.token_not_saved', path: this.o.tokenPath, err },
+        `could not save the provider token to ${this.o.tokenPath}; this agent will not use it, so the identity stays unproven and a restart gets a fresh token. Make the state directory writable by this user, then restart the agent`,
+      )
+      return false
+    }
+  }
+
+  /** Connect again with the saved token while the first socket still holds the identity. */
+  private prove(first: AgentSession): void {
+    const s = this.connect()
+    this.proving = s
+    void s.closed.then((c) => {
+      if (this.proving !== s) return
+      this.proving = null
+      if (this.current !== first) return
+      first.holding = false
+      first.heartbeatSoon()
+      this.o.log.warn(
+        { event: 'agent.prove_failed', code: c.code, reason: c.reason },
+        'could not present the saved token yet; staying on the current connection and presenting it at the next reconnect',
+      )
+    })
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms)
+      function done(): void {
+        clearTimeout(t)
+        resolve()
+      }
+      this.wake = done
+    })
+  }
+
+  /** Asks the backend what it serves, retrying with backoff until it answers or stop() is called. */
+  private async discoverModels(): Promise<string[] | null> {
+    for (let attempt = 0; !this.stopping; attempt++) {
+      try {
+        const res = await fetch(`${this.o.backendUrl}/models`, { signal: AbortSignal.timeout(5000) })
+        if (res.ok) {
+          const body = (await res.json()) as { data?: Array<{ id?: unknown }> }
+          const ids = [...new Set((body.data ?? []).map((m) => m.id).filter((v): v is string => typeof v === 'string' && v.length > 0 && v.length <= 256))]
+          if (ids.length > 0) return ids.slice(0, 64)
+          this.o.log.warn({ event: 'agent.no_models' }, `the backend at ${this.o.backendUrl} lists no models; load one, or name it with --model`)
+        } else {
+          this.o.log.warn({ event: 'agent.models_failed', status: res.status }, `GET ${this.o.backendUrl}/models answered ${res.status}`)
+        }
+      } catch {
+        this.o.log.warn({ event: 'agent.backend_unreachable' }, `the backend at ${this.o.backendUrl} is not reachable; is it running?`)
+      }
+      await this.sleep(Math.max(1000, Math.min(30_000, 1000 * 2 ** attempt)))
+    }
+    return null
+  }
+}
