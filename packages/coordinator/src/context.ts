@@ -1,37 +1,19 @@
+export type { AppContext } from './app-context.js'
+import type { AppContext } from './app-context.js'
 import { KeyedMutex } from './admission/keyed-mutex.js'
 import { systemClock, type Clock } from './clock.js'
 import { LiveConfig, type Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
 import { migrate } from './db/migrate.js'
-import { ByteBudget } from './http/byte-budget.js'
-import { createOperatorAuth } from './http/operator-auth.js'
+import { ByteBudget } from './routing/byte-budget.js'
+import { createOperatorAuth } from './operator-auth.js'
 import { createLogger, type Logger } from './logger.js'
-import { createMetrics, type Metrics } from './metrics.js'
+import { createMetrics } from './metrics.js'
 import { resolveOperatorKey } from './operator-key.js'
 import type { ProviderLink } from './pool/provider-link.js'
 import { Registry } from './pool/registry.js'
 import { Dispatcher } from './routing/dispatcher.js'
 import { TokenStore } from './tokens/token-store.js'
-
-/** Everything the coordinator's shells need, built once and passed explicitly. */
-export interface AppContext {
-  readonly config: Config
-  readonly live: LiveConfig
-  readonly log: Logger
-  readonly clock: Clock
-  readonly db: Database
-  readonly tokens: TokenStore
-  readonly registry: Registry<ProviderLink>
-  /** Requests in flight on provider sockets. */
-  readonly dispatcher: Dispatcher
-  /** Bytes held for buyers across all requests (see http/relay.ts). */
-  readonly buffers: ByteBudget
-  readonly metrics: Metrics
-  readonly admissionLock: KeyedMutex
-  readonly isOperator: (authorization: string | undefined) => boolean
-  readonly startedAt: number
-  readonly version: string
-}
 
 /** The only injection seam: tests pass a clock, a capturing logger or a shared database. */
 export interface ContextOverrides {

@@ -1,16 +1,19 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AppContext } from '../context.js'
+import type { AppContext } from '../app-context.js'
 import { CoordinatorBusyError, CoordinatorError, RequestTooLargeError, toPublicError } from '../errors.js'
 import { parseChatRequest, parsePin } from './chat-request.js'
 import { BodyAbortedError, readBody } from './read-body.js'
-import { relay, type RelayResult } from './relay.js'
+import { Exchange, type ExchangeResult } from '../routing/exchange.js'
 import { encode, inferenceRequest } from '@poolcoord/protocol'
+import { JsonWriter } from './json-writer.js'
 import { sendError } from './respond.js'
+import { SseWriter } from './sse-writer.js'
 
 /**
- * POST /v1/chat/completions: read and check the body, run it against the pool, then record one
- * metric sample and one log line for the request, whatever its outcome.
+ * POST /v1/chat/completions: read and check the body, run it against the pool (an Exchange,
+ * written to the buyer by a JsonWriter or an SseWriter), then record one metric sample and one
+ * log line for the request, whatever its outcome.
  */
 export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res: ServerResponse, queued: WeakMap<object, number>): Promise<void> {
   const arrivedAt = ctx.clock.now()
@@ -18,7 +21,7 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
   res.setHeader('x-request-id', requestId)
   let model: string | null = null
   let stream = false
-  let result: RelayResult
+  let result: ExchangeResult
   // The body and its frame stay in memory for the whole request, queued or running: they count
   // against the same process-wide budget as held answers.
   const bodyBytes = ctx.buffers.reservation()
@@ -34,9 +37,11 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     }
     if (!bodyBytes.resize(2 * Buffer.byteLength(frame))) throw new CoordinatorBusyError()
     if (!(await ownsSocket(req, res, queued))) throw new BodyAbortedError('buyer left while pipelined')
-    result = await relay(ctx, res, { requestId, model: chat.model, stream: chat.stream, frame, pin }, arrivedAt)
+    const exchange = new Exchange(ctx, ctx.dispatcher, { requestId, model: chat.model, stream: chat.stream, frame, pin, arrivedAt })
+    const Writer = chat.stream ? SseWriter : JsonWriter
+    result = await exchange.run(new Writer(ctx, res, requestId, exchange))
   } catch (err) {
-    // Only request errors reach here: relay answers every routing outcome itself.
+    // Only request errors reach here: the exchange answers every routing outcome itself.
     const none = { providerId: null, attempts: 0, failovers: [], firstChunkMs: null, usage: null }
     if (err instanceof BodyAbortedError) {
       result = { status: 'buyer_disconnected', ...none }

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AppContext } from '../context.js'
+import type { AppContext } from '../app-context.js'
 import { CoordinatorError, DrainingError, MethodNotAllowedError, NotFoundError, UnauthorizedError } from '../errors.js'
 import { PROVIDER_ID_RE } from '@poolcoord/protocol'
 import { drainSession, kickSession } from '../pool/pool-control.js'

@@ -1,4 +1,4 @@
-import type { AuthState } from '@poolcoord/protocol'
+import type { AuthState, PoolzResponse, PoolzRow } from '@poolcoord/protocol'
 import type { ProviderSession } from '../pool/provider-session.js'
 import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js'
 
@@ -6,8 +6,8 @@ import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js
  * The operator's view of the pool. Routability comes from routingEligible alone. Rows carry a
  * token prefix at most: never a token, never a hash.
  */
-export function renderPoolz(sessions: Iterable<ProviderSession>) {
-  const pool = []
+export function renderPoolz(sessions: Iterable<ProviderSession>): PoolzResponse {
+  const pool: PoolzRow[] = []
   const byAuth: Record<AuthState, number> = { bearer_validated: 0, self_minted: 0, bearerless_duplicate: 0 }
   const models = new Map<string, { providers: number; routable: number }>()
   let routable = 0

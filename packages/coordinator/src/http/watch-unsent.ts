@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import type { Reservation } from './byte-budget.js'
+import type { Reservation } from '../routing/byte-budget.js'
 
 /**
  * After a response has ended, its last bytes may still sit in our send buffer. They stay counted

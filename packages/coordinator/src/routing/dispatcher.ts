@@ -2,29 +2,11 @@ import type { Logger } from '../logger.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { ProviderLink } from '../pool/provider-link.js'
 import type { Registry } from '../pool/registry.js'
-import { cancelRequest, encode, type CancelReason, type ResponseChunkMessage, type ResponseEndMessage } from '@poolcoord/protocol'
-
-export type AttemptEvent =
-  | { kind: 'chunk'; data: string }
-  | { kind: 'end'; end: ResponseEndMessage }
-  /** The provider's socket closed with the request unfinished. */
-  | { kind: 'lost' }
+import { cancelRequest, encode, type ResponseChunkMessage, type ResponseEndMessage } from '@poolcoord/protocol'
+import type { AttemptEvent, AttemptHandle, AttemptTarget, DispatchRequest } from './attempt.js'
 
 /** What a provider was doing when its socket closed: the label of provider_disconnects_total. */
 export type DisconnectPhase = 'idle' | 'before_first_chunk' | 'mid_response'
-
-export interface DispatchRequest {
-  requestId: string
-  /** The inference_request frame, built once per request and reused on failover. */
-  frame: string
-}
-
-/** The exchange's hold on one attempt: it can only withdraw it. */
-export interface AttemptHandle {
-  readonly session: ProviderSession
-  /** Sends cancel_request if the socket is still open, and gives the slot back. Idempotent. */
-  cancel(reason: CancelReason): void
-}
 
 interface Attempt {
   readonly requestId: string
@@ -43,7 +25,7 @@ interface Attempt {
  * on the session it was dispatched to, so one provider cannot inject bytes into, or end,
  * another's request. Late frames for a finished request are ignored.
  */
-export class Dispatcher {
+export class Dispatcher implements AttemptTarget {
   private readonly byId = new Map<string, Attempt>()
   private readonly bySession = new Map<ProviderSession, Set<Attempt>>()
   private readonly idleWaiters = new Map<ProviderSession | null, Array<() => void>>()

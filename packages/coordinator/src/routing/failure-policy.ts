@@ -1,11 +1,12 @@
 import {
   ContextLengthExceededError,
+  CoordinatorBusyError,
   ProviderError,
   ProviderTimeoutError,
   ProviderUnavailableError,
   type CoordinatorError,
 } from '../errors.js'
-import type { EndStatus } from '@poolcoord/protocol'
+import type { CancelReason, EndStatus } from '@poolcoord/protocol'
 
 /** Why one attempt on one provider failed. */
 export type AttemptFailure =
@@ -21,6 +22,14 @@ export type AttemptFailure =
   | 'provider_cancelled'
   | 'first_chunk_timeout'
 
+/**
+ * Ends the exchange puts to a running attempt itself: the request deadline passed, a held answer
+ * grew past maxResponseBytes, or the process-wide buffer budget could not hold it.
+ */
+export type ImposedEnd = 'request_timeout' | 'response_too_large' | 'coordinator_busy'
+
+export type Failure = AttemptFailure | ImposedEnd
+
 /** A request is tried on at most this many providers: the first, and one failover. */
 export const MAX_ATTEMPTS = 2
 
@@ -29,9 +38,35 @@ export const MAX_ATTEMPTS = 2
  * it or said it could not start it. A provider error or a timeout is not retried, because the
  * provider may have done (and may still be doing) the work.
  */
-const FAILOVER_ON: ReadonlySet<AttemptFailure> = new Set(['disconnect', 'unreachable', 'queue_full', 'model_not_loaded'])
+export type FailoverCause = 'disconnect' | 'unreachable' | 'queue_full' | 'model_not_loaded'
+const FAILOVER_ON: ReadonlySet<Failure> = new Set<FailoverCause>(['disconnect', 'unreachable', 'queue_full', 'model_not_loaded'])
 
-export interface AttemptState {
+/**
+ * Failures that say something about the provider, and so start its cooldown. A provider that
+ * holds a request to the deadline is at fault as much as one that fails it. The buffer budget
+ * running out and a context the request overflows are not the provider's doing.
+ */
+const PROVIDER_FAULTS: ReadonlySet<Failure> = new Set<Failure>([
+  'disconnect',
+  'unreachable',
+  'queue_full',
+  'model_not_loaded',
+  'provider_internal',
+  'provider_cancelled',
+  'first_chunk_timeout',
+  'request_timeout',
+  'response_too_large',
+])
+
+/** What the provider is told when the exchange ends an attempt that is still running. */
+const CANCEL_FOR: Partial<Record<Failure, CancelReason>> = {
+  first_chunk_timeout: 'timeout',
+  request_timeout: 'timeout',
+  response_too_large: 'response_too_large',
+  coordinator_busy: 'coordinator_busy',
+}
+
+export interface RequestState {
   /** Response bytes have reached the buyer. */
   committed: boolean
   /** The buyer pinned a provider with X-Pool-Provider. */
@@ -40,8 +75,44 @@ export interface AttemptState {
   attempts: number
 }
 
-export function mayFailover(failure: AttemptFailure, s: AttemptState): boolean {
-  return FAILOVER_ON.has(failure) && !s.committed && !s.pinned && s.attempts < MAX_ATTEMPTS
+/** The one answer to a failure: what it does to the provider, and how the request goes on. */
+export type Decision = {
+  /** Counts against the provider's health (pool/provider-health.ts). */
+  fault: boolean
+  /** The provider said it is full: send it nothing more until its next heartbeat. */
+  markBusy: boolean
+  /** Withdraw the attempt with this reason; null when the provider already ended it. */
+  cancel: CancelReason | null
+} & (
+  | {
+      action: 'failover'
+      reason: FailoverCause
+      /** What the buyer gets if no other provider can take the request. */
+      error: CoordinatorError
+    }
+  | { action: 'fail'; error: CoordinatorError }
+)
+
+/** Pinned requests never move a provider's health: a buyer could aim them at an honest one. */
+export function movesHealth(s: Pick<RequestState, 'pinned'>): boolean {
+  return !s.pinned
+}
+
+export function decide(failure: Failure, s: RequestState): Decision {
+  const effects = {
+    fault: PROVIDER_FAULTS.has(failure) && movesHealth(s),
+    markBusy: failure === 'queue_full',
+    cancel: CANCEL_FOR[failure] ?? null,
+    error: errorFor(failure),
+  }
+  if (isFailoverCause(failure) && !s.committed && !s.pinned && s.attempts < MAX_ATTEMPTS) {
+    return { ...effects, action: 'failover', reason: failure }
+  }
+  return { ...effects, action: 'fail' }
+}
+
+function isFailoverCause(failure: Failure): failure is FailoverCause {
+  return FAILOVER_ON.has(failure)
 }
 
 export function failureOfEnd(status: EndStatus): AttemptFailure | null {
@@ -61,8 +132,8 @@ export function failureOfEnd(status: EndStatus): AttemptFailure | null {
   }
 }
 
-/** What the buyer is told when the last attempt failed this way. */
-export function errorForFailure(failure: AttemptFailure): CoordinatorError {
+/** What the buyer is told when the request ends with this failure. */
+function errorFor(failure: Failure): CoordinatorError {
   switch (failure) {
     case 'unreachable':
     case 'queue_full':
@@ -71,10 +142,14 @@ export function errorForFailure(failure: AttemptFailure): CoordinatorError {
     case 'context_exceeded':
       return new ContextLengthExceededError()
     case 'first_chunk_timeout':
+    case 'request_timeout':
       return new ProviderTimeoutError()
+    case 'coordinator_busy':
+      return new CoordinatorBusyError()
     case 'disconnect':
     case 'provider_internal':
     case 'provider_cancelled':
+    case 'response_too_large':
       return new ProviderError()
   }
 }

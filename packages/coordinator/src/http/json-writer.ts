@@ -1,0 +1,35 @@
+import type { CoordinatorError } from '../errors.js'
+import { ResponseWriter } from './response-writer.js'
+
+/**
+ * A non-streaming answer as one application/json body. The exchange holds the answer until the
+ * provider's end, so nothing is written before it and every failure keeps its HTTP status.
+ */
+export class JsonWriter extends ResponseWriter {
+  private providerId = ''
+
+  onCommit(providerId: string): void {
+    this.providerId = providerId
+  }
+
+  /** Never called: the exchange hands a held answer over whole, in onComplete. */
+  onChunk(): boolean {
+    return true
+  }
+
+  onComplete(body: string | null): void {
+    const text = body ?? ''
+    this.res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      'x-pool-provider': this.providerId,
+    })
+    this.res.end(text)
+    this.finish()
+  }
+
+  onFail(error: CoordinatorError, providerId: string | null): void {
+    this.sendError(error, providerId)
+    this.finish()
+  }
+}
