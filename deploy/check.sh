@@ -56,7 +56,7 @@ echo "nginx -t: ok"
 echo "-- the site in front of a running coordinator"
 key="deploy-check-operator-key-0123456789"
 COORD_DATA_DIR="$work/data" COORD_PORT=18481 COORD_TRUST_PROXY=true COORD_OPERATOR_KEY="$key" \
-  node dist/bin.js >"$work/coordinator.log" 2>&1 &
+  node packages/coordinator/dist/bin.js >"$work/coordinator.log" 2>&1 &
 coord_pid=$!
 nginx -p "$work" -c "$work/nginx.conf"
 base="https://coordinator.example.com:18443"

@@ -20,7 +20,7 @@ export async function freePort() {
 }
 
 /**
- * Starts `node dist/bin.js` as the README says, against `dbUrl`, and waits for /healthz. The
+ * Starts `node packages/coordinator/dist/bin.js` as the README says, against `dbUrl`, and waits for /healthz. The
  * process is measured from outside through its pid; its logs go to a file (level warn, so that
  * logging per request does not distort the figures).
  */
@@ -33,7 +33,7 @@ export async function startCoordinator({ dbUrl, port, workDir, profileDir = null
     mkdirSync(profileDir, { recursive: true })
     args.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${label}.cpuprofile`)
   }
-  args.push(path.join(root, 'dist/bin.js'))
+  args.push(path.join(root, 'packages/coordinator/dist/bin.js'))
   const child = spawnChild(process.execPath, args, {
     cwd: workDir,
     stdio: ['ignore', logFd, logFd, 'ipc'],

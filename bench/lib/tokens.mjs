@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+export { hashToken } from '@poolcoord/protocol'
 
 /**
  * Bench tokens are derived from their index, so every process (seeder, providers, the raw
@@ -8,9 +9,6 @@ export function benchToken(i) {
   return createHash('sha256').update(`poolcoord-bench-token-${i}`).digest('hex')
 }
 
-export function hashToken(token) {
-  return createHash('sha256').update(token).digest('hex')
-}
 
 export function seededProviderId(i) {
   return `bench-${i}`

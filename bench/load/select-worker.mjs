@@ -1,8 +1,8 @@
 // The selection function in isolation: selectProvider over the real Registry's session list
-// (as relay.ts calls it) and over a plain array, at several pool sizes.
+// (as the exchange calls it) and over a plain array, at several pool sizes.
 // argv[2]: JSON {sizes, budgetMs}
-import { Registry } from '../../dist/pool/registry.js'
-import { selectProvider } from '../../dist/routing/select-provider.js'
+import { Registry } from '../../packages/coordinator/dist/pool/registry.js'
+import { selectProvider } from '../../packages/coordinator/dist/routing/select-provider.js'
 
 const { sizes, budgetMs } = JSON.parse(process.argv[2])
 process.on('disconnect', () => process.exit(0))

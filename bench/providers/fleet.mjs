@@ -9,6 +9,7 @@
 //              exponential backoff and full jitter
 //   herd-stats
 //   close-all
+import { authorizationHeader, encode, heartbeat, hello, responseChunk, responseEnd } from '@poolcoord/protocol'
 import WebSocket from 'ws'
 import { JSON_ANSWER, MODEL, USAGE } from '../lib/payloads.mjs'
 import { benchToken, seededProviderId } from '../lib/tokens.mjs'
@@ -39,28 +40,28 @@ function bump(counts, key) {
 }
 
 function helloFrame(c) {
-  return JSON.stringify({
-    type: 'hello',
-    version: 1,
-    provider_id: c.id,
-    hostname: `${c.id}.bench`,
-    model_id: MODEL,
-    binary_version: 'bench-1',
-    max_concurrency: settings.maxConcurrency,
-    max_context_tokens: 8192,
-  })
+  return encode(
+    hello({
+      provider_id: c.id,
+      hostname: `${c.id}.bench`,
+      model_id: MODEL,
+      binary_version: 'bench-1',
+      max_concurrency: settings.maxConcurrency,
+      max_context_tokens: 8192,
+    }),
+  )
 }
 
 function answer(ws, req) {
-  ws.send(JSON.stringify({ type: 'inference_response_chunk', request_id: req.request_id, seq: 0, data: JSON_ANSWER }))
-  ws.send(JSON.stringify({ type: 'inference_response_end', request_id: req.request_id, status: 'complete', usage: USAGE }))
+  ws.send(encode(responseChunk(req.request_id, 0, JSON_ANSWER)))
+  ws.send(encode(responseEnd(req.request_id, 'complete', { usage: USAGE })))
 }
 
 /** One connection attempt, up to hello_ack (poolcoord) or open (raw). */
 function attempt(c) {
   return new Promise((resolve) => {
     const started = performance.now()
-    const headers = c.token !== null && settings.protocol === 'poolcoord' ? { authorization: `Bearer ${c.token}` } : undefined
+    const headers = c.token !== null && settings.protocol === 'poolcoord' ? { authorization: authorizationHeader(c.token) } : undefined
     const ws = new WebSocket(settings.url, { headers, perMessageDeflate: false, localAddress: c.addr, handshakeTimeout: 20_000 })
     let settled = false
     const settle = (outcome) => {
@@ -162,7 +163,7 @@ const handlers = {
     ticker = null
     if (m.intervalMs <= 0) return {}
     const buckets = Math.max(1, Math.round(m.intervalMs / TICK_MS))
-    const frame = JSON.stringify({ type: 'heartbeat', status: 'ready', slots_total: settings.maxConcurrency, slots_free: settings.maxConcurrency })
+    const frame = encode(heartbeat('ready', settings.maxConcurrency, settings.maxConcurrency))
     let tick = 0
     ticker = setInterval(() => {
       const b = tick++ % buckets

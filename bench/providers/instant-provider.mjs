@@ -1,6 +1,7 @@
 // One provider socket that answers every request at once: a JSON answer, or 20 SSE chunks.
 // Speaks the poolcoord protocol (specs/protocol.md) or the ideal relay's minimal one.
 // Usage: instant-provider.mjs <ws url> <poolcoord|relay> [provider_id]
+import { encode, heartbeat, hello, responseChunk, responseEnd } from '@poolcoord/protocol'
 import WebSocket from 'ws'
 import { JSON_ANSWER, MODEL, SSE_EVENTS, SSE_EVENTS_RELAY, USAGE } from '../lib/payloads.mjs'
 
@@ -23,20 +24,20 @@ if (protocol === 'relay') {
     ws.send(JSON.stringify({ type: 'end', id: req.id }))
   })
 } else {
-  const heartbeat = JSON.stringify({ type: 'heartbeat', status: 'ready', slots_total: MAX_CONCURRENCY, slots_free: MAX_CONCURRENCY })
+  const heartbeatFrame = encode(heartbeat('ready', MAX_CONCURRENCY, MAX_CONCURRENCY))
   ws.on('open', () =>
     ws.send(
-      JSON.stringify({
-        type: 'hello',
-        version: 1,
-        provider_id: providerId,
-        hostname: 'instant.bench',
-        model_id: MODEL,
-        binary_version: 'bench-1',
-        max_concurrency: MAX_CONCURRENCY,
-        max_context_tokens: 8192,
-        throughput_tps_estimate: 1000,
-      }),
+      encode(
+        hello({
+          provider_id: providerId,
+          hostname: 'instant.bench',
+          model_id: MODEL,
+          binary_version: 'bench-1',
+          max_concurrency: MAX_CONCURRENCY,
+          max_context_tokens: 8192,
+          throughput_tps_estimate: 1000,
+        }),
+      ),
     ),
   )
   ws.on('message', (data) => {
@@ -44,16 +45,16 @@ if (protocol === 'relay') {
     if (msg.type === 'inference_request') {
       const id = msg.request_id
       if (!msg.stream) {
-        ws.send(JSON.stringify({ type: 'inference_response_chunk', request_id: id, seq: 0, data: JSON_ANSWER }))
+        ws.send(encode(responseChunk(id, 0, JSON_ANSWER)))
       } else {
         for (let i = 0; i < SSE_EVENTS.length; i++) {
-          ws.send(JSON.stringify({ type: 'inference_response_chunk', request_id: id, seq: i, data: SSE_EVENTS[i] }))
+          ws.send(encode(responseChunk(id, i, SSE_EVENTS[i])))
         }
       }
-      ws.send(JSON.stringify({ type: 'inference_response_end', request_id: id, status: 'complete', usage: USAGE }))
+      ws.send(encode(responseEnd(id, 'complete', { usage: USAGE })))
     } else if (msg.type === 'hello_ack') {
       // Any inbound frame keeps the session alive; a heartbeat also restates the slots.
-      setInterval(() => ws.send(heartbeat), 20_000).unref()
+      setInterval(() => ws.send(heartbeatFrame), 20_000).unref()
       process.send?.({ type: 'ready', ack: msg })
     }
   })

@@ -1,4 +1,4 @@
-import type { AppContext } from './context.js'
+import type { AppContext } from './app-context.js'
 import { defaultLive, type LiveSettings } from './config.js'
 import { fileKeyOf, readConfigFile } from './config-file.js'
 import { ConfigError } from './errors.js'

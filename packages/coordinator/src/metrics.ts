@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
-import type { AuthState } from '@poolcoord/protocol'
-import type { AdmissionEvent } from './admission/admission-machine.js'
+import { AUTH_STATES } from '@poolcoord/protocol'
+import type { AdmissionOutcome } from './admission/admission-outcome.js'
 import type { ProviderSession } from './pool/provider-session.js'
 import { routingEligible } from './pool/routing-eligible.js'
 import type { DisconnectPhase } from './routing/dispatcher.js'
@@ -13,19 +13,6 @@ import type { AttemptFailure } from './routing/failure-policy.js'
  */
 export type RequestStatus = string
 
-/** Outcomes of an upgrade or hello other than the admission table's own events. */
-export type AdmissionOutcome =
-  | AdmissionEvent
-  | 'admission.invalid_token'
-  | 'admission.tokens_required'
-  | 'admission.registration_refused'
-  | 'admission.invalid_hello'
-  | 'admission.hello_timeout'
-  | 'admission.pool_full'
-  | 'admission.busy'
-  | 'admission.abandoned'
-
-const AUTH_STATES: AuthState[] = ['bearer_validated', 'self_minted', 'bearerless_duplicate']
 
 export interface Metrics {
   readonly registry: PromRegistry
@@ -46,12 +33,10 @@ export function createMetrics(opts: {
 }): Metrics {
   const registry = new PromRegistry()
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'poolcoord_' })
-  const admissions = new Counter({
-    name: 'poolcoord_admissions_total',
-    help: 'Provider admission outcomes.',
-    labelNames: ['outcome'],
-    registers: [registry],
-  })
+  const counter = (name: string, help: string, labelNames: string[]) => new Counter({ name, help, labelNames, registers: [registry] })
+  const streamHistogram = (name: string, help: string, buckets: number[]) =>
+    new Histogram({ name, help, labelNames: ['stream'], buckets, registers: [registry] })
+  const admissions = counter('poolcoord_admissions_total', 'Provider admission outcomes.', ['outcome'])
   new Gauge({
     name: 'poolcoord_pool_sessions',
     help: 'Admitted provider sessions by auth state and routability.',
@@ -71,38 +56,11 @@ export function createMetrics(opts: {
       }
     },
   })
-  const requests = new Counter({
-    name: 'poolcoord_requests_total',
-    help: 'Buyer chat completion requests by final status and stream flag.',
-    labelNames: ['status', 'stream'],
-    registers: [registry],
-  })
-  const duration = new Histogram({
-    name: 'poolcoord_request_duration_seconds',
-    help: 'Buyer request time from arrival to the last byte, by stream flag.',
-    labelNames: ['stream'],
-    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
-    registers: [registry],
-  })
-  const firstChunk = new Histogram({
-    name: 'poolcoord_first_chunk_seconds',
-    help: 'Time from buyer request arrival to the first response chunk from a provider.',
-    labelNames: ['stream'],
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    registers: [registry],
-  })
-  const failovers = new Counter({
-    name: 'poolcoord_failovers_total',
-    help: 'Requests moved to a second provider before any byte reached the buyer, by cause.',
-    labelNames: ['reason'],
-    registers: [registry],
-  })
-  const disconnects = new Counter({
-    name: 'poolcoord_provider_disconnects_total',
-    help: 'Admitted provider sockets that closed, by what they were doing.',
-    labelNames: ['phase'],
-    registers: [registry],
-  })
+  const requests = counter('poolcoord_requests_total', 'Buyer chat completion requests by final status and stream flag.', ['status', 'stream'])
+  const duration = streamHistogram('poolcoord_request_duration_seconds', 'Buyer request time from arrival to the last byte, by stream flag.', [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300])
+  const firstChunk = streamHistogram('poolcoord_first_chunk_seconds', 'Time from buyer request arrival to the first response chunk from a provider.', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+  const failovers = counter('poolcoord_failovers_total', 'Requests moved to a second provider before any byte reached the buyer, by cause.', ['reason'])
+  const disconnects = counter('poolcoord_provider_disconnects_total', 'Admitted provider sockets that closed, by what they were doing.', ['phase'])
   new Gauge({
     name: 'poolcoord_requests_in_flight',
     help: 'Requests dispatched to providers and not yet ended.',

@@ -3,7 +3,7 @@ import {
   decodeJson,
   modelSet,
   parseHeartbeat as parseHeartbeatMessage,
-  parseHello as parseHelloMessage,
+  parseHello,
   type HeartbeatMessage,
   type HelloMessage,
   type Json,
@@ -11,43 +11,16 @@ import {
 } from '../src/index.js'
 
 /**
- * These tables predate the protocol package and compare a flat view of the parsed message
- * (models merged as the pool keeps them); the wire shape itself is checked in round-trip.test.ts.
+ * Hellos are compared in wire shape; the model set (model_id, then supported_models, without
+ * duplicates) is what the pool keeps, so it is checked through modelSet. Heartbeats are
+ * compared through a flat view with the merged model set.
  */
-interface Hello {
-  providerId: string
-  hostname: string
-  modelId: string
-  binaryVersion: string
-  maxConcurrency: number
-  maxContextTokens: number
-  models: string[]
-  throughputTps: number | null
-}
-interface Heartbeat {
-  status: string
-  slotsFree: number
-  slotsTotal: number
-  models?: string[]
-}
-const helloView = (m: HelloMessage): Hello => ({
-  providerId: m.provider_id,
-  hostname: m.hostname,
-  modelId: m.model_id,
-  binaryVersion: m.binary_version,
-  maxConcurrency: m.max_concurrency,
-  maxContextTokens: m.max_context_tokens,
-  models: modelSet(m.model_id, m.supported_models),
-  throughputTps: m.throughput_tps_estimate ?? null,
-})
+const modelsOf = (m: HelloMessage): string[] => modelSet(m.model_id, m.supported_models)
+type Heartbeat = { status: string; slotsFree: number; slotsTotal: number; models?: string[] }
 const heartbeatView = (m: HeartbeatMessage): Heartbeat => {
   const hb: Heartbeat = { status: m.status, slotsFree: m.slots_free, slotsTotal: m.slots_total }
   if (m.model_id !== undefined || m.supported_models !== undefined) hb.models = modelSet(m.model_id, m.supported_models)
   return hb
-}
-function parseHello(msg: Json | null): Parsed<Hello> {
-  const r = parseHelloMessage(msg)
-  return r.ok ? { ok: true, value: helloView(r.value) } : r
 }
 function parseHeartbeat(msg: Json): Parsed<Heartbeat> {
   const r = parseHeartbeatMessage(msg)
@@ -97,33 +70,26 @@ t.test('decodeJson', async (t) => {
 
 t.test('a valid hello parses and merges models', async (t) => {
   const r = parseHello(validHello())
-  const expected: Hello = {
-    providerId: 'mac-1',
-    hostname: 'mac.local',
-    modelId: 'llama-3-8b',
-    binaryVersion: '1.2.3',
-    maxConcurrency: 4,
-    maxContextTokens: 8192,
-    models: ['llama-3-8b', 'qwen', 'mistral'],
-    throughputTps: 42.5,
-  }
+  // validHello() holds exactly the known fields, so the parsed message equals it.
+  const expected = validHello() as unknown as HelloMessage
   t.strictSame(r, { ok: true, value: expected })
+  t.strictSame(r.ok && modelsOf(r.value), ['llama-3-8b', 'qwen', 'mistral'])
 })
 
 t.test('valid hello variants', async (t) => {
-  const cases: { name: string; msg: Record<string, unknown>; check: Partial<Hello> }[] = [
+  const cases: { name: string; msg: Record<string, unknown>; check: Partial<HelloMessage> & { models?: string[] } }[] = [
     { name: 'no supported_models', msg: hello({ supported_models: DELETE }), check: { models: ['llama-3-8b'] } },
     { name: 'empty supported_models', msg: hello({ supported_models: [] }), check: { models: ['llama-3-8b'] } },
-    { name: 'no throughput', msg: hello({ throughput_tps_estimate: DELETE }), check: { throughputTps: null } },
-    { name: 'null throughput', msg: hello({ throughput_tps_estimate: null }), check: { throughputTps: null } },
-    { name: 'zero throughput', msg: hello({ throughput_tps_estimate: 0 }), check: { throughputTps: 0 } },
-    { name: 'unknown extra fields ignored', msg: hello({ future_field: { x: 1 }, gpu: 'm3' }), check: { providerId: 'mac-1' } },
-    { name: 'provider_id of 64 chars', msg: hello({ provider_id: 'a'.repeat(64) }), check: { providerId: 'a'.repeat(64) } },
-    { name: 'provider_id charset', msg: hello({ provider_id: 'A-z_0.9' }), check: { providerId: 'A-z_0.9' } },
+    { name: 'no throughput', msg: hello({ throughput_tps_estimate: DELETE }), check: { throughput_tps_estimate: undefined } },
+    { name: 'null throughput', msg: hello({ throughput_tps_estimate: null }), check: { throughput_tps_estimate: undefined } },
+    { name: 'zero throughput', msg: hello({ throughput_tps_estimate: 0 }), check: { throughput_tps_estimate: 0 } },
+    { name: 'unknown extra fields ignored', msg: hello({ future_field: { x: 1 }, gpu: 'm3' }), check: { provider_id: 'mac-1' } },
+    { name: 'provider_id of 64 chars', msg: hello({ provider_id: 'a'.repeat(64) }), check: { provider_id: 'a'.repeat(64) } },
+    { name: 'provider_id charset', msg: hello({ provider_id: 'A-z_0.9' }), check: { provider_id: 'A-z_0.9' } },
     { name: 'hostname of 253 chars', msg: hello({ hostname: 'h'.repeat(253) }), check: { hostname: 'h'.repeat(253) } },
-    { name: 'max_concurrency 1', msg: hello({ max_concurrency: 1 }), check: { maxConcurrency: 1 } },
-    { name: 'max_concurrency 256', msg: hello({ max_concurrency: 256 }), check: { maxConcurrency: 256 } },
-    { name: 'max_context_tokens 1', msg: hello({ max_context_tokens: 1 }), check: { maxContextTokens: 1 } },
+    { name: 'max_concurrency 1', msg: hello({ max_concurrency: 1 }), check: { max_concurrency: 1 } },
+    { name: 'max_concurrency 256', msg: hello({ max_concurrency: 256 }), check: { max_concurrency: 256 } },
+    { name: 'max_context_tokens 1', msg: hello({ max_context_tokens: 1 }), check: { max_context_tokens: 1 } },
     {
       name: '64 supported models that include model_id',
       msg: hello({ supported_models: ['llama-3-8b', ...Array.from({ length: 63 }, (_, i) => `m${i}`)] }),
@@ -133,8 +99,12 @@ t.test('valid hello variants', async (t) => {
   for (const c of cases) {
     const r = parseHello(c.msg)
     t.equal(r.ok, true, `${c.name}: ok`)
-    if (r.ok) t.match(r.value, c.check, `${c.name}: value`)
-    if (r.ok && c.check.models) t.strictSame(r.value.models, c.check.models, `${c.name}: models exactly`)
+    const { models, ...fields } = c.check
+    if (r.ok) t.match(r.value, fields, `${c.name}: value`)
+    if (r.ok && 'throughput_tps_estimate' in fields && fields.throughput_tps_estimate === undefined) {
+      t.notOk('throughput_tps_estimate' in r.value, `${c.name}: no throughput key`)
+    }
+    if (r.ok && models) t.strictSame(modelsOf(r.value), models, `${c.name}: models exactly`)
   }
 })
 

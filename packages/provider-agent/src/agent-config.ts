@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs'
 import { hostname as osHostname, homedir } from 'node:os'
 import { join } from 'node:path'
 import { LOG_LEVELS } from './logger.js'
+import { TOKEN_RE } from '@poolcoord/protocol'
 
 export interface AgentConfig {
   coordinatorUrl: string
@@ -28,7 +29,6 @@ export class AgentUsageError extends Error {
   readonly code = 'AGENT_USAGE'
 }
 
-const TOKEN_RE = /^[0-9a-f]{64}$/
 
 function int(name: string, min: number, max: number): (v: string) => number {
   return (v) => {

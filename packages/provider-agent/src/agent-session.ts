@@ -4,27 +4,30 @@
  * the agent decides what a close means. Frames for a request only ever go back on the socket it
  * arrived on, and when the socket closes, every backend call it started is aborted.
  */
+import {
+  MAX_INFERENCE_REQUEST_BYTES,
+  authorizationHeader,
+  decodeJson,
+  encode,
+  heartbeat,
+  hello,
+  parseCoordinatorMessage,
+  parseHelloAck,
+  responseChunk,
+  responseEnd,
+  type HelloAckMessage,
+  type HelloFields,
+  type Json,
+  type ProviderMessage,
+} from '@poolcoord/protocol'
 import WebSocket from 'ws'
 import type { Logger } from './logger.js'
 import { forwardToBackend, type BackendResult } from './backend-client.js'
 
-export interface HelloFields {
-  provider_id: string
-  hostname: string
-  model_id: string
-  supported_models: string[]
-  binary_version: string
-  max_concurrency: number
-  max_context_tokens: number
-  throughput_tps_estimate?: number
-}
+export type { HelloFields }
 
-export interface HelloAck {
-  assigned_id: string
-  auth_state: string
-  heartbeat_interval_s: number
-  assigned_provider_token?: string
-}
+/** The ack as the agent keeps it; a token appears only when one was minted for a tokenless connect. */
+export type HelloAck = Omit<HelloAckMessage, 'type' | 'coordinator_version'>
 
 export interface SessionClosed {
   /** The close code, or null when the upgrade failed (refused, HTTP 429 or 503, no answer). */
@@ -48,11 +51,10 @@ export interface SessionOptions {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 15_000
-const TOKEN_RE = /^[0-9a-f]{64}$/
 /** Past this many bytes queued on the socket, a request waits for the socket before reading on. */
 const HIGH_WATER_BYTES = 4 * 1024 * 1024
 /** An inference_request may be 4 MiB (protocol §4.1); leave room for JSON escaping. */
-const MAX_INBOUND_FRAME = 8 * 1024 * 1024
+const MAX_INBOUND_FRAME = 2 * MAX_INFERENCE_REQUEST_BYTES
 
 export class AgentSession {
   readonly closed: Promise<SessionClosed>
@@ -72,7 +74,7 @@ export class AgentSession {
   private lastInboundAt = 0
 
   constructor(private readonly o: SessionOptions) {
-    const headers: Record<string, string> = o.token ? { authorization: `Bearer ${o.token}` } : {}
+    const headers: Record<string, string> = o.token ? { authorization: authorizationHeader(o.token) } : {}
     this.ws = new WebSocket(o.url, { headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, maxPayload: MAX_INBOUND_FRAME, perMessageDeflate: false })
     this.closed = new Promise((resolve) => {
       let status: number | null = null
@@ -96,21 +98,16 @@ export class AgentSession {
     })
     const ackTimer = setTimeout(() => this.ack === null && this.ws.terminate(), HANDSHAKE_TIMEOUT_MS)
     void this.closed.then(() => clearTimeout(ackTimer))
-    this.ws.on('open', () => this.send({ type: 'hello', version: 1, ...o.hello }))
+    this.ws.on('open', () => this.send(hello(o.hello)))
     this.ws.on('pong', () => (this.lastInboundAt = o.now()))
     this.ws.on('message', (data, isBinary) => {
       this.lastInboundAt = o.now()
       if (isBinary) return
-      let msg: unknown
-      try {
-        msg = JSON.parse(data.toString())
-      } catch {
-        return
-      }
       // Only objects are frames; anything else (null, a number, an array) is ignored, not a crash.
-      if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) return
-      if (this.ack === null) this.onHandshake(msg as Record<string, unknown>)
-      else this.onFrame(msg as Record<string, unknown>)
+      const msg = decodeJson(data as Buffer)
+      if (msg === null) return
+      if (this.ack === null) this.onHandshake(msg)
+      else this.onFrame(msg)
     })
   }
 
@@ -138,27 +135,25 @@ export class AgentSession {
   }
 
   /** Sends a frame; past the high-water mark, the promise waits until the socket took it. */
-  private send(frame: Record<string, unknown>): Promise<void> | undefined {
+  private send(msg: ProviderMessage): Promise<void> | undefined {
     if (this.ws.readyState !== WebSocket.OPEN) return undefined
     if (this.ws.bufferedAmount < HIGH_WATER_BYTES) {
-      this.ws.send(JSON.stringify(frame))
+      this.ws.send(encode(msg))
       return undefined
     }
-    return new Promise((resolve) => this.ws.send(JSON.stringify(frame), () => resolve()))
+    return new Promise((resolve) => this.ws.send(encode(msg), () => resolve()))
   }
 
-  private onHandshake(msg: Record<string, unknown>): void {
-    if (msg.type !== 'hello_ack' || typeof msg.assigned_id !== 'string' || typeof msg.auth_state !== 'string') return
-    const interval = typeof msg.heartbeat_interval_s === 'number' ? msg.heartbeat_interval_s : 30
+  private onHandshake(msg: Json): void {
+    const parsed = parseHelloAck(msg)
+    if (!parsed.ok) return
+    const a = parsed.value
     // A token is taken only as protocol §2.2 gives one: minted, for a connection that had none.
-    const minted =
-      this.o.token === null && msg.auth_state === 'self_minted' && typeof msg.assigned_provider_token === 'string' && TOKEN_RE.test(msg.assigned_provider_token)
-        ? msg.assigned_provider_token
-        : undefined
+    const minted = this.o.token === null && a.auth_state === 'self_minted' ? a.assigned_provider_token : undefined
     this.ack = {
-      assigned_id: msg.assigned_id,
-      auth_state: msg.auth_state,
-      heartbeat_interval_s: Math.min(300, Math.max(1, interval)),
+      assigned_id: a.assigned_id,
+      auth_state: a.auth_state,
+      heartbeat_interval_s: Math.min(300, a.heartbeat_interval_s),
       ...(minted !== undefined ? { assigned_provider_token: minted } : {}),
     }
     this.admittedAt = this.o.now()
@@ -168,21 +163,26 @@ export class AgentSession {
     this.o.onAck(this.ack, this)
   }
 
-  private onFrame(msg: Record<string, unknown>): void {
+  private onFrame(raw: Json): void {
+    const parsed = parseCoordinatorMessage(raw)
+    // A malformed frame is ignored rather than answered with a close: the agent keeps serving.
+    // null is a type this agent does not know: that is how protocol additions roll out.
+    if (!parsed.ok || parsed.value === null) return
+    const msg = parsed.value
     switch (msg.type) {
       case 'inference_request':
-        if (typeof msg.request_id === 'string' && typeof msg.body === 'string') this.serve(msg.request_id, msg.stream === true, msg.body)
+        this.serve(msg.request_id, msg.stream, msg.body)
         return
       case 'cancel_request':
-        if (typeof msg.request_id === 'string') this.running.get(msg.request_id)?.abort()
+        this.running.get(msg.request_id)?.abort()
         return
       case 'drain':
         this.o.log.info({ event: 'agent.drain_requested' }, 'the coordinator asked this provider to drain; finishing requests in flight')
         this.draining = true
         this.heartbeatSoon()
         return
-      default:
-      // Unknown types are ignored: that is how protocol additions roll out.
+      case 'hello_ack':
+        return
     }
   }
 
@@ -205,7 +205,7 @@ export class AgentSession {
   private heartbeat(): void {
     const { active, max } = this.o.slots
     const status = this.draining ? 'draining' : this.holding ? 'busy' : 'ready'
-    this.send({ type: 'heartbeat', status, slots_total: max, slots_free: Math.max(0, max - active) })
+    this.send(heartbeat(status, max, Math.max(0, max - active)))
   }
 
   private stopHeartbeats(): void {
@@ -216,7 +216,7 @@ export class AgentSession {
   private serve(requestId: string, stream: boolean, body: string): void {
     if (this.running.has(requestId)) return
     if (this.draining || this.o.slots.active >= this.o.slots.max) {
-      this.send({ type: 'inference_response_end', request_id: requestId, status: 'error_queue_full' })
+      this.send(responseEnd(requestId, 'error_queue_full'))
       return
     }
     const ctl = new AbortController()
@@ -225,19 +225,13 @@ export class AgentSession {
     let seq = 0
     const started = this.o.now()
     forwardToBackend(this.o.backendUrl, body, stream, ctl.signal, (data) =>
-      ctl.signal.aborted ? undefined : this.send({ type: 'inference_response_chunk', request_id: requestId, seq: seq++, data }),
+      ctl.signal.aborted ? undefined : this.send(responseChunk(requestId, seq++, data)),
     )
       .catch((): BackendResult => ({ status: 'error_internal', usage: null, errorCode: 'agent_error' }))
       .then((result) => {
         // A cancelled request needs no end: the coordinator already dropped it.
         if (result.status !== 'cancelled' && !ctl.signal.aborted) {
-          void this.send({
-            type: 'inference_response_end',
-            request_id: requestId,
-            status: result.status,
-            ...(result.usage ? { usage: result.usage } : {}),
-            ...(result.errorCode ? { error: { code: result.errorCode } } : {}),
-          })
+          void this.send(responseEnd(requestId, result.status, { usage: result.usage, errorCode: result.errorCode }))
         }
         this.o.log.info(
           { event: 'agent.request_finished', request_id: requestId, status: ctl.signal.aborted ? 'cancelled' : result.status, stream, ms: this.o.now() - started, usage: result.usage ?? undefined },

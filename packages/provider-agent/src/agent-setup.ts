@@ -20,12 +20,12 @@ import {
   tokenStateValidator,
   writeStateFile,
 } from './state-file.js'
+import { PROVIDER_ID_RE } from '@poolcoord/protocol'
 
 export class AgentSetupError extends Error {
   readonly code = 'AGENT_SETUP'
 }
 
-const PROVIDER_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/
 
 export interface SetupOptions {
   log: Logger

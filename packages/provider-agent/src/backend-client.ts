@@ -15,7 +15,7 @@
  * Text is relayed as it is decoded, in pieces no larger than MAX_PIECE, so one backend read never
  * makes a frame past the coordinator's 1 MiB limit and a multi-byte character is never split.
  */
-import type { EndStatus, Usage } from '@poolcoord/protocol'
+import { parseUsage, type EndStatus, type Usage } from '@poolcoord/protocol'
 
 /** Characters per chunk frame; at most 4 bytes each in UTF-8, JSON escaping aside, well under 1 MiB. */
 export const MAX_PIECE = 128 * 1024
@@ -150,15 +150,6 @@ async function readBounded(res: Response, max: number): Promise<string> {
 function causeCode(err: unknown): string | undefined {
   const cause = (err as { cause?: { code?: unknown } }).cause
   return typeof cause?.code === 'string' ? cause.code : undefined
-}
-
-/** The token counts, if `v` carries a well-formed OpenAI `usage` object. */
-export function parseUsage(v: unknown): Usage | null {
-  if (typeof v !== 'object' || v === null) return null
-  const u = v as Record<string, unknown>
-  const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0
-  if (!ok(u.prompt_tokens) || !ok(u.completion_tokens)) return null
-  return { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, total_tokens: ok(u.total_tokens) ? u.total_tokens : u.prompt_tokens + u.completion_tokens }
 }
 
 function usageOfJson(text: string): Usage | null {

@@ -24,6 +24,7 @@
  * After 1001 every agent of a restarted coordinator reconnects at once, most of them from a
  * stable connection (attempt 0), so that window starts at 8 s instead of 1 s.
  */
+import { Close } from '@poolcoord/protocol'
 
 export interface BackoffSettings {
   baseMs: number
@@ -65,16 +66,16 @@ export interface Closed {
 
 export function classifyClose({ code, withToken }: Closed): CloseKind {
   switch (code) {
-    case 4006:
+    case Close.replaced.code:
       return 'replaced'
-    case 4000:
-    case 4001:
-    case 4003:
-    case 4004:
+    case Close.notHello.code:
+    case Close.invalidHello.code:
+    case Close.invalidFrame.code:
+    case Close.unsupportedVersion.code:
       return 'protocol_error'
-    case 4005:
+    case Close.invalidToken.code:
       return withToken ? 'token_refused' : 'credential_required'
-    case 4429:
+    case Close.poolFull.code:
       return 'pool_full'
     default:
       return 'transient'
@@ -97,7 +98,7 @@ export function decideReconnect(closed: Closed, attempt: number, s: BackoffSetti
     case 'pool_full':
       return { action: 'retry', kind, delayMs: Math.max(s.floorMs, jitteredDelay(attempt, s, random)) }
     case 'transient':
-      return { action: 'retry', kind, delayMs: jitteredDelay(closed.code === 1001 ? Math.max(attempt, 3) : attempt, s, random) }
+      return { action: 'retry', kind, delayMs: jitteredDelay(closed.code === Close.shuttingDown.code ? Math.max(attempt, 3) : attempt, s, random) }
   }
 }
 

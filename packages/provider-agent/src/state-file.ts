@@ -16,10 +16,9 @@ import { createHash, randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
 import { lstat, mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
+import { PROVIDER_ID_RE, TOKEN_RE } from '@poolcoord/protocol'
 
 const MAX_STATE_BYTES = 64 * 1024
-const TOKEN_RE = /^[0-9a-f]{64}$/
-const PROVIDER_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/
 
 export type Loaded<T> =
   | { kind: 'missing' }

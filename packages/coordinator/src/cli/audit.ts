@@ -1,3 +1,4 @@
+import type { PoolzRow } from '@poolcoord/protocol'
 import type { TokenInfo } from '../tokens/token-store.js'
 
 export type AuditReason = 'unproven_token' | 'stale_token' | 'bearerless_duplicate_session' | 'self_minted_session'
@@ -10,12 +11,8 @@ export interface Offender {
   detail: string
 }
 
-export interface PoolzSession {
-  provider_id: string
-  assigned_id: string
-  auth_state: string
-  token_prefix: string | null
-}
+/** The fields of a /poolz row the audit reads. */
+export type PoolzSession = Pick<PoolzRow, 'provider_id' | 'assigned_id' | 'auth_state' | 'token_prefix'>
 
 /**
  * Is it safe to set require_provider_tokens? Pure: the active tokens, the live sessions and the

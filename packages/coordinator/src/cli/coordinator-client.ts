@@ -1,4 +1,4 @@
-import type { PoolzSession } from './audit.js'
+import type { PoolzResponse, PoolzRow } from '@poolcoord/protocol'
 
 export class CliFailure extends Error {
   constructor(
@@ -17,13 +17,13 @@ export class CoordinatorClient {
   ) {}
 
   /** The live sessions, or null when the coordinator cannot be reached at all. */
-  async poolz(): Promise<PoolzSession[] | null> {
+  async poolz(): Promise<PoolzRow[] | null> {
     const res = await this.call('GET', '/poolz').catch((err: unknown) => {
       if (err instanceof CliFailure) throw err
       return null
     })
     if (res === null) return null
-    const body = (await res.json()) as { pool: PoolzSession[] }
+    const body = (await res.json()) as PoolzResponse
     return body.pool
   }
 

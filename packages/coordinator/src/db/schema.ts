@@ -1,6 +1,6 @@
 import type { ColumnType, Generated, Selectable } from 'kysely'
 
-/** Hand-written to match sql/; test/integration/schema.test.ts checks the two agree. */
+/** Hand-written to match sql/; test/integration/token-store.test.ts checks the two agree. */
 export interface ProviderTokensTable {
   id: Generated<string>
   token_hash: string

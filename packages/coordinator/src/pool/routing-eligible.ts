@@ -1,6 +1,8 @@
 import type { ProviderSession } from './provider-session.js'
 
-export type IneligibleReason = 'quarantined_duplicate' | 'draining' | 'not_ready' | 'no_free_slots'
+import type { IneligibleReason } from '@poolcoord/protocol'
+
+export type { IneligibleReason }
 
 export type Eligibility = { eligible: true } | { eligible: false; reason: IneligibleReason }
 

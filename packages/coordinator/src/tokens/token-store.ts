@@ -1,4 +1,4 @@
-import { sql } from 'kysely'
+import { sql, type RawBuilder } from 'kysely'
 import type { Database } from '../db/database.js'
 import { isUniqueViolation } from '../db/pg-errors.js'
 import type { ProviderTokenRow, TokenOrigin } from '../db/schema.js'
@@ -52,11 +52,7 @@ export class TokenStore {
   /** Validates and marks proven in one UPDATE. Returns the bound identity, or null. */
   async validateAndMarkUsed(token: string): Promise<{ providerId: string; tokenPrefix: string } | null> {
     const row = await this.run(() =>
-      this.db.kysely
-        .updateTable('provider_tokens')
-        .set({ last_used_at: sql<Date>`now()` })
-        .where('token_hash', '=', hashToken(token))
-        .where('revoked_at', 'is', null)
+      this.updateActive(token, { last_used_at: sql<Date>`now()` })
         .returning(['provider_id', 'token_prefix'])
         .executeTakeFirst(),
     )
@@ -128,16 +124,13 @@ export class TokenStore {
 
   /** Revokes exactly this token if it is still active (used to undo a mint nobody received). */
   async revoke(token: string): Promise<boolean> {
-    const rows = await this.run(() =>
-      this.db.kysely
-        .updateTable('provider_tokens')
-        .set({ revoked_at: sql<Date>`now()` })
-        .where('token_hash', '=', hashToken(token))
-        .where('revoked_at', 'is', null)
-        .returning('id')
-        .execute(),
-    )
+    const rows = await this.run(() => this.updateActive(token, { revoked_at: sql<Date>`now()` }).returning('id').execute())
     return rows.length > 0
+  }
+
+  /** One UPDATE of the token's row, only while it is unrevoked: the check and the write are one statement. */
+  private updateActive(token: string, set: { last_used_at: RawBuilder<Date> } | { revoked_at: RawBuilder<Date> }) {
+    return this.db.kysely.updateTable('provider_tokens').set(set).where('token_hash', '=', hashToken(token)).where('revoked_at', 'is', null)
   }
 
   /**

@@ -1,7 +1,7 @@
 import type { RawData, WebSocket } from 'ws'
 import { admit } from '../admission/admit.js'
-import type { AppContext } from '../context.js'
-import type { AdmissionOutcome } from '../metrics.js'
+import type { AppContext } from '../app-context.js'
+import type { AdmissionOutcome } from '../admission/admission-outcome.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import {
   Close,

@@ -1,3 +1,4 @@
+import { authorizationHeader, encode, hello, type HelloAckMessage } from '@poolcoord/protocol'
 import WebSocket from 'ws'
 
 export interface Closed {
@@ -5,14 +6,7 @@ export interface Closed {
   reason: string
 }
 
-export interface HelloAck {
-  type: 'hello_ack'
-  coordinator_version: number
-  assigned_id: string
-  heartbeat_interval_s: number
-  auth_state: string
-  assigned_provider_token?: string
-}
+export type HelloAck = HelloAckMessage
 
 export type Outcome = { ack: HelloAck; close?: undefined } | { close: Closed; ack?: undefined }
 
@@ -43,7 +37,7 @@ export class ProviderClient {
     opts: { token?: string; authorization?: string; query?: string } = {},
   ): Promise<ProviderClient> {
     const headers: Record<string, string> = {}
-    if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
+    if (opts.token !== undefined) headers.authorization = authorizationHeader(opts.token)
     if (opts.authorization !== undefined) headers.authorization = opts.authorization
     const ws = new WebSocket(wsUrl + (opts.query ?? ''), { headers, perMessageDeflate: false })
     const client = new ProviderClient(ws)
@@ -55,22 +49,26 @@ export class ProviderClient {
     return client
   }
 
+  /** A valid hello; `extra` overrides fields, which is how tests send invalid ones. */
   hello(providerId: string, extra: Record<string, unknown> = {}): void {
-    this.send({
-      type: 'hello',
-      version: 1,
+    const msg = hello({
       provider_id: providerId,
       hostname: `${providerId}.local`,
       model_id: 'llama-3-8b',
       binary_version: '1.0.0',
       max_concurrency: 2,
       max_context_tokens: 8192,
-      ...extra,
     })
+    this.sendRaw({ ...msg, ...extra })
   }
 
-  send(msg: unknown): void {
-    this.ws.send(JSON.stringify(msg))
+  send(msg: Parameters<typeof encode>[0]): void {
+    this.ws.send(encode(msg))
+  }
+
+  /** Any JSON value, for tests of what the coordinator does with frames outside the protocol. */
+  sendRaw(value: unknown): void {
+    this.ws.send(JSON.stringify(value))
   }
 
   /** The hello's result: hello_ack, or the close that refused it. */

@@ -1,3 +1,4 @@
+import type { PoolzResponse as Poolz } from '@poolcoord/protocol'
 import type { Test } from 'tap'
 import type { Clock } from '../../src/clock.js'
 import { envToConfig, type Env, type Limits } from '../../src/config.js'
@@ -17,23 +18,7 @@ export interface TestService {
   poolz(): Promise<Poolz>
 }
 
-export interface PoolzRow {
-  provider_id: string
-  assigned_id: string
-  auth_state: string
-  routing_eligible: boolean
-  routing_ineligible_reason?: string
-  status: string
-  slots_free: number
-  token_prefix: string | null
-  last_heartbeat_at: string | null
-  [k: string]: unknown
-}
-
-export interface Poolz {
-  pool: PoolzRow[]
-  summary: { total: number; routable: number; by_auth_state: Record<string, number>; [k: string]: unknown }
-}
+export type { PoolzResponse as Poolz, PoolzRow } from '@poolcoord/protocol'
 
 /** A real coordinator on an ephemeral port, over a database of its own. */
 export async function startTestService(

@@ -1,17 +1,16 @@
+import {
+  heartbeat,
+  responseChunk,
+  responseEnd,
+  type CancelRequestMessage as CancelRequest,
+  type EndStatus,
+  type InferenceRequestMessage as InferenceRequest,
+  type ProviderStatus,
+  type Usage,
+} from '@poolcoord/protocol'
 import { join, type HelloAck, type ProviderClient } from './provider-client.js'
 
-export interface InferenceRequest {
-  type: 'inference_request'
-  request_id: string
-  stream: boolean
-  body: string
-}
-
-export interface CancelRequest {
-  type: 'cancel_request'
-  request_id: string
-  reason: string
-}
+export type { CancelRequest, InferenceRequest }
 
 type Handler = (req: InferenceRequest, p: TestProvider) => void | Promise<void>
 
@@ -83,16 +82,16 @@ export class TestProvider {
   chunk(requestId: string, data: string): void {
     const seq = this.seq.get(requestId) ?? 0
     this.seq.set(requestId, seq + 1)
-    this.client.send({ type: 'inference_response_chunk', request_id: requestId, seq, data })
+    this.client.send(responseChunk(requestId, seq, data))
   }
 
-  end(requestId: string, status = 'complete', usage?: Record<string, number>): void {
+  end(requestId: string, status: EndStatus = 'complete', usage?: Usage): void {
     this.active--
-    this.client.send({ type: 'inference_response_end', request_id: requestId, status, ...(usage ? { usage } : {}) })
+    this.client.send(responseEnd(requestId, status, { usage }))
   }
 
-  heartbeat(status: string, slotsFree = 4, slotsTotal = 4): void {
-    this.client.send({ type: 'heartbeat', status, slots_free: slotsFree, slots_total: slotsTotal })
+  heartbeat(status: ProviderStatus, slotsFree = 4, slotsTotal = 4): void {
+    this.client.send(heartbeat(status, slotsTotal, slotsFree))
   }
 
   /** Cuts the TCP connection with no close frame: a crash or a pulled cable. */

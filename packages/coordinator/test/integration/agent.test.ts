@@ -1,5 +1,6 @@
 // End to end: the official openai client → coordinator → poolcoord-provider agent → mock
 // OpenAI-compatible backend, all real, over real sockets.
+import { encode, helloAck, inferenceRequest } from '@poolcoord/protocol'
 import t from 'tap'
 import { apiError, buyer } from '../helpers/buyer.js'
 import { agentConfig, startAgent, startMock, stateDir } from '../helpers/agent.js'
@@ -145,9 +146,9 @@ t.test('junk from a coordinator is ignored: no crash, no token taken outside a m
       connections++
       ws.once('message', () => {
         // A bearer ack on a tokenless connect must not hand over a token; then junk frames.
-        ws.send(JSON.stringify({ type: 'hello_ack', coordinator_version: 1, assigned_id: 'x', heartbeat_interval_s: 30, auth_state: 'bearer_validated', assigned_provider_token: 'ab'.repeat(32) }))
+        ws.send(encode(helloAck({ assigned_id: 'x', heartbeat_interval_s: 30, auth_state: 'bearer_validated', assigned_provider_token: 'ab'.repeat(32) })))
         for (const junk of ['null', '[1]', '5', '"s"', '{"type":"inference_request"}', '{"type":"cancel_request"}', '{"type":"mystery"}']) ws.send(junk)
-        ws.send(JSON.stringify({ type: 'inference_request', request_id: 'req-1', stream: false, body: JSON.stringify({ model: 'mock-llama', messages: [{ role: 'user', content: 'mock:tokens=3' }] }) }))
+        ws.send(encode(inferenceRequest('req-1', false, JSON.stringify({ model: 'mock-llama', messages: [{ role: 'user', content: 'mock:tokens=3' }] }))))
         ws.on('message', (m) => {
           const frame = JSON.parse(String(m)) as Record<string, unknown>
           if (frame.type === 'inference_response_end') resolve(frame)

@@ -1,4 +1,5 @@
 import http from 'node:http'
+import type { EndStatus } from '@poolcoord/protocol'
 import t, { type Test } from 'tap'
 import { apiError, buyer } from '../helpers/buyer.js'
 import { startTestService, waitFor, type TestService } from '../helpers/service.js'
@@ -53,7 +54,7 @@ for (const stream of [false, true]) {
 }
 
 t.test('failover on error_queue_full and error_model_not_loaded; the full provider is marked busy', async (t) => {
-  for (const status of ['error_queue_full', 'error_model_not_loaded']) {
+  for (const status of ['error_queue_full', 'error_model_not_loaded'] as const) {
     const s = await startTestService(t)
     const { first, second } = await pair(s)
     first.serve((req, p) => p.end(req.request_id, status))
@@ -190,7 +191,7 @@ t.test('timeouts: no first chunk in time is 504 with a cancel; the request deadl
 })
 
 t.test('provider error statuses map to buyer errors without failover', async (t) => {
-  const cases: Array<[string, number, string]> = [
+  const cases: Array<[EndStatus, number, string]> = [
     ['error_internal', 502, 'provider_error'],
     ['cancelled', 502, 'provider_error'],
     ['error_context_exceeded', 400, 'context_length_exceeded'],

@@ -1,3 +1,4 @@
+import { responseChunk } from '@poolcoord/protocol'
 import t from 'tap'
 import { apiError, buyer } from '../helpers/buyer.js'
 import { join } from '../helpers/provider-client.js'
@@ -125,8 +126,8 @@ t.test('a chunk that breaks seq order closes the offending session (4003) and th
   const bad = await TestProvider.join(s.wsUrl, 'bad-seq', { hello: { max_concurrency: 8 } })
   const good = await TestProvider.join(s.wsUrl, 'good-seq', { handler: answer(), hello: { max_concurrency: 1 } })
   bad.serve((req, p) => {
-    p.client.send({ type: 'inference_response_chunk', request_id: req.request_id, seq: 0, data: '{"a":' })
-    p.client.send({ type: 'inference_response_chunk', request_id: req.request_id, seq: 0, data: '1}' })
+    p.client.send(responseChunk(req.request_id, 0, '{"a":'))
+    p.client.send(responseChunk(req.request_id, 0, '1}'))
   })
   const { response } = await buyer(s.url).chat.completions.create({ model: 'test-model', messages }).withResponse()
   t.equal(response.headers.get('x-pool-provider'), 'good-seq', 'non-streaming: nothing had reached the buyer, so it failed over')

@@ -1,3 +1,4 @@
+import { heartbeat } from '@poolcoord/protocol'
 import t from 'tap'
 import { ManualClock } from '../../src/clock.js'
 import { ProviderClient, join } from '../helpers/provider-client.js'
@@ -9,7 +10,7 @@ t.test('a session silent for the idle timeout is closed 4010; any inbound frame 
   const quiet = await join(s.wsUrl, 'quiet')
   const chatty = await join(s.wsUrl, 'chatty')
   clock.advance(60_000)
-  chatty.client.send({ type: 'heartbeat', status: 'ready', slots_free: 1, slots_total: 2 })
+  chatty.client.send(heartbeat('ready', 2, 1))
   await waitFor(async () => (await s.poolz()).pool.some((r) => r.provider_id === 'chatty' && r.last_heartbeat_at !== null), 'heartbeat applied')
   clock.advance(30_000) // quiet: 90 s silent; chatty: 30 s since its heartbeat
   t.equal(s.svc.sweepIdle(), 1)
@@ -22,13 +23,14 @@ t.test('a session silent for the idle timeout is closed 4010; any inbound frame 
 t.test('heartbeats drive status; a draining provider is not routable', async (t) => {
   const s = await startTestService(t)
   const p = await join(s.wsUrl, 'p', { hello: { supported_models: ['qwen-7b'] } })
-  p.client.send({ type: 'heartbeat', status: 'draining', slots_free: 2, slots_total: 2, model_id: 'llama-3-8b', supported_models: ['mistral-7b'] })
+  p.client.send(heartbeat('draining', 2, 2, { model_id: 'llama-3-8b', supported_models: ['mistral-7b'] }))
   await waitFor(async () => (await s.poolz()).pool[0]?.status === 'draining', 'draining applied')
   const row = (await s.poolz()).pool[0]
   t.equal(row?.routing_eligible, false)
   t.equal(row?.routing_ineligible_reason, 'not_ready')
   t.same(row?.models, ['llama-3-8b', 'mistral-7b'])
-  p.client.send({ type: 'heartbeat', status: 'ready', slots_free: 3, slots_total: 2 })
+  // Out of bounds on purpose: more free slots than slots.
+  p.client.send(heartbeat('ready', 2, 3))
   t.same(await p.client.closed, { code: 4003, reason: 'invalid_frame: slots_free' }, 'an out-of-bounds heartbeat closes the session')
   await waitFor(async () => (await s.poolz()).summary.total === 0, 'session removal')
 })
@@ -46,7 +48,7 @@ t.test('hello must arrive in time and be well formed', async (t) => {
   ]
   for (const [name, frame, expected] of cases) {
     const c = await ProviderClient.connect(s.wsUrl)
-    c.send(frame)
+    c.sendRaw(frame)
     t.same(await c.closed, expected, name)
   }
   const text = await ProviderClient.connect(s.wsUrl)

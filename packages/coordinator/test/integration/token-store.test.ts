@@ -1,17 +1,12 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { migrate } from '../../src/db/migrate.js'
-import {
-  ActiveTokenExistsError,
-  InvalidProviderIdError,
-  StoreUnavailableError,
-  TokenNotFoundError,
-  TokenPrefixAmbiguousError,
-  TokenPrefixInvalidError,
-} from '../../src/errors.js'
+import * as errors from '../../src/errors.js'
 import { hashToken } from '@poolcoord/protocol'
 import { TokenStore } from '../../src/tokens/token-store.js'
 import { createTestDb } from '../helpers/db.js'
+
+const { ActiveTokenExistsError, InvalidProviderIdError, StoreUnavailableError, TokenNotFoundError, TokenPrefixAmbiguousError, TokenPrefixInvalidError } = errors
 
 t.test('issue stores only the hash and a 12-char prefix', async (t) => {
   const db = await createTestDb(t)

@@ -7,7 +7,7 @@ import t from 'tap'
 import { parse } from 'yaml'
 import { defaultLimits, envToConfig } from '../../src/config.js'
 
-const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8')
+const read = (path: string): string => readFileSync(new URL(`../../../../${path}`, import.meta.url), 'utf8')
 
 const drainS = defaultLimits.drainTimeoutMs / 1000
 const defaultPort = envToConfig({}).port
@@ -75,7 +75,7 @@ t.test('Dockerfile', async (t) => {
   const users = [...docker.matchAll(/^USER (\S+)/gm)].map((m) => m[1])
   t.same(users, ['node'], 'runs as the unprivileged node user')
   t.match(docker, new RegExp(`COORD_PORT=${defaultPort}`))
-  t.match(docker, /^COPY sql \.\/sql$/m, 'ships the migrations')
+  t.match(docker, /^COPY packages\/coordinator\/sql \.\/packages\/coordinator\/sql$/m, 'ships the migrations')
 })
 
 t.test('nginx site', async (t) => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import * as errors from '../../src/errors.js'
 
-const spec = readFileSync(new URL('../../specs/errors.md', import.meta.url), 'utf8')
+const spec = readFileSync(new URL('../../../../specs/errors.md', import.meta.url), 'utf8')
 
 t.test('every error class and code is documented in specs/errors.md', async (t) => {
   const classes = Object.entries(errors).filter(

@@ -2,41 +2,42 @@
  * `npm run demo`: a newcomer's first five minutes. Starts a coordinator on the embedded
  * database, two provider agents in front of two mock backends, and sends one streaming request
  * with the official openai client, printing the tokens as they arrive. Everything runs as real
- * processes on loopback and is cleaned up at the end.
+ * processes on loopback and is cleaned up at the end. It runs the built packages (npm run build).
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import OpenAI from 'openai'
 
-const dist = new URL('.', import.meta.url)
-const children: Array<{ name: string; proc: ChildProcess; log: string[] }> = []
+const root = new URL('../packages/', import.meta.url)
+/** @type {Array<{ name: string, proc: import('node:child_process').ChildProcess, log: string[] }>} */
+const children = []
 
-function freePort(): Promise<number> {
+function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer()
     s.once('error', reject)
     s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number }
+      const { port } = s.address()
       s.close(() => resolve(port))
     })
   })
 }
 
-function start(name: string, script: string, args: string[], env: Record<string, string> = {}): void {
-  const proc = spawn(process.execPath, [new URL(script, dist).pathname, ...args], {
+function start(name, script, args, env = {}) {
+  const proc = spawn(process.execPath, [new URL(script, root).pathname, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
-  const log: string[] = []
-  proc.stdout!.on('data', (b: Buffer) => log.push(b.toString()))
-  proc.stderr!.on('data', (b: Buffer) => log.push(b.toString()))
+  const log = []
+  proc.stdout.on('data', (b) => log.push(b.toString()))
+  proc.stderr.on('data', (b) => log.push(b.toString()))
   children.push({ name, proc, log })
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function until(what, probe, timeoutMs = 30_000) {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const v = await probe().catch(() => undefined)
@@ -46,9 +47,9 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
   }
 }
 
-const say = (s: string): void => void process.stdout.write(`${s}\n`)
+const say = (s) => void process.stdout.write(`${s}\n`)
 
-async function main(): Promise<void> {
+async function main() {
   const work = await mkdtemp(join(tmpdir(), 'poolcoord-demo-'))
   try {
     const [coordPort, mockA, mockB] = [await freePort(), await freePort(), await freePort()]
@@ -56,14 +57,14 @@ async function main(): Promise<void> {
     const ws = `ws://127.0.0.1:${coordPort}/ws/provider`
 
     say(`1. coordinator on ${base} (embedded PostgreSQL in ${work}/data)`)
-    start('coordinator', 'bin.js', [], { COORD_PORT: String(coordPort), COORD_DATA_DIR: join(work, 'data'), COORD_LOG_LEVEL: 'warn' })
+    start('coordinator', 'coordinator/dist/bin.js', [], { COORD_PORT: String(coordPort), COORD_DATA_DIR: join(work, 'data'), COORD_LOG_LEVEL: 'warn' })
     await until('the coordinator', async () => ((await fetch(`${base}/healthz`)).ok ? true : undefined))
     const key = (await readFile(join(work, 'data', 'operator-key'), 'utf8')).trim()
 
     say('2. two mock OpenAI-compatible backends, each with a provider agent dialing out to the coordinator')
     for (const [i, port] of [mockA, mockB].entries()) {
-      start(`mock-${i + 1}`, 'agent/mock-backend-cli.js', ['--port', String(port), '--model', 'mock-llama', '--token-rate', '20', '--tokens', '22'])
-      start(`agent-${i + 1}`, 'agent/poolcoord-provider.js', [
+      start(`mock-${i + 1}`, 'provider-agent/dist/mock-backend-cli.js', ['--port', String(port), '--model', 'mock-llama', '--token-rate', '20', '--tokens', '22'])
+      start(`agent-${i + 1}`, 'provider-agent/dist/poolcoord-provider.js', [
         '--coordinator', ws,
         '--backend', `http://127.0.0.1:${port}/v1`,
         '--provider-id', `demo-provider-${i + 1}`,
@@ -74,7 +75,8 @@ async function main(): Promise<void> {
     }
     const pool = await until('both providers to be routable', async () => {
       const res = await fetch(`${base}/poolz`, { headers: { authorization: `Bearer ${key}` } })
-      const body = (await res.json()) as { pool: Array<{ provider_id: string; auth_state: string; routing_eligible: boolean }> }
+      /** @type {import('@poolcoord/protocol').PoolzResponse} */
+      const body = await res.json()
       const ready = body.pool.filter((p) => p.routing_eligible && p.auth_state === 'bearer_validated')
       return ready.length === 2 ? ready : undefined
     })
@@ -101,7 +103,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
+main().catch((err) => {
   process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`)
   process.exitCode = 1
 })
