@@ -52,7 +52,13 @@ module.exports = {
       severity: 'error',
       from: { path: PURE_CORE },
       to: {
-        path: [`${COORD}(http|ws|cli|db)/`, `${COORD}tokens/token-store\\.ts`, `${COORD}routing/(dispatcher|exchange)`, `${COORD}(metrics|config|context|app-context)\\.ts`, IO_LIBS],
+        path: [
+          `${COORD}(http|ws|cli|db)/`,
+          `${COORD}tokens/token-store\\.ts`,
+          `${COORD}routing/(dispatcher|exchange)`,
+          `${COORD}(metrics|config|context|app-context)\\.ts`,
+          IO_LIBS,
+        ],
         dependencyTypesNot: ['type-only'],
       },
     },

@@ -100,7 +100,13 @@ installCleanup(async () => {
 // Every load loop is bounded on its own; this bounds the run as a whole.
 setTimeout(() => process.emit('SIGTERM'), (args.quick ? 240 : 1800) * 1000).unref()
 
-const result = { meta: { date, quick: args.quick, sections: only, rounds: sizes.rounds, sizes, machine: machineInfo() }, rows: [], details: {}, errors: [], profiles: [] }
+const result = {
+  meta: { date, quick: args.quick, sections: only, rounds: sizes.rounds, sizes, machine: machineInfo() },
+  rows: [],
+  details: {},
+  errors: [],
+  profiles: [],
+}
 const log = (msg) => console.log(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${msg}`)
 
 try {
@@ -138,7 +144,9 @@ function printTable(r) {
     const ratio = row.ratio === null ? '' : ` (${row.ratio.toFixed(2)}×${row.goal && row.goal !== 'report' ? `, goal ${row.goal}: ${row.met}` : ''})`
     const v = typeof row.value === 'number' ? Number(row.value.toPrecision(4)) : row.value
     const b = typeof row.baseline === 'number' ? ` vs ${Number(row.baseline.toPrecision(4))}` : ''
-    console.log(`  ${row.scenario} | ${row.measure}: ${v}${b} ${row.unit}${ratio}${row.ratio === null && row.goal && row.goal !== 'report' ? ` (goal ${row.goal}: ${row.met})` : ''}`)
+    console.log(
+      `  ${row.scenario} | ${row.measure}: ${v}${b} ${row.unit}${ratio}${row.ratio === null && row.goal && row.goal !== 'report' ? ` (goal ${row.goal}: ${row.met})` : ''}`,
+    )
   }
   for (const e of r.errors) console.log(`  ERROR in ${e.section}: ${e.message.split('\n')[0]}`)
 }

@@ -63,14 +63,29 @@ async function main() {
 
     say('2. two mock OpenAI-compatible backends, each with a provider agent dialing out to the coordinator')
     for (const [i, port] of [mockA, mockB].entries()) {
-      start(`mock-${i + 1}`, 'provider-agent/dist/mock-backend-cli.js', ['--port', String(port), '--model', 'mock-llama', '--token-rate', '20', '--tokens', '22'])
+      start(`mock-${i + 1}`, 'provider-agent/dist/mock-backend-cli.js', [
+        '--port',
+        String(port),
+        '--model',
+        'mock-llama',
+        '--token-rate',
+        '20',
+        '--tokens',
+        '22',
+      ])
       start(`agent-${i + 1}`, 'provider-agent/dist/poolcoord-provider.js', [
-        '--coordinator', ws,
-        '--backend', `http://127.0.0.1:${port}/v1`,
-        '--provider-id', `demo-provider-${i + 1}`,
-        '--state-dir', join(work, `agent-${i + 1}`),
-        '--max-concurrency', '2',
-        '--log-level', 'warn',
+        '--coordinator',
+        ws,
+        '--backend',
+        `http://127.0.0.1:${port}/v1`,
+        '--provider-id',
+        `demo-provider-${i + 1}`,
+        '--state-dir',
+        join(work, `agent-${i + 1}`),
+        '--max-concurrency',
+        '2',
+        '--log-level',
+        'warn',
       ])
     }
     const pool = await until('both providers to be routable', async () => {

@@ -17,7 +17,9 @@ async function run(durationS, latencies) {
   let missed = 0
   const worker = async () => {
     while (performance.now() < end) {
-      const hash = createHash('sha256').update(tokens[Math.floor(Math.random() * tokens.length)]).digest('hex')
+      const hash = createHash('sha256')
+        .update(tokens[Math.floor(Math.random() * tokens.length)])
+        .digest('hex')
       const started = performance.now()
       const res = await pool.query(opts.named ? { name: 'bench_admit', text: TEXT, values: [hash] } : { text: TEXT, values: [hash] })
       latencies?.push(performance.now() - started)

@@ -36,7 +36,11 @@ export function summarizeProfile(file, top = 15) {
     const owner = ownerOf(id)
     owners.set(owner, (owners.get(owner) ?? 0) + us)
   }
-  const rank = (m) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => ({ name, selfMs: us / 1000, pct: (100 * us) / busy }))
+  const rank = (m) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, us]) => ({ name, selfMs: us / 1000, pct: (100 * us) / busy }))
   return { file: path.basename(file), busyMs: busy / 1000, idleMs: idle / 1000, functions: rank(fns), modules: rank(modules), owners: rank(owners) }
 }
 

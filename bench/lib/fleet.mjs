@@ -44,7 +44,18 @@ export async function connectAll(fleet, { count, from = 0, inflight, pids = [], 
   const outcomes = {}
   for (const r of replies) for (const [k, v] of Object.entries(r.outcomes)) outcomes[k] = (outcomes[k] ?? 0) + v
   const latencies = summarize(replies.flatMap((r) => r.latencies))
-  return { ok, failed: count - ok, outcomes, perS: ok / (cpu.wallMs / 1000), wallMs: cpu.wallMs, cpuMs: cpu.cpuMs, machineBusy: cpu.machineBusy, otherPct: cpu.otherPct, postgresMs: cpu.postgresMs, latency: latencies }
+  return {
+    ok,
+    failed: count - ok,
+    outcomes,
+    perS: ok / (cpu.wallMs / 1000),
+    wallMs: cpu.wallMs,
+    cpuMs: cpu.cpuMs,
+    machineBusy: cpu.machineBusy,
+    otherPct: cpu.otherPct,
+    postgresMs: cpu.postgresMs,
+    latency: latencies,
+  }
 }
 
 /** Sends one command to every fleet process and returns the replies. */

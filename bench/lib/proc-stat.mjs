@@ -42,7 +42,11 @@ function allProcesses() {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
       const close = stat.lastIndexOf(')')
       const fields = stat.slice(close + 2).split(' ')
-      out.set(Number(name), { ppid: Number(fields[1]), comm: stat.slice(stat.indexOf('(') + 1, close), cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond })
+      out.set(Number(name), {
+        ppid: Number(fields[1]),
+        comm: stat.slice(stat.indexOf('(') + 1, close),
+        cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond,
+      })
     } catch {
       // exited while we looked
     }
@@ -87,7 +91,7 @@ export function cpuWindow(pids) {
       const cpu = pids.map((p, i) => cpuMs(p) - start.cpu[i])
       const sys = systemTicks()
       const wallMs = performance.now() - start.at
-      const machineBusy = (sys.busy - start.sys.busy) / ((sys.total - start.sys.total) || 1)
+      const machineBusy = (sys.busy - start.sys.busy) / (sys.total - start.sys.total || 1)
       const procs = allProcesses()
       const otherPct = (100 * foreignCpuMs(start.procs, procs)) / wallMs
       return { wallMs, cpuMs: cpu, machineBusy, otherPct, postgresMs: postgresCpuMs(start.procs, procs) }

@@ -10,7 +10,15 @@ export function machineInfo() {
   } catch {
     // reported as unknown
   }
-  return { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release(), ulimitNofile: ulimit, loadavg: os.loadavg() }
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    kernel: os.release(),
+    ulimitNofile: ulimit,
+    loadavg: os.loadavg(),
+  }
 }
 
 const fmt = (v) => {
@@ -28,21 +36,29 @@ export function renderMarkdown(result) {
   const { meta } = result
   lines.push(`# poolcoord benchmark, ${meta.date}${meta.quick ? ' (quick: tiny sizes, figures not meaningful)' : ''}`)
   lines.push('')
-  lines.push(`Machine: ${meta.machine.cpus} × ${meta.machine.cpuModel}, ${meta.machine.memGiB} GiB, Node ${meta.machine.node}, kernel ${meta.machine.kernel}, \`ulimit -n\` ${meta.machine.ulimitNofile}. ` +
-    `Run took ${(meta.elapsedS / 60).toFixed(1)} min; sections: ${meta.sections.join(', ')}; rounds per cell: ${meta.rounds}; HTTP cells: ${meta.sizes.warmupS} s warm-up + ${meta.sizes.durationS} s measured.`)
+  lines.push(
+    `Machine: ${meta.machine.cpus} × ${meta.machine.cpuModel}, ${meta.machine.memGiB} GiB, Node ${meta.machine.node}, kernel ${meta.machine.kernel}, \`ulimit -n\` ${meta.machine.ulimitNofile}. ` +
+      `Run took ${(meta.elapsedS / 60).toFixed(1)} min; sections: ${meta.sections.join(', ')}; rounds per cell: ${meta.rounds}; HTTP cells: ${meta.sizes.warmupS} s warm-up + ${meta.sizes.durationS} s measured.`,
+  )
   lines.push('')
   const other = collect(result.details, 'otherCpuPct').sort((a, b) => a - b)
   if (other.length > 0) {
-    lines.push(`Foreign load (CPU of processes outside this bench run and PostgreSQL) over the ${other.length} measured windows: median ${other[Math.floor(other.length / 2)].toFixed(0)}%, max ${other[other.length - 1].toFixed(0)}% of one core.`)
+    lines.push(
+      `Foreign load (CPU of processes outside this bench run and PostgreSQL) over the ${other.length} measured windows: median ${other[Math.floor(other.length / 2)].toFixed(0)}%, max ${other[other.length - 1].toFixed(0)}% of one core.`,
+    )
     lines.push('')
   }
-  lines.push('Every ratio is poolcoord ÷ its baseline measured in this same run. For req/s and rates higher is better; for CPU, latency and RSS lower is better. The box is shared and has 2 vCPUs: treat ratio differences under ~15% as noise; CPU per request is the steadier figure.')
+  lines.push(
+    'Every ratio is poolcoord ÷ its baseline measured in this same run. For req/s and rates higher is better; for CPU, latency and RSS lower is better. The box is shared and has 2 vCPUs: treat ratio differences under ~15% as noise; CPU per request is the steadier figure.',
+  )
   lines.push('')
   lines.push('| scenario | measure | poolcoord | baseline | ratio | goal | met? | note |')
   lines.push('|---|---|---|---|---|---|---|---|')
   for (const r of result.rows) {
     const unit = r.unit ? ` ${r.unit}` : ''
-    lines.push(`| ${r.scenario} | ${r.measure} | ${fmt(r.value)}${unit} | ${r.baseline === null ? '—' : fmt(r.baseline) + unit} | ${r.ratio === null ? '—' : r.ratio.toFixed(2) + '×'} | ${r.goal ?? '—'} | ${meta.quick && r.met !== '—' ? `(${r.met})` : r.met} | ${r.note ?? ''} |`)
+    lines.push(
+      `| ${r.scenario} | ${r.measure} | ${fmt(r.value)}${unit} | ${r.baseline === null ? '—' : fmt(r.baseline) + unit} | ${r.ratio === null ? '—' : r.ratio.toFixed(2) + '×'} | ${r.goal ?? '—'} | ${meta.quick && r.met !== '—' ? `(${r.met})` : r.met} | ${r.note ?? ''} |`,
+    )
   }
   if (result.errors.length > 0) {
     lines.push('')
@@ -51,9 +67,15 @@ export function renderMarkdown(result) {
   }
   lines.push('')
   lines.push('## Baselines')
-  lines.push('- **ideal relay** (`bench/baselines/ideal-relay.mjs` + `providers/instant-provider.mjs relay`): HTTP in, one JSON frame over one WebSocket, answered at once; the JSON answer in one frame, or 20 SSE chunk frames and an end frame written through as they arrive.')
-  lines.push('- **raw ws accept** (`bench/baselines/ws-hold-server.mjs`): a bare `ws` server that accepts and holds connections, from the same client processes at the same concurrency.')
-  lines.push('- **raw Postgres** (`bench/baselines/pg-update.mjs`): the validate-and-mark UPDATE from node-postgres, 16 in flight over a pool of 10 (the coordinator\'s pool size), unnamed and named statement.')
+  lines.push(
+    '- **ideal relay** (`bench/baselines/ideal-relay.mjs` + `providers/instant-provider.mjs relay`): HTTP in, one JSON frame over one WebSocket, answered at once; the JSON answer in one frame, or 20 SSE chunk frames and an end frame written through as they arrive.',
+  )
+  lines.push(
+    '- **raw ws accept** (`bench/baselines/ws-hold-server.mjs`): a bare `ws` server that accepts and holds connections, from the same client processes at the same concurrency.',
+  )
+  lines.push(
+    "- **raw Postgres** (`bench/baselines/pg-update.mjs`): the validate-and-mark UPDATE from node-postgres, 16 in flight over a pool of 10 (the coordinator's pool size), unnamed and named statement.",
+  )
   for (const [section, d] of Object.entries(result.details)) {
     lines.push('')
     lines.push(`## Details: ${section}`)
@@ -66,7 +88,9 @@ export function renderMarkdown(result) {
     lines.push('')
     lines.push('## CPU profiles (`--profile`): the coordinator, and the baseline servers for comparison')
     lines.push('')
-    lines.push('Each profile covers its process\'s whole life in that section (warm-up and every cell), and profiling itself slows the process down: read the shares, not the absolute times.')
+    lines.push(
+      "Each profile covers its process's whole life in that section (warm-up and every cell), and profiling itself slows the process down: read the shares, not the absolute times.",
+    )
     for (const p of result.profiles) {
       lines.push('')
       lines.push(`### ${p.file}: ${fmt(p.busyMs)} ms busy, ${fmt(p.idleMs)} ms idle`)

@@ -9,7 +9,6 @@ export function benchToken(i) {
   return createHash('sha256').update(`poolcoord-bench-token-${i}`).digest('hex')
 }
 
-
 export function seededProviderId(i) {
   return `bench-${i}`
 }

@@ -155,7 +155,14 @@ const handlers = {
       }
     }
     await Promise.all(Array.from({ length: Math.min(m.inflight, batch.length) }, worker))
-    return { ok: latencies.length, failed: batch.length - latencies.length, outcomes, latencies, startedAt, endedAt: performance.timeOrigin + performance.now() }
+    return {
+      ok: latencies.length,
+      failed: batch.length - latencies.length,
+      outcomes,
+      latencies,
+      startedAt,
+      endedAt: performance.timeOrigin + performance.now(),
+    }
   },
 
   heartbeats(m) {

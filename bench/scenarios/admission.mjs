@@ -42,7 +42,15 @@ export async function runAdmission(env) {
 
     env.log(`admission: ${sizes.mints} tokenless mints`)
     await settleTable(db.url)
-    const mints = await connectAll(fleet, { url: coord.wsUrl, protocol: 'poolcoord', auth: 'none', idPrefix: 'mint-', count: sizes.mints, inflight, pids: [coord.pid] })
+    const mints = await connectAll(fleet, {
+      url: coord.wsUrl,
+      protocol: 'poolcoord',
+      auth: 'none',
+      idPrefix: 'mint-',
+      count: sizes.mints,
+      inflight,
+      pids: [coord.pid],
+    })
     await closeAll(fleet)
     await waitPoolEmpty(coord)
 
@@ -69,7 +77,10 @@ export async function runAdmission(env) {
     const medianRun = (list) => ({ opsPerS: median(list.map((r) => r.opsPerS)), p99Ms: median(list.map((r) => r.p99Ms)) })
     const pg = { unnamed: medianRun(pgRuns.unnamed), named: medianRun(pgRuns.named) }
     const events = logEvents(coord.logFile)
-    return { rows: rowsFor({ n, inflight, mints, rawRuns, coordRuns, pg }), details: { inflight, mints: slim(mints), raw: rawRuns.map(slim), bearer: coordRuns.map(slim), pg: pgRuns, coordinatorLogEvents: events } }
+    return {
+      rows: rowsFor({ n, inflight, mints, rawRuns, coordRuns, pg }),
+      details: { inflight, mints: slim(mints), raw: rawRuns.map(slim), bearer: coordRuns.map(slim), pg: pgRuns, coordinatorLogEvents: events },
+    }
   } finally {
     await stopFleet(fleet)
     if (raw !== null) await stopChild(raw)
@@ -103,7 +114,18 @@ export async function waitPoolEmpty(coord, timeoutMs = 15_000) {
 }
 
 function slim(r) {
-  return { ok: r.ok, failed: r.failed, outcomes: r.outcomes, perS: r.perS, wallMs: r.wallMs, cpuUsPer: r.cpuMs.length ? (r.cpuMs[0] * 1000) / r.ok : null, machineBusyPct: 100 * r.machineBusy, otherCpuPct: r.otherPct, postgresCpuUsPer: (r.postgresMs * 1000) / r.ok, latency: r.latency }
+  return {
+    ok: r.ok,
+    failed: r.failed,
+    outcomes: r.outcomes,
+    perS: r.perS,
+    wallMs: r.wallMs,
+    cpuUsPer: r.cpuMs.length ? (r.cpuMs[0] * 1000) / r.ok : null,
+    machineBusyPct: 100 * r.machineBusy,
+    otherCpuPct: r.otherPct,
+    postgresCpuUsPer: (r.postgresMs * 1000) / r.ok,
+    latency: r.latency,
+  }
 }
 
 function rowsFor({ n, inflight, mints, rawRuns, coordRuns, pg }) {
@@ -114,12 +136,53 @@ function rowsFor({ n, inflight, mints, rawRuns, coordRuns, pg }) {
   const noisy = other > 15 ? `; foreign load up to ${other.toFixed(0)}% of a core in a window: suspect` : ''
   const note = `${inflight} in flight, not 100: the coordinator's pre-admission cap is 64${failed ? `; ${failed} failed` : ''}${noisy}`
   return [
-    row({ scenario, measure: 'admissions/s vs raw ws accepts/s', unit: '/s', value: med(coordRuns, (r) => r.perS), baseline: med(rawRuns, (r) => r.perS), goal: { op: '>=', x: 0.6 }, note }),
-    row({ scenario, measure: 'p99 connect-to-ack vs connect-to-open', unit: 'ms', value: med(coordRuns, (r) => r.latency.p99Ms), baseline: med(rawRuns, (r) => r.latency.p99Ms), better: 'lower' }),
-    reportRow({ scenario, measure: 'server CPU per admission vs per raw accept', unit: 'µs', value: med(coordRuns, (r) => r.cpuUsPer), baseline: med(rawRuns, (r) => r.cpuUsPer) }),
+    row({
+      scenario,
+      measure: 'admissions/s vs raw ws accepts/s',
+      unit: '/s',
+      value: med(coordRuns, (r) => r.perS),
+      baseline: med(rawRuns, (r) => r.perS),
+      goal: { op: '>=', x: 0.6 },
+      note,
+    }),
+    row({
+      scenario,
+      measure: 'p99 connect-to-ack vs connect-to-open',
+      unit: 'ms',
+      value: med(coordRuns, (r) => r.latency.p99Ms),
+      baseline: med(rawRuns, (r) => r.latency.p99Ms),
+      better: 'lower',
+    }),
+    reportRow({
+      scenario,
+      measure: 'server CPU per admission vs per raw accept',
+      unit: 'µs',
+      value: med(coordRuns, (r) => r.cpuUsPer),
+      baseline: med(rawRuns, (r) => r.cpuUsPer),
+    }),
     reportRow({ scenario, measure: 'PostgreSQL CPU per admission (all postgres processes)', unit: 'µs', value: med(coordRuns, (r) => r.postgresCpuUsPer) }),
-    reportRow({ scenario, measure: 'admissions/s vs raw UPDATE/s (node-pg, 16 in flight, unnamed)', unit: '/s', value: med(coordRuns, (r) => r.perS), baseline: pg.unnamed.opsPerS }),
-    reportRow({ scenario: 'raw Postgres validate-and-mark UPDATE, 16 in flight', measure: 'named vs unnamed statement', unit: 'UPDATE/s', value: pg.named.opsPerS, baseline: pg.unnamed.opsPerS, note: `p99 ${pg.named.p99Ms.toFixed(2)} vs ${pg.unnamed.p99Ms.toFixed(2)} ms` }),
-    reportRow({ scenario: `tokenless mints of fresh ids, ${mints.ok.toLocaleString('en-US')}, Postgres`, measure: 'mints/s vs raw ws accepts/s', unit: '/s', value: mints.perS, baseline: med(rawRuns, (r) => r.perS), note: `p99 ${mints.latency.p99Ms?.toFixed(1)} ms; CPU ${((mints.cpuMs[0] * 1000) / mints.ok).toFixed(0)} µs per mint${mints.failed ? `; ${mints.failed} failed` : ''}` }),
+    reportRow({
+      scenario,
+      measure: 'admissions/s vs raw UPDATE/s (node-pg, 16 in flight, unnamed)',
+      unit: '/s',
+      value: med(coordRuns, (r) => r.perS),
+      baseline: pg.unnamed.opsPerS,
+    }),
+    reportRow({
+      scenario: 'raw Postgres validate-and-mark UPDATE, 16 in flight',
+      measure: 'named vs unnamed statement',
+      unit: 'UPDATE/s',
+      value: pg.named.opsPerS,
+      baseline: pg.unnamed.opsPerS,
+      note: `p99 ${pg.named.p99Ms.toFixed(2)} vs ${pg.unnamed.p99Ms.toFixed(2)} ms`,
+    }),
+    reportRow({
+      scenario: `tokenless mints of fresh ids, ${mints.ok.toLocaleString('en-US')}, Postgres`,
+      measure: 'mints/s vs raw ws accepts/s',
+      unit: '/s',
+      value: mints.perS,
+      baseline: med(rawRuns, (r) => r.perS),
+      note: `p99 ${mints.latency.p99Ms?.toFixed(1)} ms; CPU ${((mints.cpuMs[0] * 1000) / mints.ok).toFixed(0)} µs per mint${mints.failed ? `; ${mints.failed} failed` : ''}`,
+    }),
   ]
 }

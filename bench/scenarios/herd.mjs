@@ -51,13 +51,42 @@ export async function runHerd(env) {
     const merged = mergeStats(stats)
     const wrongful = (merged.lost['close:4005'] ?? 0) + (merged.outcomes['close:4005'] ?? 0)
     const bearer = poolz.summary.by_auth_state.bearer_validated
-    const details = { n, backoff, stoppedAtS: stoppedAt / 1000, readyAtS: readyAt / 1000, allRoutableAtS: allRoutableAt === null ? null : allRoutableAt / 1000, routable, bearerValidated: bearer, ...merged }
+    const details = {
+      n,
+      backoff,
+      stoppedAtS: stoppedAt / 1000,
+      readyAtS: readyAt / 1000,
+      allRoutableAtS: allRoutableAt === null ? null : allRoutableAt / 1000,
+      routable,
+      bearerValidated: bearer,
+      ...merged,
+    }
     const scenario = `reconnect herd, ${n.toLocaleString('en-US')} providers, coordinator restarted`
     const rows = [
-      absoluteRow({ scenario, measure: 'providers routable again', unit: 'providers', value: routable, goal: `all ${n}`, met: routable === n && bearer === n, note: `${bearer} bearer_validated in /poolz` }),
+      absoluteRow({
+        scenario,
+        measure: 'providers routable again',
+        unit: 'providers',
+        value: routable,
+        goal: `all ${n}`,
+        met: routable === n && bearer === n,
+        note: `${bearer} bearer_validated in /poolz`,
+      }),
       absoluteRow({ scenario, measure: 'wrongful rejections (4005)', unit: 'closes', value: wrongful, goal: '0', met: wrongful === 0 }),
-      reportRow({ scenario, measure: 'seconds from SIGTERM to all routable', unit: 's', value: details.allRoutableAtS, note: `old process gone after ${details.stoppedAtS.toFixed(2)} s, new one healthy at ${details.readyAtS.toFixed(2)} s; backoff ${backoff.baseMs} ms doubling to ${backoff.capMs} ms, full jitter` }),
-      reportRow({ scenario, measure: 'reconnect attempts per provider', unit: 'attempts', value: merged.attempts / n, note: `refusals on the way: ${JSON.stringify(merged.outcomes)}` }),
+      reportRow({
+        scenario,
+        measure: 'seconds from SIGTERM to all routable',
+        unit: 's',
+        value: details.allRoutableAtS,
+        note: `old process gone after ${details.stoppedAtS.toFixed(2)} s, new one healthy at ${details.readyAtS.toFixed(2)} s; backoff ${backoff.baseMs} ms doubling to ${backoff.capMs} ms, full jitter`,
+      }),
+      reportRow({
+        scenario,
+        measure: 'reconnect attempts per provider',
+        unit: 'attempts',
+        value: merged.attempts / n,
+        note: `refusals on the way: ${JSON.stringify(merged.outcomes)}`,
+      }),
     ]
     return { rows, details }
   } finally {

@@ -54,7 +54,13 @@ export async function runHttp(env) {
         const order = round % 2 === 0 ? ['ideal', 'poolcoord'] : ['poolcoord', 'ideal']
         for (const name of order) {
           env.log(`http: ${name} stream=${cell.stream} c=${cell.c} round ${round + 1}`)
-          const r = await quietLoad(env, { ...targets[name], body: chatBody(cell.stream), connections: cell.c, warmupS: sizes.warmupS, durationS: sizes.durationS })
+          const r = await quietLoad(env, {
+            ...targets[name],
+            body: chatBody(cell.stream),
+            connections: cell.c,
+            warmupS: sizes.warmupS,
+            durationS: sizes.durationS,
+          })
           runs.push({ target: name, ...cell, round, ...r })
         }
       }
@@ -68,7 +74,15 @@ export async function runHttp(env) {
     const fleet = startFleet(1)
     helpers.push(...fleet)
     await seedTokens(db.url, 0, sizes.routingPool)
-    const joined = await connectAll(fleet, { url: coord.wsUrl, protocol: 'poolcoord', count: sizes.routingPool, auth: 'seeded', inflight: 32, maxConcurrency: 8, answer: true })
+    const joined = await connectAll(fleet, {
+      url: coord.wsUrl,
+      protocol: 'poolcoord',
+      count: sizes.routingPool,
+      auth: 'seeded',
+      inflight: 32,
+      maxConcurrency: 8,
+      answer: true,
+    })
     const health = await coord.health()
     env.log(`http: ${joined.ok} pool providers joined; routable ${health.pool.routable}`)
     const pooled = []
@@ -167,7 +181,16 @@ function rowsFor(runs, pooled, sizes, routable) {
     const scenario = `streaming chat (20 chunks), c${c}`
     rows.push(row({ scenario, measure: 'req/s', unit: 'req/s', ...both(true, c, reqs), goal: { op: '>=', x: 0.8 } }))
     rows.push(row({ scenario, measure: 'chunks/s', unit: 'chunks/s', ...both(true, c, (r) => r.reqPerS * SSE_CHUNKS), goal: { op: '>=', x: 0.8 } }))
-    rows.push(row({ scenario, measure: 'CPU per chunk', unit: 'µs', ...both(true, c, (r) => r.cpuUsPerReq / SSE_CHUNKS), better: 'lower', goal: { op: '<=', x: 1.25 } }))
+    rows.push(
+      row({
+        scenario,
+        measure: 'CPU per chunk',
+        unit: 'µs',
+        ...both(true, c, (r) => r.cpuUsPerReq / SSE_CHUNKS),
+        better: 'lower',
+        goal: { op: '<=', x: 1.25 },
+      }),
+    )
     rows.push(row({ scenario, measure: 'p99', unit: 'ms', ...both(true, c, p99), better: 'lower' }))
   }
   const pooledCpu = median(pooled.map((r) => slim(r).cpuUsPerReq))
@@ -175,10 +198,27 @@ function rowsFor(runs, pooled, sizes, routable) {
   const baseCpu = pick('poolcoord', false, 16, cpu)
   const extra = pooledCpu - baseCpu
   const scenario = `routing, ${routable.toLocaleString('en-US')} eligible providers (end to end, c16)`
-  rows.push(reportRow({ scenario, measure: 'CPU per request vs 1 provider', unit: 'µs', value: pooledCpu, baseline: baseCpu, note: 'baseline: the same coordinator with 1 provider; in the pool, requests spread over 1,001 provider sockets (selection alone: the routing rows)' }))
+  rows.push(
+    reportRow({
+      scenario,
+      measure: 'CPU per request vs 1 provider',
+      unit: 'µs',
+      value: pooledCpu,
+      baseline: baseCpu,
+      note: 'baseline: the same coordinator with 1 provider; in the pool, requests spread over 1,001 provider sockets (selection alone: the routing rows)',
+    }),
+  )
   rows.push(reportRow({ scenario, measure: 'req/s vs 1 provider', unit: 'req/s', value: pooledReqs, baseline: pick('poolcoord', false, 16, reqs) }))
   // The goal is qualitative ("must not grow linearly with the pool if that shows up as cost");
   // read here as: the larger pool may add at most 10% to the CPU per request.
-  rows.push(reportRow({ scenario, measure: 'CPU per request added by the pool', unit: 'µs', value: extra, note: `${((100 * extra) / baseCpu).toFixed(0)}% of the 1-provider CPU per request; selection itself is flat (routing rows)` }))
+  rows.push(
+    reportRow({
+      scenario,
+      measure: 'CPU per request added by the pool',
+      unit: 'µs',
+      value: extra,
+      note: `${((100 * extra) / baseCpu).toFixed(0)}% of the 1-provider CPU per request; selection itself is flat (routing rows)`,
+    }),
+  )
   return rows
 }

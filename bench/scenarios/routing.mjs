@@ -10,7 +10,9 @@ const SIZES = [10, 100, 1_000, 10_000]
  * scenario measured.
  */
 export async function runRouting(env) {
-  const child = forkChild(new URL('../load/select-worker.mjs', import.meta.url).pathname, [JSON.stringify({ sizes: SIZES, budgetMs: env.sizes.selectBudgetMs })])
+  const child = forkChild(new URL('../load/select-worker.mjs', import.meta.url).pathname, [
+    JSON.stringify({ sizes: SIZES, budgetMs: env.sizes.selectBudgetMs }),
+  ])
   try {
     const { rows } = await nextMessage(child, 'result', 120_000)
     const at = (n) => rows.find((r) => r.size === n).usPerSelection

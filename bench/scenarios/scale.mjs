@@ -25,9 +25,32 @@ export async function runScale(env) {
     await closeAll(fleet)
     const scenario = `${n.toLocaleString('en-US')} admitted providers, heartbeat every ${sizes.heartbeatMs / 1000} s`
     const rows = [
-      row({ scenario, measure: 'RSS per session vs raw ws connection', unit: 'KiB', value: coordResult.rssPerKb, baseline: rawResult.rssPerKb, better: 'lower', goal: { op: '<=', x: 2 }, note: `RSS ${mib(coordResult.rss0)} → ${mib(coordResult.rss1)} MiB vs ${mib(rawResult.rss0)} → ${mib(rawResult.rss1)} MiB` }),
-      reportRow({ scenario, measure: 'CPU per heartbeat vs raw frame receipt', unit: 'µs', value: coordResult.cpuUsPerHeartbeat, baseline: rawResult.cpuUsPerHeartbeat, note: `${coordResult.heartbeats} heartbeats in ${(coordResult.windowMs / 1000).toFixed(0)} s; coordinator at ${coordResult.cpuPct.toFixed(1)}% of a core` }),
-      reportRow({ scenario, measure: 'admissions/s while filling the pool vs raw accepts/s', unit: '/s', value: coordResult.join.perS, baseline: rawResult.join.perS, note: `${coordResult.join.ok} of ${n} admitted${coordResult.join.failed ? `; failures ${JSON.stringify(coordResult.join.outcomes)}` : ''}` }),
+      row({
+        scenario,
+        measure: 'RSS per session vs raw ws connection',
+        unit: 'KiB',
+        value: coordResult.rssPerKb,
+        baseline: rawResult.rssPerKb,
+        better: 'lower',
+        goal: { op: '<=', x: 2 },
+        note: `RSS ${mib(coordResult.rss0)} → ${mib(coordResult.rss1)} MiB vs ${mib(rawResult.rss0)} → ${mib(rawResult.rss1)} MiB`,
+      }),
+      reportRow({
+        scenario,
+        measure: 'CPU per heartbeat vs raw frame receipt',
+        unit: 'µs',
+        value: coordResult.cpuUsPerHeartbeat,
+        baseline: rawResult.cpuUsPerHeartbeat,
+        note: `${coordResult.heartbeats} heartbeats in ${(coordResult.windowMs / 1000).toFixed(0)} s; coordinator at ${coordResult.cpuPct.toFixed(1)}% of a core`,
+      }),
+      reportRow({
+        scenario,
+        measure: 'admissions/s while filling the pool vs raw accepts/s',
+        unit: '/s',
+        value: coordResult.join.perS,
+        baseline: rawResult.join.perS,
+        note: `${coordResult.join.ok} of ${n} admitted${coordResult.join.failed ? `; failures ${JSON.stringify(coordResult.join.outcomes)}` : ''}`,
+      }),
     ]
     return { rows, details: { n, coordinator: coordResult, raw: rawResult } }
   } finally {
@@ -46,7 +69,15 @@ async function measureCoordinator(env, fleet, n) {
     await seedTokens(db.url, 0, n)
     await sleep(1000)
     const rss0 = rssKb(coord.pid)
-    const join = await connectAll(fleet, { url: coord.wsUrl, protocol: 'poolcoord', auth: 'seeded', count: n, inflight: 64, pids: [coord.pid], timeoutMs: 600_000 })
+    const join = await connectAll(fleet, {
+      url: coord.wsUrl,
+      protocol: 'poolcoord',
+      auth: 'seeded',
+      count: n,
+      inflight: 64,
+      pids: [coord.pid],
+      timeoutMs: 600_000,
+    })
     const total = (await coord.health()).pool.total
     const hb = await heartbeatWindow(fleet, coord.pid, sizes)
     const rss1 = rssKb(coord.pid)
@@ -85,7 +116,14 @@ async function heartbeatWindow(fleet, pid, sizes) {
   await broadcast(fleet, { cmd: 'heartbeats', intervalMs: 0 })
   const heartbeats = after.reduce((a, r) => a + r.heartbeatsSent, 0) - before.reduce((a, r) => a + r.heartbeatsSent, 0)
   const open = after.reduce((a, r) => a + r.open, 0)
-  return { heartbeats, open, windowMs: cpu.wallMs, cpuUsPerHeartbeat: (cpu.cpuMs[0] * 1000) / heartbeats, cpuPct: (100 * cpu.cpuMs[0]) / cpu.wallMs, otherCpuPct: cpu.otherPct }
+  return {
+    heartbeats,
+    open,
+    windowMs: cpu.wallMs,
+    cpuUsPerHeartbeat: (cpu.cpuMs[0] * 1000) / heartbeats,
+    cpuPct: (100 * cpu.cpuMs[0]) / cpu.wallMs,
+    otherCpuPct: cpu.otherPct,
+  }
 }
 
 function summary(join) {

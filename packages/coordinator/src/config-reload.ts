@@ -3,9 +3,7 @@ import { defaultLive, type LiveSettings } from './config.js'
 import { fileKeyOf, readConfigFile } from './config-file.js'
 import { ConfigError } from './errors.js'
 
-export type ReloadResult =
-  | { ok: true; changed: Array<{ setting: string; from: unknown; to: unknown }> }
-  | { ok: false; reason: string }
+export type ReloadResult = { ok: true; changed: Array<{ setting: string; from: unknown; to: unknown }> } | { ok: false; reason: string }
 
 /**
  * SIGHUP: re-read the config file, validate it whole, and swap the live settings in one

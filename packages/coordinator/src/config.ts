@@ -207,9 +207,7 @@ function parseBounded(raw: string | undefined, name: string, min: number, max: n
 /** An operator key must never be empty: an empty key would let everyone in. */
 export function checkOperatorKey(key: string, source: string): void {
   if (key.trim().length < MIN_OPERATOR_KEY_LENGTH || /\s/.test(key)) {
-    throw new ConfigError(
-      `${source} must be at least ${MIN_OPERATOR_KEY_LENGTH} characters with no white space`,
-    )
+    throw new ConfigError(`${source} must be at least ${MIN_OPERATOR_KEY_LENGTH} characters with no white space`)
   }
 }
 

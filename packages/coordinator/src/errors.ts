@@ -142,10 +142,7 @@ export class NoProviderAvailableError extends CoordinatorError {
   override name = 'NoProviderAvailableError'
   override readonly exposeMessage = true
   constructor(pinned: boolean) {
-    super(
-      'no_provider_available',
-      pinned ? 'the pinned provider is not available for this request' : 'no provider is available for this model; retry shortly',
-    )
+    super('no_provider_available', pinned ? 'the pinned provider is not available for this request' : 'no provider is available for this model; retry shortly')
   }
 }
 

@@ -14,16 +14,7 @@ export function createLogger(opts: { level: string; destination?: DestinationStr
       level: opts.level,
       base: { svc: opts.svc ?? 'poolcoord' },
       redact: {
-        paths: [
-          'authorization',
-          'token',
-          'bearer',
-          'operatorKey',
-          'headers.authorization',
-          'req.headers.authorization',
-          '*.token',
-          '*.authorization',
-        ],
+        paths: ['authorization', 'token', 'bearer', 'operatorKey', 'headers.authorization', 'req.headers.authorization', '*.token', '*.authorization'],
         censor: '[redacted]',
       },
       serializers: { err: serializeError, req: serializeRequest },

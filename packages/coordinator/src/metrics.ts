@@ -13,7 +13,6 @@ import type { AttemptFailure } from './routing/failure-policy.js'
  */
 export type RequestStatus = string
 
-
 export interface Metrics {
   readonly registry: PromRegistry
   admission(outcome: AdmissionOutcome): void
@@ -26,11 +25,7 @@ export interface Metrics {
  * One prom-client registry per coordinator instance, so tests can run many in one process.
  * Labels take closed sets only: never a token, request id or provider-supplied string.
  */
-export function createMetrics(opts: {
-  sessions: () => Iterable<ProviderSession>
-  inFlight: () => number
-  defaultMetrics?: boolean
-}): Metrics {
+export function createMetrics(opts: { sessions: () => Iterable<ProviderSession>; inFlight: () => number; defaultMetrics?: boolean }): Metrics {
   const registry = new PromRegistry()
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'poolcoord_' })
   const counter = (name: string, help: string, labelNames: string[]) => new Counter({ name, help, labelNames, registers: [registry] })
@@ -57,8 +52,16 @@ export function createMetrics(opts: {
     },
   })
   const requests = counter('poolcoord_requests_total', 'Buyer chat completion requests by final status and stream flag.', ['status', 'stream'])
-  const duration = streamHistogram('poolcoord_request_duration_seconds', 'Buyer request time from arrival to the last byte, by stream flag.', [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300])
-  const firstChunk = streamHistogram('poolcoord_first_chunk_seconds', 'Time from buyer request arrival to the first response chunk from a provider.', [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+  const duration = streamHistogram(
+    'poolcoord_request_duration_seconds',
+    'Buyer request time from arrival to the last byte, by stream flag.',
+    [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+  )
+  const firstChunk = streamHistogram(
+    'poolcoord_first_chunk_seconds',
+    'Time from buyer request arrival to the first response chunk from a provider.',
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+  )
   const failovers = counter('poolcoord_failovers_total', 'Requests moved to a second provider before any byte reached the buyer, by cause.', ['reason'])
   const disconnects = counter('poolcoord_provider_disconnects_total', 'Admitted provider sockets that closed, by what they were doing.', ['phase'])
   new Gauge({

@@ -38,7 +38,10 @@ export class Service {
     const handler = createHttpHandler(ctx, { draining: () => svc.state === 'draining' })
     server.on('request', (req, res) => void handler(req, res))
     const pending = new PendingLimiter(limits.maxPendingConnections, limits.maxPendingPerIp)
-    server.on('upgrade', createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started'))
+    server.on(
+      'upgrade',
+      createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started'),
+    )
     server.on('clientError', (_err, socket) => socket.destroy())
     return svc
   }
@@ -86,7 +89,10 @@ export class Service {
     const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), drainMs)))
     const outcome = await Promise.race([this.ctx.dispatcher.whenIdle(null).then(() => 'idle' as const), deadline])
     clearTimeout(timer)
-    this.ctx.log.info({ event: 'coordinator.drained', outcome, cut: this.ctx.dispatcher.inFlight }, outcome === 'idle' ? 'drained' : 'drain deadline passed; cutting what is left')
+    this.ctx.log.info(
+      { event: 'coordinator.drained', outcome, cut: this.ctx.dispatcher.inFlight },
+      outcome === 'idle' ? 'drained' : 'drain deadline passed; cutting what is left',
+    )
     await this.destroy()
   }
 

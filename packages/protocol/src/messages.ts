@@ -14,14 +14,7 @@ export const PROVIDER_STATUSES: readonly ProviderStatus[] = ['ready', 'busy', 'd
 export type AuthState = 'bearer_validated' | 'self_minted' | 'bearerless_duplicate'
 export const AUTH_STATES: readonly AuthState[] = ['bearer_validated', 'self_minted', 'bearerless_duplicate']
 
-export const END_STATUSES = [
-  'complete',
-  'cancelled',
-  'error_queue_full',
-  'error_context_exceeded',
-  'error_model_not_loaded',
-  'error_internal',
-] as const
+export const END_STATUSES = ['complete', 'cancelled', 'error_queue_full', 'error_context_exceeded', 'error_model_not_loaded', 'error_internal'] as const
 export type EndStatus = (typeof END_STATUSES)[number]
 
 /** Why the coordinator withdraws a request from a provider. A closed set, like every reason. */
@@ -120,7 +113,12 @@ export function hello(fields: HelloFields): HelloMessage {
   return { type: 'hello', version: PROTOCOL_VERSION, ...fields }
 }
 
-export function heartbeat(status: ProviderStatus, slotsTotal: number, slotsFree: number, models?: { model_id?: string; supported_models?: string[] }): HeartbeatMessage {
+export function heartbeat(
+  status: ProviderStatus,
+  slotsTotal: number,
+  slotsFree: number,
+  models?: { model_id?: string; supported_models?: string[] },
+): HeartbeatMessage {
   return { type: 'heartbeat', status, slots_total: slotsTotal, slots_free: slotsFree, ...models }
 }
 

@@ -8,14 +8,7 @@ import { COORDINATOR_VERSION, REQUEST_ID_MAX } from './bounds.js'
 import { Close, withField } from './close-codes.js'
 import { int, requestId, type Json } from './fields.js'
 import { TOKEN_RE } from './ids.js'
-import {
-  AUTH_STATES,
-  CANCEL_REASONS,
-  type AuthState,
-  type CancelReason,
-  type CoordinatorMessage,
-  type HelloAckMessage,
-} from './messages.js'
+import { AUTH_STATES, CANCEL_REASONS, type AuthState, type CancelReason, type CoordinatorMessage, type HelloAckMessage } from './messages.js'
 import type { Parsed } from './parse-provider-message.js'
 
 export function parseCoordinatorMessage(msg: Json): Parsed<CoordinatorMessage | null> {

@@ -2,12 +2,20 @@ import t from 'tap'
 import { cancelRequest, encode, inferenceRequest, parseResponseChunk, parseResponseEnd } from '../src/index.js'
 
 t.test('builders', async (t) => {
-  t.same(JSON.parse(encode(inferenceRequest('req-1', true, '{"model":"m"}'))), { type: 'inference_request', request_id: 'req-1', stream: true, body: '{"model":"m"}' })
+  t.same(JSON.parse(encode(inferenceRequest('req-1', true, '{"model":"m"}'))), {
+    type: 'inference_request',
+    request_id: 'req-1',
+    stream: true,
+    body: '{"model":"m"}',
+  })
   t.same(JSON.parse(encode(cancelRequest('req-1', 'buyer_disconnected'))), { type: 'cancel_request', request_id: 'req-1', reason: 'buyer_disconnected' })
 })
 
 t.test('inference_response_chunk bounds', async (t) => {
-  t.same(parseResponseChunk({ request_id: 'req-1', seq: 0, data: 'x' }), { ok: true, value: { type: 'inference_response_chunk', request_id: 'req-1', seq: 0, data: 'x' } })
+  t.same(parseResponseChunk({ request_id: 'req-1', seq: 0, data: 'x' }), {
+    ok: true,
+    value: { type: 'inference_response_chunk', request_id: 'req-1', seq: 0, data: 'x' },
+  })
   t.ok(parseResponseChunk({ request_id: 'req-1', seq: 5, data: '' }).ok, 'empty data is allowed')
   const bad: Array<[Record<string, unknown>, string]> = [
     [{ seq: 0, data: 'x' }, 'invalid_frame: request_id'],
@@ -28,7 +36,10 @@ t.test('inference_response_chunk bounds', async (t) => {
 })
 
 t.test('inference_response_end: status is a closed set; usage and error are sanitised', async (t) => {
-  t.same(parseResponseEnd({ request_id: 'r', status: 'complete' }), { ok: true, value: { type: 'inference_response_end', request_id: 'r', status: 'complete' } })
+  t.same(parseResponseEnd({ request_id: 'r', status: 'complete' }), {
+    ok: true,
+    value: { type: 'inference_response_end', request_id: 'r', status: 'complete' },
+  })
   const full = parseResponseEnd({ request_id: 'r', status: 'complete', usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7, extra: 'x' } })
   t.same(full.ok && full.value.usage, { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 })
   const derived = parseResponseEnd({ request_id: 'r', status: 'complete', usage: { prompt_tokens: 3, completion_tokens: 4 } })

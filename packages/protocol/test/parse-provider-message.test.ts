@@ -186,7 +186,11 @@ t.test('valid heartbeats', async (t) => {
     { name: 'plain', msg: validHb(), value: { status: 'ready', slotsFree: 2, slotsTotal: 4 } },
     { name: 'busy, all slots used', msg: heartbeat({ status: 'busy', slots_free: 0 }), value: { status: 'busy', slotsFree: 0, slotsTotal: 4 } },
     { name: 'free equals total', msg: heartbeat({ slots_free: 4 }), value: { status: 'ready', slotsFree: 4, slotsTotal: 4 } },
-    { name: 'zero slots', msg: heartbeat({ status: 'unavailable', slots_free: 0, slots_total: 0 }), value: { status: 'unavailable', slotsFree: 0, slotsTotal: 0 } },
+    {
+      name: 'zero slots',
+      msg: heartbeat({ status: 'unavailable', slots_free: 0, slots_total: 0 }),
+      value: { status: 'unavailable', slotsFree: 0, slotsTotal: 0 },
+    },
     { name: '1024 slots', msg: heartbeat({ slots_free: 1024, slots_total: 1024 }), value: { status: 'ready', slotsFree: 1024, slotsTotal: 1024 } },
     { name: 'draining', msg: heartbeat({ status: 'draining' }), value: { status: 'draining', slotsFree: 2, slotsTotal: 4 } },
     { name: 'degraded', msg: heartbeat({ status: 'degraded' }), value: { status: 'degraded', slotsFree: 2, slotsTotal: 4 } },

@@ -105,10 +105,14 @@ t.test('the provider parser refuses malformed coordinator frames with the field 
   for (const [name, frame, field] of cases) {
     t.strictSame(parseCoordinatorMessage(frame), { ok: false, close: withField(Close.invalidFrame, field) }, name)
   }
-  t.strictSame(parseCoordinatorMessage({ type: 'cancel_request', request_id: 'r', reason: 'new_reason' }), {
-    ok: true,
-    value: cancelRequest('r', 'timeout'),
-  }, 'an unknown cancel reason still cancels')
+  t.strictSame(
+    parseCoordinatorMessage({ type: 'cancel_request', request_id: 'r', reason: 'new_reason' }),
+    {
+      ok: true,
+      value: cancelRequest('r', 'timeout'),
+    },
+    'an unknown cancel reason still cancels',
+  )
 })
 
 t.test('every close code in the table is distinct except the documented 4429 pair, and reasons carry no input', async (t) => {

@@ -29,7 +29,6 @@ export class AgentUsageError extends Error {
   readonly code = 'AGENT_USAGE'
 }
 
-
 function int(name: string, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v)
@@ -71,8 +70,8 @@ export function readAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
     .description('Connects a local OpenAI-compatible inference server to a poolcoord coordinator.')
     .option('--coordinator <url>', 'coordinator WebSocket URL, e.g. wss://pool.example.com/ws/provider [POOLCOORD_COORDINATOR_URL]', wsUrl)
     .option('--backend <url>', 'OpenAI-compatible base URL [POOLCOORD_BACKEND_URL]', httpUrl)
-    .option('--provider-id <id>', 'this provider\'s id; default: generated once and kept in the state dir [POOLCOORD_PROVIDER_ID]')
-    .option('--model <id...>', 'model(s) to announce; default: the backend\'s /v1/models [POOLCOORD_MODELS, comma-separated]')
+    .option('--provider-id <id>', "this provider's id; default: generated once and kept in the state dir [POOLCOORD_PROVIDER_ID]")
+    .option('--model <id...>', "model(s) to announce; default: the backend's /v1/models [POOLCOORD_MODELS, comma-separated]")
     .option('--max-concurrency <n>', 'requests served at once [POOLCOORD_MAX_CONCURRENCY]', int('--max-concurrency', 1, 256))
     .option('--max-context-tokens <n>', 'context window to announce [POOLCOORD_MAX_CONTEXT_TOKENS]', int('--max-context-tokens', 1, 100_000_000))
     .option('--throughput <tps>', 'tokens per second estimate, for routing [POOLCOORD_THROUGHPUT_TPS]', int('--throughput', 0, 1_000_000))
@@ -104,13 +103,18 @@ export function readAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
     }
   }
   const coordinatorUrl = pick(f.coordinator, 'POOLCOORD_COORDINATOR_URL', wsUrl)
-  if (coordinatorUrl === undefined) throw new AgentUsageError('the coordinator URL is required: --coordinator wss://<host>/ws/provider or POOLCOORD_COORDINATOR_URL')
+  if (coordinatorUrl === undefined)
+    throw new AgentUsageError('the coordinator URL is required: --coordinator wss://<host>/ws/provider or POOLCOORD_COORDINATOR_URL')
   const insecure = f.insecure === true || env.POOLCOORD_ALLOW_INSECURE === '1'
   const target = new URL(coordinatorUrl)
   if (target.protocol === 'ws:' && !insecure && !['localhost', '127.0.0.1', '[::1]'].includes(target.hostname)) {
     throw new AgentUsageError(`ws:// to ${target.hostname} would send the provider token in clear text; use wss://, or pass --insecure on a network you trust`)
   }
-  const models = (f.model as string[] | undefined) ?? env.POOLCOORD_MODELS?.split(',').map((m) => m.trim()).filter(Boolean)
+  const models =
+    (f.model as string[] | undefined) ??
+    env.POOLCOORD_MODELS?.split(',')
+      .map((m) => m.trim())
+      .filter(Boolean)
   const logLevel = pick(f.logLevel, 'POOLCOORD_LOG_LEVEL', (v) => v) ?? 'info'
   if (!LOG_LEVELS.includes(logLevel)) throw new AgentUsageError(`log level must be one of ${LOG_LEVELS.join(', ')}`)
   return {

@@ -224,9 +224,7 @@ export class AgentSession {
     this.o.slots.active++
     let seq = 0
     const started = this.o.now()
-    forwardToBackend(this.o.backendUrl, body, stream, ctl.signal, (data) =>
-      ctl.signal.aborted ? undefined : this.send(responseChunk(requestId, seq++, data)),
-    )
+    forwardToBackend(this.o.backendUrl, body, stream, ctl.signal, (data) => (ctl.signal.aborted ? undefined : this.send(responseChunk(requestId, seq++, data))))
       .catch((): BackendResult => ({ status: 'error_internal', usage: null, errorCode: 'agent_error' }))
       .then((result) => {
         // A cancelled request needs no end: the coordinator already dropped it.
@@ -234,7 +232,14 @@ export class AgentSession {
           void this.send(responseEnd(requestId, result.status, { usage: result.usage, errorCode: result.errorCode }))
         }
         this.o.log.info(
-          { event: 'agent.request_finished', request_id: requestId, status: ctl.signal.aborted ? 'cancelled' : result.status, stream, ms: this.o.now() - started, usage: result.usage ?? undefined },
+          {
+            event: 'agent.request_finished',
+            request_id: requestId,
+            status: ctl.signal.aborted ? 'cancelled' : result.status,
+            stream,
+            ms: this.o.now() - started,
+            usage: result.usage ?? undefined,
+          },
           'request finished',
         )
       })

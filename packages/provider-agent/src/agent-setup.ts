@@ -26,7 +26,6 @@ export class AgentSetupError extends Error {
   readonly code = 'AGENT_SETUP'
 }
 
-
 export interface SetupOptions {
   log: Logger
   uid: number
@@ -51,7 +50,9 @@ export async function setupAgent(c: AgentConfig, o: SetupOptions): Promise<Provi
     try {
       await writeStateFile(tokenPath, serializeTokenState({ coordinatorUrl: c.coordinatorUrl, providerId, token: c.importToken }, new Date()))
     } catch (err) {
-      throw new AgentSetupError(`cannot save the imported token to ${tokenPath} (${(err as NodeJS.ErrnoException).code ?? 'error'}); make ${c.stateDir} writable by this user`)
+      throw new AgentSetupError(
+        `cannot save the imported token to ${tokenPath} (${(err as NodeJS.ErrnoException).code ?? 'error'}); make ${c.stateDir} writable by this user`,
+      )
     }
     o.log.info({ event: 'agent.token_imported', path: tokenPath }, 'installed the issued token; it replaces any earlier one for this coordinator and id')
     token = c.importToken
@@ -104,7 +105,9 @@ async function stableProviderId(c: AgentConfig, o: SetupOptions): Promise<string
   try {
     await writeStateFile(path, serializeIdentity(id, new Date()))
   } catch (err) {
-    throw new AgentSetupError(`cannot save the generated provider id to ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'}); make ${c.stateDir} writable by this user, or pass --provider-id`)
+    throw new AgentSetupError(
+      `cannot save the generated provider id to ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'}); make ${c.stateDir} writable by this user, or pass --provider-id`,
+    )
   }
   o.log.info({ event: 'agent.identity_created', provider_id: id, path }, `generated provider id ${id}`)
   return id

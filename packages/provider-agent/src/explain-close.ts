@@ -16,7 +16,10 @@ export function explainClose(log: Logger, id: string, c: SessionClosed, kind: Cl
       log.error(base, `another instance took over provider id ${id} (close 4006); exiting. Two agents are running with this id and token: stop one of them`)
       return
     case 'protocol_error':
-      log.error(base, `the coordinator rejected this agent's frames (close ${c.code} ${c.reason}); exiting, since a retry would send the same. Check --model, --max-concurrency and --max-context-tokens against specs/protocol.md §2.1`)
+      log.error(
+        base,
+        `the coordinator rejected this agent's frames (close ${c.code} ${c.reason}); exiting, since a retry would send the same. Check --model, --max-concurrency and --max-context-tokens against specs/protocol.md §2.1`,
+      )
       return
     case 'token_refused':
       log.error(
@@ -31,6 +34,9 @@ export function explainClose(log: Logger, id: string, c: SessionClosed, kind: Cl
       )
       return
     default:
-      log.warn(base, `${c.code === null ? `could not connect${c.reason ? ` (${c.reason})` : ''}` : `disconnected (close ${c.code}${c.reason ? ` ${c.reason}` : ''})`}${wait}`)
+      log.warn(
+        base,
+        `${c.code === null ? `could not connect${c.reason ? ` (${c.reason})` : ''}` : `disconnected (close ${c.code}${c.reason ? ` ${c.reason}` : ''})`}${wait}`,
+      )
   }
 }

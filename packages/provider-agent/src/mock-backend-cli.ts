@@ -11,7 +11,9 @@ function int(name: string, max: number): (v: string) => number {
 }
 
 const program = new Command('poolcoord-mock-backend')
-  .description('A deterministic OpenAI-compatible server for tests, demos and benchmarks. Put "mock:error=429", "mock:hang", "mock:tokens=N" or "mock:cut=N" at the start of the last message to inject behaviour.')
+  .description(
+    'A deterministic OpenAI-compatible server for tests, demos and benchmarks. Put "mock:error=429", "mock:hang", "mock:tokens=N" or "mock:cut=N" at the start of the last message to inject behaviour.',
+  )
   .option('--host <addr>', 'listen address', '127.0.0.1')
   .option('--port <n>', 'listen port (0: any free port)', int('--port', 65535), 11435)
   .option('--model <id...>', 'models to serve', ['mock-llama'])
@@ -22,7 +24,15 @@ const program = new Command('poolcoord-mock-backend')
   .parse()
 
 const o = program.opts<{ host: string; port: number; model: string[]; tokens: number; latencyMs: number; tokenRate: number; failEvery: number }>()
-const mock = await MockBackend.start({ host: o.host, port: o.port, models: o.model, tokens: o.tokens, latencyMs: o.latencyMs, tokenRate: o.tokenRate, failEvery: o.failEvery })
+const mock = await MockBackend.start({
+  host: o.host,
+  port: o.port,
+  models: o.model,
+  tokens: o.tokens,
+  latencyMs: o.latencyMs,
+  tokenRate: o.tokenRate,
+  failEvery: o.failEvery,
+})
 process.stdout.write(`${JSON.stringify({ event: 'mock_backend.listening', url: mock.url, models: mock.models })}\n`)
 const stop = (): void => void mock.close().then(() => process.exit(0))
 process.on('SIGTERM', stop)

@@ -203,7 +203,10 @@ export class ProviderAgent extends EventEmitter {
   private async save(token: string, mint: number): Promise<boolean> {
     if (mint !== this.mints) return false
     try {
-      await writeStateFile(this.o.tokenPath, serializeTokenState({ coordinatorUrl: this.o.coordinatorUrl, providerId: this.o.providerId, token }, new Date(this.now())))
+      await writeStateFile(
+        this.o.tokenPath,
+        serializeTokenState({ coordinatorUrl: this.o.coordinatorUrl, providerId: this.o.providerId, token }, new Date(this.now())),
+      )
       return mint === this.mints
     } catch (err) {
       this.o.log.error(

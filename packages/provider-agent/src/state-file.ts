@@ -109,7 +109,10 @@ export async function readStateFile<T>(path: string, uid: number, validate: (v: 
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return { kind: 'missing' }
     if (code === 'ELOOP') {
-      return { kind: 'refused', message: `${path} is a symbolic link, not a file this agent wrote; refusing to read it. Remove the link (rm ${path}) and restart` }
+      return {
+        kind: 'refused',
+        message: `${path} is a symbolic link, not a file this agent wrote; refusing to read it. Remove the link (rm ${path}) and restart`,
+      }
     }
     return { kind: 'refused', message: `cannot open ${path} (${code ?? 'error'}); fix its permissions so this user can read it, then restart` }
   }
@@ -118,13 +121,19 @@ export async function readStateFile<T>(path: string, uid: number, validate: (v: 
     const st = await fh.stat()
     if (!st.isFile()) return { kind: 'refused', message: `${path} is not a regular file; remove it and restart` }
     if (st.uid !== uid) {
-      return { kind: 'refused', message: `${path} is owned by uid ${st.uid}, not by this user (uid ${uid}); refusing to trust it. Remove it, or run the agent as its owner` }
+      return {
+        kind: 'refused',
+        message: `${path} is owned by uid ${st.uid}, not by this user (uid ${uid}); refusing to trust it. Remove it, or run the agent as its owner`,
+      }
     }
     if ((st.mode & 0o022) !== 0) {
       return { kind: 'refused', message: `${path} is writable by other users, so its content cannot be trusted; check it, then run: chmod 600 ${path}` }
     }
     if ((st.mode & 0o044) !== 0) {
-      return { kind: 'refused', message: `${path} is readable by other users, so its token may have been copied; have the operator revoke it and issue a new one, or, if nobody else can have read it, run: chmod 600 ${path}` }
+      return {
+        kind: 'refused',
+        message: `${path} is readable by other users, so its token may have been copied; have the operator revoke it and issue a new one, or, if nobody else can have read it, run: chmod 600 ${path}`,
+      }
     }
     if (st.size > MAX_STATE_BYTES) return moveAside(path, `${path} is ${st.size} bytes, far larger than a state file`)
     text = await fh.readFile('utf8')
@@ -181,7 +190,11 @@ export function identityValidator(v: unknown): { providerId: string } | string {
 
 /** A new stable id: the host name (cleaned, shortened) and 8 random hex characters. */
 export function generateProviderId(hostname: string): string {
-  const host = hostname.toLowerCase().replace(/[^a-z0-9_.-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '').slice(0, 40)
+  const host = hostname
+    .toLowerCase()
+    .replace(/[^a-z0-9_.-]+/g, '-')
+    .replace(/^[-.]+|[-.]+$/g, '')
+    .slice(0, 40)
   return `${host || 'provider'}-${randomBytes(4).toString('hex')}`
 }
 

@@ -34,12 +34,7 @@ export type AdmissionEvent =
   | 'admission.duplicate_quarantined'
   | 'admission.store_error'
 
-export type State =
-  | { name: 'start' }
-  | { name: 'revoking_unused' }
-  | { name: 'checking_active' }
-  | { name: 'issuing'; healing: boolean }
-  | { name: 'done' }
+export type State = { name: 'start' } | { name: 'revoking_unused' } | { name: 'checking_active' } | { name: 'issuing'; healing: boolean } | { name: 'done' }
 
 export type Input =
   | {
@@ -90,9 +85,7 @@ export function transition(state: State, input: Input): Step {
         : { state: { name: 'checking_active' }, effect: { kind: 'has_active' } }
     case 'checking_active':
       if (input.type !== 'has_active') break
-      return input.active
-        ? reject('admission.tofu_reject')
-        : { state: { name: 'issuing', healing: false }, effect: { kind: 'issue' } }
+      return input.active ? reject('admission.tofu_reject') : { state: { name: 'issuing', healing: false }, effect: { kind: 'issue' } }
     case 'issuing':
       if (input.type === 'issued') {
         return admit('self_minted', true, state.healing ? 'admission.self_heal' : 'admission.minted')

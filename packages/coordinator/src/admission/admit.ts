@@ -19,8 +19,7 @@ export interface AdmitRequest {
 }
 
 export type AdmitResult =
-  | { ok: true; session: ProviderSession; token: string | null; displaced: ProviderLink | null }
-  | { ok: false; outcome: AdmissionOutcome }
+  { ok: true; session: ProviderSession; token: string | null; displaced: ProviderLink | null } | { ok: false; outcome: AdmissionOutcome }
 
 /**
  * Drives the admission machine for one hello and puts the outcome into the Registry. Everything

@@ -29,13 +29,16 @@ export type PoolzSession = Pick<PoolzRow, 'provider_id' | 'assigned_id' | 'auth_
  */
 export function auditFlip(tokens: TokenInfo[], sessions: PoolzSession[] | null, now: Date, maxAgeMs: number): Offender[] {
   const out: Offender[] = []
-  const inUse = new Set(
-    (sessions ?? []).filter((s) => s.auth_state === 'bearer_validated' && s.token_prefix).map((s) => `${s.provider_id}\n${s.token_prefix}`),
-  )
+  const inUse = new Set((sessions ?? []).filter((s) => s.auth_state === 'bearer_validated' && s.token_prefix).map((s) => `${s.provider_id}\n${s.token_prefix}`))
   for (const tok of tokens) {
     if (tok.revokedAt !== null) continue
     if (tok.lastUsedAt === null) {
-      out.push({ reason: 'unproven_token', provider_id: tok.providerId, token_prefix: tok.tokenPrefix, detail: `${tok.origin} token never used since ${tok.createdAt.toISOString()}` })
+      out.push({
+        reason: 'unproven_token',
+        provider_id: tok.providerId,
+        token_prefix: tok.tokenPrefix,
+        detail: `${tok.origin} token never used since ${tok.createdAt.toISOString()}`,
+      })
     } else if (now.getTime() - tok.lastUsedAt.getTime() > maxAgeMs && !inUse.has(`${tok.providerId}\n${tok.tokenPrefix}`)) {
       out.push({ reason: 'stale_token', provider_id: tok.providerId, token_prefix: tok.tokenPrefix, detail: `last used ${tok.lastUsedAt.toISOString()}` })
     }

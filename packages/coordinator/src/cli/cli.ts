@@ -92,7 +92,15 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
       printTable(
         out,
         ['prefix', 'provider_id', 'name', 'origin', 'created_at', 'last_used_at', 'revoked'],
-        tokens.map((tk) => [tk.tokenPrefix, tk.providerId, tk.providerName, tk.origin, iso(tk.createdAt), iso(tk.lastUsedAt) || '-', tk.revokedAt ? iso(tk.revokedAt) : 'no']),
+        tokens.map((tk) => [
+          tk.tokenPrefix,
+          tk.providerId,
+          tk.providerName,
+          tk.origin,
+          iso(tk.createdAt),
+          iso(tk.lastUsedAt) || '-',
+          tk.revokedAt ? iso(tk.revokedAt) : 'no',
+        ]),
       )
     })
 
@@ -148,7 +156,10 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
         out(JSON.stringify({ safe, poolz_checked: sessions !== null, offenders }))
       } else {
         if (sessions === null) out('note: the coordinator was not reachable; live sessions were not checked')
-        if (safe) out(`safe: ${tokens.length} active tokens, all proven within ${o.maxLastUsedAge}${sessions ? `; ${sessions.length} live sessions, all bearer_validated` : ''}`)
+        if (safe)
+          out(
+            `safe: ${tokens.length} active tokens, all proven within ${o.maxLastUsedAge}${sessions ? `; ${sessions.length} live sessions, all bearer_validated` : ''}`,
+          )
         for (const f of offenders) out(`NOT SAFE  ${f.reason.padEnd(28)} ${f.provider_id}  ${f.token_prefix ?? ''}  ${f.detail}`)
       }
       if (!safe) status.code = 1
@@ -191,7 +202,13 @@ function iso(d: Date | null): string | null {
 
 function printTable(out: (s: string) => void, head: string[], rows: Array<Array<string | null>>): void {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  for (const r of [head, ...rows]) out(r.map((c, i) => (c ?? '').padEnd(widths[i] as number)).join('  ').trimEnd())
+  for (const r of [head, ...rows])
+    out(
+      r
+        .map((c, i) => (c ?? '').padEnd(widths[i] as number))
+        .join('  ')
+        .trimEnd(),
+    )
 }
 
 function defaultCoordinatorUrl(config: Config): string {

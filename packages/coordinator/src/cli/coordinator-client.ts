@@ -34,7 +34,7 @@ export class CoordinatorClient {
   }
 
   private async call(method: string, path: string): Promise<Response> {
-    if (this.key === null) throw new CliFailure('no operator key: set COORD_OPERATOR_KEY or COORD_DATA_DIR to the coordinator\'s')
+    if (this.key === null) throw new CliFailure("no operator key: set COORD_OPERATOR_KEY or COORD_DATA_DIR to the coordinator's")
     let res: Response
     try {
       res = await fetch(`${this.baseUrl}${path}`, {

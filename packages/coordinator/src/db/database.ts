@@ -113,14 +113,16 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
       return lite.transaction((tx) =>
         fn({
           exec: async (text) => void (await tx.exec(text)),
-          query: async <R>(text: string, params: unknown[]) =>
-            (await tx.query<R>(text, params)).rows,
+          query: async <R>(text: string, params: unknown[]) => (await tx.query<R>(text, params)).rows,
         }),
       )
     },
     close() {
       // As for Postgres: Kysely closes the driver only if Kysely used it.
-      closed ??= kysely.destroy().then(() => (lite.closed ? undefined : lite.close())).finally(unlock)
+      closed ??= kysely
+        .destroy()
+        .then(() => (lite.closed ? undefined : lite.close()))
+        .finally(unlock)
       return closed
     },
   }

@@ -29,14 +29,10 @@ export async function migrate(db: Database, dir = SQL_DIR): Promise<MigrationRes
          applied_at timestamptz NOT NULL DEFAULT now()
        )`,
     )
-    const done = new Set(
-      (await s.query<{ name: string }>('SELECT name FROM schema_migrations', [])).map((r) => r.name),
-    )
+    const done = new Set((await s.query<{ name: string }>('SELECT name FROM schema_migrations', [])).map((r) => r.name))
     const unknown = [...done].filter((name) => !files.includes(name))
     if (unknown.length > 0) {
-      throw new Error(
-        `database has migrations this build does not know (${unknown.join(', ')}): run a newer build`,
-      )
+      throw new Error(`database has migrations this build does not know (${unknown.join(', ')}): run a newer build`)
     }
     const applied: string[] = []
     for (const [i, name] of files.entries()) {

@@ -20,20 +20,24 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
   const createdS = Math.floor(ctx.startedAt / 1000)
   /** Pipelined chat requests waiting per connection (http/chat-completions.ts). */
   const queued = new WeakMap<object, number>()
-  const operatorOnly = (handler: Handler): Handler => (req, res) => {
-    if (!ctx.isOperator(req.headers.authorization)) throw new UnauthorizedError()
-    return handler(req, res)
-  }
+  const operatorOnly =
+    (handler: Handler): Handler =>
+    (req, res) => {
+      if (!ctx.isOperator(req.headers.authorization)) throw new UnauthorizedError()
+      return handler(req, res)
+    }
   const metrics: Handler = async (_req, res) => {
     const text = await ctx.metrics.registry.metrics()
     res.writeHead(200, { 'content-type': ctx.metrics.registry.contentType, 'cache-control': 'no-store' })
     res.end(text)
   }
   /** New buyer work is refused while the coordinator drains for shutdown. */
-  const buyerRoute = (handler: Handler): Handler => (req, res) => {
-    if (lifecycle.draining()) throw new DrainingError()
-    return handler(req, res)
-  }
+  const buyerRoute =
+    (handler: Handler): Handler =>
+    (req, res) => {
+      if (lifecycle.draining()) throw new DrainingError()
+      return handler(req, res)
+    }
   const routes: Record<string, Route> = {
     '/healthz': {
       GET: (_req, res) => {

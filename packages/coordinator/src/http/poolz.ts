@@ -59,9 +59,7 @@ export function renderPoolz(sessions: Iterable<ProviderSession>): PoolzResponse 
       routable,
       by_auth_state: byAuth,
       slots,
-      models: [...models.entries()]
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([id, m]) => ({ id, providers: m.providers, routable: m.routable })),
+      models: [...models.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([id, m]) => ({ id, providers: m.providers, routable: m.routable })),
     },
   }
 }

@@ -2,9 +2,7 @@ import type { AuthState } from '@poolcoord/protocol'
 import type { ProviderSession } from './provider-session.js'
 
 export type RegistrationDecision =
-  | { action: 'register' }
-  | { action: 'replace' }
-  | { action: 'refuse'; reason: 'duplicate_never_displaces' | 'bearer_downgrade' }
+  { action: 'register' } | { action: 'replace' } | { action: 'refuse'; reason: 'duplicate_never_displaces' | 'bearer_downgrade' }
 
 /**
  * Whether a newly admitted session may take the provider_id's single slot in the pool. A weaker

@@ -13,9 +13,7 @@ export interface SelectionRequest {
 /** Candidates weighed per request in a large pool (see selectProvider). */
 export const SAMPLE = 64
 
-export type Selection =
-  | { ok: true; session: ProviderSession }
-  | { ok: false; reason: 'model_not_found' | 'no_provider_available' }
+export type Selection = { ok: true; session: ProviderSession } | { ok: false; reason: 'model_not_found' | 'no_provider_available' }
 
 /**
  * Chooses the session for one dispatch. Pure: the pool, the request and a random source in, a
@@ -41,12 +39,7 @@ export type Selection =
  * coordinator restart, before providers reconnect), is "no provider available": a 503 tells
  * clients to retry, where a 404 would tell them to give up.
  */
-export function selectProvider(
-  sessions: readonly ProviderSession[],
-  req: SelectionRequest,
-  random: () => number,
-  now: number,
-): Selection {
+export function selectProvider(sessions: readonly ProviderSession[], req: SelectionRequest, random: () => number, now: number): Selection {
   const n = sessions.length
   // Small pools and pinned requests: every session, from the first. Large pools: a random start.
   const sampled = n > SAMPLE && req.pin === null

@@ -107,15 +107,7 @@ export class TokenStore {
     const row = await this.run(() =>
       this.db.kysely
         .selectNoFrom((eb) =>
-          eb
-            .exists(
-              eb
-                .selectFrom('provider_tokens')
-                .select('id')
-                .where('provider_id', '=', providerId)
-                .where('revoked_at', 'is', null),
-            )
-            .as('active'),
+          eb.exists(eb.selectFrom('provider_tokens').select('id').where('provider_id', '=', providerId).where('revoked_at', 'is', null)).as('active'),
         )
         .executeTakeFirstOrThrow(),
     )
@@ -124,7 +116,11 @@ export class TokenStore {
 
   /** Revokes exactly this token if it is still active (used to undo a mint nobody received). */
   async revoke(token: string): Promise<boolean> {
-    const rows = await this.run(() => this.updateActive(token, { revoked_at: sql<Date>`now()` }).returning('id').execute())
+    const rows = await this.run(() =>
+      this.updateActive(token, { revoked_at: sql<Date>`now()` })
+        .returning('id')
+        .execute(),
+    )
     return rows.length > 0
   }
 
@@ -193,16 +189,7 @@ export class TokenStore {
     const rows = await this.run(() => {
       let q = this.db.kysely
         .selectFrom('provider_tokens')
-        .select([
-          'id',
-          'token_prefix',
-          'provider_id',
-          'provider_name',
-          'origin',
-          'created_at',
-          'last_used_at',
-          'revoked_at',
-        ])
+        .select(['id', 'token_prefix', 'provider_id', 'provider_name', 'origin', 'created_at', 'last_used_at', 'revoked_at'])
         .orderBy('id')
       if (opts.activeOnly) q = q.where('revoked_at', 'is', null)
       return q.execute()
@@ -246,6 +233,9 @@ function toInfo(r: TokenRow): TokenInfo {
 }
 
 function boundedName(name: string, fallback: string): string {
-  const clean = name.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 253)
+  const clean = name
+    .replace(/[\u0000-\u001f\u007f]/g, '')
+    .trim()
+    .slice(0, 253)
   return clean === '' ? fallback : clean
 }

@@ -3,23 +3,11 @@ import { admit } from '../admission/admit.js'
 import type { AppContext } from '../app-context.js'
 import type { AdmissionOutcome } from '../admission/admission-outcome.js'
 import type { ProviderSession } from '../pool/provider-session.js'
-import {
-  Close,
-  decodeJson,
-  encode,
-  helloAck,
-  parseHello,
-  parseProviderMessage,
-  withField,
-  type CloseSpec,
-} from '@poolcoord/protocol'
+import { Close, decodeJson, encode, helloAck, parseHello, parseProviderMessage, withField, type CloseSpec } from '@poolcoord/protocol'
 import { heartbeatOf, helloOf } from '../pool/provider-report.js'
 import { closeSocket, socketLink } from './socket-link.js'
 
-export type UpgradeAuth =
-  | { kind: 'reject'; outcome: AdmissionOutcome }
-  | { kind: 'tokenless' }
-  | { kind: 'bearer'; providerId: string; tokenPrefix: string }
+export type UpgradeAuth = { kind: 'reject'; outcome: AdmissionOutcome } | { kind: 'tokenless' } | { kind: 'bearer'; providerId: string; tokenPrefix: string }
 
 export interface ConnectionOptions {
   auth: UpgradeAuth

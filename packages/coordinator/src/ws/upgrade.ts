@@ -15,12 +15,7 @@ export const PROVIDER_PATH = '/ws/provider'
  * validate-and-mark statement, before the WebSocket exists. Failures still complete the upgrade
  * and then close 4005, so that provider binaries see one uniform rejection.
  */
-export function createUpgradeHandler(
-  ctx: AppContext,
-  wss: WebSocketServer,
-  pending: PendingLimiter,
-  accepting: () => boolean,
-) {
+export function createUpgradeHandler(ctx: AppContext, wss: WebSocketServer, pending: PendingLimiter, accepting: () => boolean) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', destroyOnError)
     // An exception escaping an event listener would take the process down: contain everything.
@@ -51,9 +46,7 @@ export function createUpgradeHandler(
       (auth) => {
         if (socket.destroyed) return release()
         socket.removeListener('error', destroyOnError)
-        wss.handleUpgrade(req, socket, head, (ws) =>
-          handleProviderConnection(ctx, ws, { auth, peer, release, startedAt }),
-        )
+        wss.handleUpgrade(req, socket, head, (ws) => handleProviderConnection(ctx, ws, { auth, peer, release, startedAt }))
       },
       (err: unknown) => {
         release()

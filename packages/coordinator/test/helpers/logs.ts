@@ -15,8 +15,7 @@ export function captureLogs(level = 'debug'): CapturedLogs {
   return {
     logger,
     lines,
-    events: (name) =>
-      lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === name),
+    events: (name) => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.event === name),
     text: () => lines.join(''),
   }
 }

@@ -32,10 +32,7 @@ export class ProviderClient {
     ws.on('error', () => undefined)
   }
 
-  static async connect(
-    wsUrl: string,
-    opts: { token?: string; authorization?: string; query?: string } = {},
-  ): Promise<ProviderClient> {
+  static async connect(wsUrl: string, opts: { token?: string; authorization?: string; query?: string } = {}): Promise<ProviderClient> {
     const headers: Record<string, string> = {}
     if (opts.token !== undefined) headers.authorization = authorizationHeader(opts.token)
     if (opts.authorization !== undefined) headers.authorization = opts.authorization

@@ -51,11 +51,7 @@ export class TestProvider {
     client.ws.on('close', () => this.wake())
   }
 
-  static async join(
-    wsUrl: string,
-    id: string,
-    opts: { token?: string; hello?: Record<string, unknown>; handler?: Handler } = {},
-  ): Promise<TestProvider> {
+  static async join(wsUrl: string, id: string, opts: { token?: string; hello?: Record<string, unknown>; handler?: Handler } = {}): Promise<TestProvider> {
     const r = await join(wsUrl, id, { token: opts.token, hello: { model_id: 'test-model', max_concurrency: 4, ...opts.hello } })
     if (r.ack === undefined) throw new Error(`${id} was not admitted: ${r.close.code} ${r.close.reason}`)
     const p = new TestProvider(id, r.client, r.ack)

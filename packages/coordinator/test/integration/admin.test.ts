@@ -52,7 +52,10 @@ t.test('admin endpoints: operator key, 404 for unknown or malformed ids, POST on
   await TestProvider.join(s.wsUrl, 'present')
   for (const action of ['drain', 'kick']) {
     t.equal((await fetch(`${s.url}/admin/providers/present/${action}`, { method: 'POST' })).status, 401, `${action}: no key`)
-    t.equal((await fetch(`${s.url}/admin/providers/present/${action}`, { method: 'POST', headers: { authorization: 'Bearer wrong-wrong-wrong-wrong' } })).status, 401)
+    t.equal(
+      (await fetch(`${s.url}/admin/providers/present/${action}`, { method: 'POST', headers: { authorization: 'Bearer wrong-wrong-wrong-wrong' } })).status,
+      401,
+    )
     t.equal((await fetch(`${s.url}/admin/providers/absent/${action}`, { method: 'POST', headers: auth })).status, 404, `${action}: unknown`)
     t.equal((await fetch(`${s.url}/admin/providers/bad%20id/${action}`, { method: 'POST', headers: auth })).status, 404, `${action}: malformed`)
     t.equal((await fetch(`${s.url}/admin/providers/present/${action}`, { headers: auth })).status, 405, `${action}: GET`)

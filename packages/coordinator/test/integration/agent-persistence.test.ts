@@ -32,7 +32,11 @@ t.test('a restarted agent reconnects as bearer_validated with its saved token, k
   t.equal((await stat(dir)).mode & 0o777, 0o700, 'state directory mode 0700')
 
   const second = await startAgent(t, config)
-  t.same(await second.admitted(1), { authState: 'bearer_validated', assignedId: second.admissions[0]!.assignedId, withToken: true }, 'first connect carries the token')
+  t.same(
+    await second.admitted(1),
+    { authState: 'bearer_validated', assignedId: second.admissions[0]!.assignedId, withToken: true },
+    'first connect carries the token',
+  )
   const row = (await svc.poolz()).pool[0]!
   t.equal(row.provider_id, providerId, 'same generated id')
   t.equal(row.token_prefix, prefix, 'same token')
@@ -113,7 +117,10 @@ t.test('an operator-issued token is installed and used (invite-only)', async (t)
   const mock = await startMock(t)
   const issued = await svc.svc.ctx.tokens.issue('invited', 'Invited Mac', 'operator_issued')
   const dir = await stateDir(t)
-  const a = await startAgent(t, agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'invited', importToken: issued.token }))
+  const a = await startAgent(
+    t,
+    agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'invited', importToken: issued.token }),
+  )
   t.same((await a.admitted(1)).authState, 'bearer_validated')
   t.match(JSON.parse(await readFile(tokenStatePath(dir, svc.wsUrl, 'invited'), 'utf8')), { token: issued.token }, 'saved for restarts')
 })
@@ -160,7 +167,11 @@ t.test('a token that cannot be saved is never presented, so the id stays unprove
   const b = await startAgent(t, config)
   t.equal((await b.admitted(1)).authState, 'self_minted', 'a restart self-heals instead of being locked out')
   t.equal((await b.admitted(2)).authState, 'bearer_validated', 'and, able to save now, proves its new token')
-  t.same((await readdir(dir)).filter((f) => f.endsWith('.tmp')), [], 'no temp files left behind')
+  t.same(
+    (await readdir(dir)).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temp files left behind',
+  )
 })
 
 t.test('two coordinators on one host keep separate state', async (t) => {

@@ -84,7 +84,10 @@ t.test('backend failures map to end statuses and buyer errors', async (t) => {
   // An agent whose backend is down: connection refused → error_model_not_loaded.
   const down = await startMock(t)
   const downUrl = down.url
-  const b = await startAgent(t, agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: downUrl, stateDir: await stateDir(t), providerId: 'down', models: ['mock-llama'] }))
+  const b = await startAgent(
+    t,
+    agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: downUrl, stateDir: await stateDir(t), providerId: 'down', models: ['mock-llama'] }),
+  )
   await b.admitted(2)
   await down.close()
   const refused = await apiError(pinned('down', 'hello'))
@@ -115,7 +118,11 @@ t.test('drain: the request in flight finishes, then the agent reconnects', async
   t.equal(text, ELEVEN, 'the request in flight completed')
   await a.admitted(3)
   t.equal(a.admissions[2]!.authState, 'bearer_validated', 'back, with its token')
-  t.same(a.backoffs.map((b) => [b.kind, b.code]), [['transient', 1000]], 'closed with 1000 drained, then a normal backoff')
+  t.same(
+    a.backoffs.map((b) => [b.kind, b.code]),
+    [['transient', 1000]],
+    'closed with 1000 drained, then a normal backoff',
+  )
   await waitFor(async () => (await svc.poolz()).pool[0]?.routing_eligible === true, 'routable again')
 })
 

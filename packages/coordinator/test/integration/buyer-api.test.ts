@@ -5,7 +5,6 @@ import { TOKENS, TestProvider, answer } from '../helpers/test-provider.js'
 
 const messages = [{ role: 'user' as const, content: 'Say hello to the pool.' }]
 
-
 t.test('non-streaming completion through the openai client arrives intact', async (t) => {
   const { url, wsUrl, svc } = await startTestService(t)
   const p = await TestProvider.join(wsUrl, 'prov-a', { handler: answer() })
@@ -25,9 +24,7 @@ t.test('non-streaming completion through the openai client arrives intact', asyn
 t.test('streaming completion: tokens in order, SSE headers, slot released', async (t) => {
   const { url, wsUrl, svc } = await startTestService(t)
   await TestProvider.join(wsUrl, 'prov-s', { handler: answer() })
-  const { data: stream, response } = await buyer(url)
-    .chat.completions.create({ model: 'test-model', messages, stream: true })
-    .withResponse()
+  const { data: stream, response } = await buyer(url).chat.completions.create({ model: 'test-model', messages, stream: true }).withResponse()
   t.equal(response.headers.get('content-type'), 'text/event-stream; charset=utf-8')
   t.equal(response.headers.get('cache-control'), 'no-cache')
   t.equal(response.headers.get('x-accel-buffering'), 'no')
@@ -84,9 +81,7 @@ t.test('X-Pool-Provider hard-pins: that provider serves, or 503 with no substitu
   const b = await TestProvider.join(wsUrl, 'pin-b', { handler: answer(), hello: { max_concurrency: 1 } })
   const client = buyer(url)
   for (let i = 0; i < 3; i++) {
-    const { response } = await client.chat.completions
-      .create({ model: 'test-model', messages }, { headers: { 'X-Pool-Provider': 'pin-b' } })
-      .withResponse()
+    const { response } = await client.chat.completions.create({ model: 'test-model', messages }, { headers: { 'X-Pool-Provider': 'pin-b' } }).withResponse()
     t.equal(response.headers.get('x-pool-provider'), 'pin-b', 'pinned to the provider with fewer free slots')
   }
   t.equal(b.requests.length, 3)

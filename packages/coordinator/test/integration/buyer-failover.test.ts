@@ -109,7 +109,12 @@ t.test('a drop mid-stream ends the SSE stream with an error event and [DONE], wi
   })
   t.equal(res.status, 200)
   const text = await res.text()
-  t.ok(text.endsWith('data: {"error":{"message":"the provider failed to complete the request","type":"server_error","code":"provider_error"}}\n\ndata: [DONE]\n\n'), 'error event then [DONE]')
+  t.ok(
+    text.endsWith(
+      'data: {"error":{"message":"the provider failed to complete the request","type":"server_error","code":"provider_error"}}\n\ndata: [DONE]\n\n',
+    ),
+    'error event then [DONE]',
+  )
   t.ok(text.includes('data: {"id":"x"\n\ndata: {"error"'), 'the cut event is terminated before the error event')
   t.equal(second?.requests.length, 0, 'bytes had reached the buyer: no failover')
 
@@ -123,9 +128,11 @@ t.test('a drop mid-stream ends the SSE stream with an error event and [DONE], wi
   // Pinned: after its crash above, 'first' is cooling down and would otherwise be ranked last.
   const stream = await buyer(s.url).chat.completions.create({ model: 'test-model', messages, stream: true }, { headers: { 'X-Pool-Provider': 'first' } })
   const got: string[] = []
-  const err = await apiError((async () => {
-    for await (const c of stream) got.push(c.choices[0]?.delta.content ?? '')
-  })())
+  const err = await apiError(
+    (async () => {
+      for await (const c of stream) got.push(c.choices[0]?.delta.content ?? '')
+    })(),
+  )
   t.same(got, ['partial'])
   t.equal(err.code, 'provider_error')
   await waitFor(() => s.svc.ctx.registry.get('first') === undefined, 'first removed')
@@ -152,7 +159,9 @@ t.test('a buyer that aborts gets cancel_request sent to the provider, and the sl
 
   // Non-streaming: abort before anything came back.
   const controller2 = new AbortController()
-  const pending2 = buyer(s.url).chat.completions.create({ model: 'test-model', messages }, { signal: controller2.signal }).catch((e: unknown) => e)
+  const pending2 = buyer(s.url)
+    .chat.completions.create({ model: 'test-model', messages }, { signal: controller2.signal })
+    .catch((e: unknown) => e)
   const req2 = await p.request(1)
   controller2.abort()
   await pending2
@@ -164,7 +173,10 @@ t.test('a buyer that aborts gets cancel_request sent to the provider, and the sl
   p.serve(answer())
   const { response } = await buyer(s.url).chat.completions.create({ model: 'test-model', messages }).withResponse()
   t.equal(response.status, 200)
-  t.match(s.logs.events('request.finished').map((l) => l.status), ['buyer_disconnected', 'buyer_disconnected', 'complete'])
+  t.match(
+    s.logs.events('request.finished').map((l) => l.status),
+    ['buyer_disconnected', 'buyer_disconnected', 'complete'],
+  )
   assertSlotsReleased(t, s)
 })
 
@@ -241,10 +253,12 @@ t.test('attack: a provider that fails every request instantly does not take the 
   await TestProvider.join(s2.wsUrl, 'honest-2', { handler: answer(), hello: { max_concurrency: 8 } })
   let served2 = 0
   for (let i = 0; i < 20; i++) {
-    served2 += await buyer(s2.url).chat.completions.create({ model: 'test-model', messages }).then(
-      () => 1,
-      () => 0,
-    )
+    served2 += await buyer(s2.url)
+      .chat.completions.create({ model: 'test-model', messages })
+      .then(
+        () => 1,
+        () => 0,
+      )
   }
   // The first request may meet both liars (one failover); after that both are cooling down.
   t.ok(served2 >= 19, `${served2} of 20 served: the liars cool down despite their heartbeats`)

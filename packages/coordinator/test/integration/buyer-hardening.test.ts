@@ -120,8 +120,24 @@ t.test('pipelined requests behind a closed connection never hold provider slots'
   t.equal(p.cancels.length, 1)
   t.equal(p.requests.length, 1, 'the queued requests were never dispatched')
   await waitFor(() => s.logs.events('request.finished').length === 8, 'all eight logged')
-  const statuses = s.logs.events('request.finished').map((l) => l.status as string).sort()
-  t.same(statuses, ['buyer_disconnected', 'buyer_disconnected', 'buyer_disconnected', 'buyer_disconnected', 'buyer_disconnected', 'coordinator_busy', 'coordinator_busy', 'coordinator_busy'], 'four may wait behind the head; the rest are refused at once')
+  const statuses = s.logs
+    .events('request.finished')
+    .map((l) => l.status as string)
+    .sort()
+  t.same(
+    statuses,
+    [
+      'buyer_disconnected',
+      'buyer_disconnected',
+      'buyer_disconnected',
+      'buyer_disconnected',
+      'buyer_disconnected',
+      'coordinator_busy',
+      'coordinator_busy',
+      'coordinator_busy',
+    ],
+    'four may wait behind the head; the rest are refused at once',
+  )
   t.equal(s.svc.ctx.buffers.inUse, 0, 'their bodies are no longer reserved')
 })
 

@@ -45,8 +45,14 @@ t.test('a quarantined duplicate and a self-minted draining provider never receiv
   draining.heartbeat('draining')
   await waitFor(async () => (await s.poolz()).pool.find((r) => r.provider_id === 'drain-1')?.status === 'draining', 'drain')
   const rows = (await s.poolz()).pool
-  t.match(rows.find((r) => r.provider_id === 'dup-1'), { auth_state: 'bearerless_duplicate', routing_eligible: false, status: 'ready' })
-  t.match(rows.find((r) => r.provider_id === 'drain-1'), { auth_state: 'self_minted', routing_eligible: false })
+  t.match(
+    rows.find((r) => r.provider_id === 'dup-1'),
+    { auth_state: 'bearerless_duplicate', routing_eligible: false, status: 'ready' },
+  )
+  t.match(
+    rows.find((r) => r.provider_id === 'drain-1'),
+    { auth_state: 'self_minted', routing_eligible: false },
+  )
 
   const client = buyer(s.url)
   for (let i = 0; i < 5; i++) {
@@ -73,25 +79,28 @@ t.test('concurrent requests spread across providers and never exceed max_concurr
   const s = await startTestService(t)
   const held: Array<{ p: TestProvider; req: InferenceRequest }> = []
   const hold = (req: InferenceRequest, p: TestProvider) => void held.push({ p, req })
-  const providers = await Promise.all(
-    ['c-1', 'c-2', 'c-3'].map((id) => TestProvider.join(s.wsUrl, id, { handler: hold, hello: { max_concurrency: 2 } })),
-  )
+  const providers = await Promise.all(['c-1', 'c-2', 'c-3'].map((id) => TestProvider.join(s.wsUrl, id, { handler: hold, hello: { max_concurrency: 2 } })))
   const client = buyer(s.url)
   // Six requests for six slots, all held open by the providers: every slot is taken.
   const first = Array.from({ length: 6 }, () => client.chat.completions.create({ model: 'test-model', messages }).withResponse())
   await waitFor(() => held.length === 6, 'six dispatches')
-  t.same(providers.map((p) => p.active), [2, 2, 2], 'spread: two each, never packed')
+  t.same(
+    providers.map((p) => p.active),
+    [2, 2, 2],
+    'spread: two each, never packed',
+  )
   const seventh = await apiError(client.chat.completions.create({ model: 'test-model', messages }))
   t.equal(seventh.code, 'no_provider_available', 'a full pool refuses rather than overloading anyone')
   for (const { p, req } of held.splice(0)) answer()(req, p)
   const served = await Promise.all(first)
-  t.same(served.map((r) => r.response.status), [200, 200, 200, 200, 200, 200])
+  t.same(
+    served.map((r) => r.response.status),
+    [200, 200, 200, 200, 200, 200],
+  )
 
   // Now a burst four times the pool's capacity, answered as it arrives.
   for (const p of providers) p.serve((req, prov) => void setImmediate(() => answer()(req, prov)))
-  const burst = await Promise.allSettled(
-    Array.from({ length: 24 }, () => client.chat.completions.create({ model: 'test-model', messages })),
-  )
+  const burst = await Promise.allSettled(Array.from({ length: 24 }, () => client.chat.completions.create({ model: 'test-model', messages })))
   const ok = burst.filter((r) => r.status === 'fulfilled').length
   t.ok(ok >= 6, `${ok} of the burst were served`)
   for (const r of burst) {
@@ -105,7 +114,7 @@ t.test('concurrent requests spread across providers and never exceed max_concurr
   for (const p of providers) t.equal(s.svc.ctx.registry.get(p.id)?.inFlight, 0)
 })
 
-t.test('attack: a provider cannot write into or end another provider\'s request', async (t) => {
+t.test("attack: a provider cannot write into or end another provider's request", async (t) => {
   const s = await startTestService(t)
   const victim = await TestProvider.join(s.wsUrl, 'victim', { hello: { max_concurrency: 8 } })
   const attacker = await TestProvider.join(s.wsUrl, 'attacker', { hello: { max_concurrency: 1, model_id: 'other-model' } })

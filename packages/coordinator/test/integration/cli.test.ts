@@ -91,7 +91,11 @@ t.test('migrate, issue-token, list-tokens, revoke-token: output and every exit c
   t.equal(unknown.code, 1)
   // Two active tokens sharing a 6-character prefix: make one collide with mac-1's on purpose.
   const shared = token.slice(0, 6)
-  await withDb(target, (db) => sql`INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin) VALUES (${randomBytes(32).toString('hex')}, ${`${shared}ffffff`}, 'other', 'other', 'operator_issued')`.execute(db.kysely))
+  await withDb(target, (db) =>
+    sql`INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin) VALUES (${randomBytes(32).toString('hex')}, ${`${shared}ffffff`}, 'other', 'other', 'operator_issued')`.execute(
+      db.kysely,
+    ),
+  )
   const ambiguous = await cli('revoke-token', '--token-prefix', shared)
   t.equal(ambiguous.code, 1)
   t.match(ambiguous.stderr, /more than one active token/)
@@ -132,8 +136,14 @@ t.test('prune-tokens: dry run by default, revokes (never deletes) with --apply, 
   t.match(dry.stdout, /would revoke\s+[0-9a-f]{12}\s+old-unproven/)
   t.notMatch(dry.stdout, /new-unproven|old-proven/)
   t.equal(JSON.parse((await cli('list-tokens', '--active', '--json')).stdout).length, 3, 'a dry run changes nothing')
-  const applied = JSON.parse((await cli('prune-tokens', '--older-than', '2d', '--apply', '--json')).stdout) as { applied: boolean; tokens: Array<{ provider_id: string; revoked: boolean }> }
-  t.same(applied.tokens.map((r) => [r.provider_id, r.revoked]), [['old-unproven', true]])
+  const applied = JSON.parse((await cli('prune-tokens', '--older-than', '2d', '--apply', '--json')).stdout) as {
+    applied: boolean
+    tokens: Array<{ provider_id: string; revoked: boolean }>
+  }
+  t.same(
+    applied.tokens.map((r) => [r.provider_id, r.revoked]),
+    [['old-unproven', true]],
+  )
   const all = JSON.parse((await cli('list-tokens', '--json')).stdout) as unknown[]
   t.equal(all.length, 3, 'revoked, not deleted')
 })

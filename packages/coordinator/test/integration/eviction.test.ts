@@ -67,10 +67,7 @@ t.test('a bearer reconnect replaces a half-open old socket, and the stale close 
   t.equal(row?.assigned_id, fresh.ack?.assigned_id, 'the new session holds the slot')
 
   old.client.ws.terminate()
-  await waitFor(
-    () => s.logs.events('provider.disconnected').some((e) => e.assigned_id === old.assignedId),
-    "the server processing the old socket's close",
-  )
+  await waitFor(() => s.logs.events('provider.disconnected').some((e) => e.assigned_id === old.assignedId), "the server processing the old socket's close")
   const closeLog = s.logs.events('provider.disconnected').find((e) => e.assigned_id === old.assignedId)
   t.equal(closeLog?.removed, false, 'the stale close removed nothing')
   row = await victimRow(s, 'laptop')
@@ -83,10 +80,7 @@ t.test('a replaced socket is told 4006 replaced, and its close does not touch th
   const old = await provenVictim(s, 'desk')
   const fresh = await join(s.wsUrl, 'desk', { token: old.token })
   t.same(await old.client.closed, { code: 4006, reason: 'replaced' })
-  await waitFor(
-    () => s.logs.events('provider.disconnected').some((e) => e.assigned_id === old.assignedId),
-    'old close processed',
-  )
+  await waitFor(() => s.logs.events('provider.disconnected').some((e) => e.assigned_id === old.assignedId), 'old close processed')
   const row = await victimRow(s, 'desk')
   t.equal(row?.assigned_id, fresh.ack?.assigned_id)
   t.equal(row?.routing_eligible, true)

@@ -18,7 +18,11 @@ t.test('a store outage mid-run: admissions close 4005, nothing becomes routable,
   t.ok(s.logs.events('admission.store_error').length >= 2, 'both are logged as store errors')
 
   const poolz = await s.poolz()
-  t.same(poolz.pool.map((r) => r.provider_id), ['serving'], 'nothing new entered the pool')
+  t.same(
+    poolz.pool.map((r) => r.provider_id),
+    ['serving'],
+    'nothing new entered the pool',
+  )
   const health = await fetch(`${s.url}/healthz`)
   t.equal(health.status, 200, 'the process is still up and answering')
   t.equal(before.client.ws.readyState, before.client.ws.OPEN, 'the existing session was left alone')

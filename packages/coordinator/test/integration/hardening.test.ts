@@ -32,7 +32,11 @@ t.test('request targets that URL cannot parse are refused 400 and do not crash t
 t.test('a handshake that ws aborts gives its pre-auth slot back', async (t) => {
   const s = await startTestService(t, { limits: { maxPendingPerIp: 2, maxPendingConnections: 4 } })
   t.match(await rawUpgrade(s, '/ws/provider', 'Upgrade: websocket\r\n'), /400/, 'no key')
-  t.match(await rawUpgrade(s, '/ws/provider', 'Upgrade: websocket\r\nSec-WebSocket-Version: 12\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'), /400/, 'bad version')
+  t.match(
+    await rawUpgrade(s, '/ws/provider', 'Upgrade: websocket\r\nSec-WebSocket-Version: 12\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'),
+    /400/,
+    'bad version',
+  )
   t.match(await rawUpgrade(s, '/ws/provider', 'Upgrade: websocket\r\n'), /400/, 'no key, again')
   const c = await ProviderClient.connect(s.wsUrl) // would be 429 if the slots had leaked
   c.hello('after-aborts')
@@ -91,7 +95,11 @@ t.test('a claim that hangs up while queued costs no store work and cannot heal a
   await waitFor(() => s.logs.events('admission.abandoned').length === 1, 'abandoned admission')
   t.equal(s.logs.events('admission.self_heal').length, 0, 'no heal ran for a departed claim')
   const active = await new TokenStore(s.db).list({ activeOnly: true })
-  t.same(active.map((r) => r.tokenPrefix), [token.slice(0, 12)], "the victim's token is still the active one")
+  t.same(
+    active.map((r) => r.tokenPrefix),
+    [token.slice(0, 12)],
+    "the victim's token is still the active one",
+  )
   t.equal((await join(s.wsUrl, 'victim', { token })).ack?.auth_state, 'bearer_validated')
 })
 

@@ -16,7 +16,10 @@ t.test('a session silent for the idle timeout is closed 4010; any inbound frame 
   t.equal(s.svc.sweepIdle(), 1)
   t.same(await quiet.client.closed, { code: 4010, reason: 'idle_timeout' })
   const pool = (await s.poolz()).pool
-  t.same(pool.map((r) => r.provider_id), ['chatty'])
+  t.same(
+    pool.map((r) => r.provider_id),
+    ['chatty'],
+  )
   t.equal(pool[0]?.slots_free, 1, 'the heartbeat updated the slots')
 })
 

@@ -39,7 +39,10 @@ t.test('/metrics: the request, failover and disconnect counters move, with close
 
   const values = new Set(after.flatMap((x) => Object.values(x.labels)))
   for (const leak of ['flaky-provider', 'steady-provider', 'test-model', 'not-served']) t.notOk(values.has(leak), `${leak} is not a label value`)
-  t.notOk([...values].some((x) => x.startsWith('req-')), 'no request id is a label value')
+  t.notOk(
+    [...values].some((x) => x.startsWith('req-')),
+    'no request id is a label value',
+  )
 })
 
 t.test('COORD_METRICS_REQUIRE_KEY=true puts /metrics behind the operator key', async (t) => {

@@ -6,8 +6,6 @@ import { hashToken } from '@poolcoord/protocol'
 import { TokenStore } from '../../src/tokens/token-store.js'
 import { createTestDb } from '../helpers/db.js'
 
-const { ActiveTokenExistsError, InvalidProviderIdError, StoreUnavailableError, TokenNotFoundError, TokenPrefixAmbiguousError, TokenPrefixInvalidError } = errors
-
 t.test('issue stores only the hash and a 12-char prefix', async (t) => {
   const db = await createTestDb(t)
   const store = new TokenStore(db)
@@ -24,20 +22,16 @@ t.test('issue stores only the hash and a 12-char prefix', async (t) => {
 t.test('issue refuses a second active token for one id via the named index', async (t) => {
   const store = new TokenStore(await createTestDb(t))
   await store.issue('mac-1', 'a', 'self_minted')
-  await t.rejects(store.issue('mac-1', 'b', 'operator_issued'), ActiveTokenExistsError)
-  await t.rejects(store.issue('bad id!', 'b', 'self_minted'), InvalidProviderIdError)
+  await t.rejects(store.issue('mac-1', 'b', 'operator_issued'), errors.ActiveTokenExistsError)
+  await t.rejects(store.issue('bad id!', 'b', 'self_minted'), errors.InvalidProviderIdError)
 })
 
 t.test('20 concurrent issues for one id: exactly one succeeds', async (t) => {
   const db = await createTestDb(t)
   const store = new TokenStore(db)
-  const results = await Promise.allSettled(
-    Array.from({ length: 20 }, (_, i) => store.issue('racer', `h${i}`, 'self_minted')),
-  )
+  const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.issue('racer', `h${i}`, 'self_minted')))
   const ok = results.filter((r) => r.status === 'fulfilled')
-  const lost = results.filter(
-    (r) => r.status === 'rejected' && r.reason instanceof ActiveTokenExistsError,
-  )
+  const lost = results.filter((r) => r.status === 'rejected' && r.reason instanceof errors.ActiveTokenExistsError)
   t.equal(ok.length, 1)
   t.equal(lost.length, 19, 'every loser sees the typed error, not a generic failure')
   t.same(await activeCount(store, 'racer'), 1)
@@ -82,20 +76,23 @@ t.test('revokeByPrefix: exact, ambiguous, unknown and malformed prefixes', async
   t.equal(info.providerId, 'a')
   t.ok(info.revokedAt instanceof Date)
   t.equal(await store.validateAndMarkUsed(a.token), null)
-  await t.rejects(store.revokeByPrefix(a.token.slice(0, 8)), TokenNotFoundError, 'already revoked')
+  await t.rejects(store.revokeByPrefix(a.token.slice(0, 8)), errors.TokenNotFoundError, 'already revoked')
 
-  for (const [pid, hash] of [['x', '1'], ['y', '2']] as const) {
+  for (const [pid, hash] of [
+    ['x', '1'],
+    ['y', '2'],
+  ] as const) {
     await db.kysely
       .insertInto('provider_tokens')
       .values({ token_hash: hash.repeat(64), token_prefix: `abcdef${hash.repeat(6)}`, provider_id: pid, provider_name: pid, origin: 'self_minted' })
       .execute()
   }
-  await t.rejects(store.revokeByPrefix('abcdef'), TokenPrefixAmbiguousError)
+  await t.rejects(store.revokeByPrefix('abcdef'), errors.TokenPrefixAmbiguousError)
   t.equal(await activeCount(store), 2, 'an ambiguous prefix revokes nothing')
   t.equal((await store.revokeByPrefix('abcdef1')).providerId, 'x', 'a longer prefix disambiguates')
-  await t.rejects(store.revokeByPrefix('abc'), TokenPrefixInvalidError)
-  await t.rejects(store.revokeByPrefix('ABCDEF'), TokenPrefixInvalidError)
-  await t.rejects(store.revokeByPrefix("abcdef'--"), TokenPrefixInvalidError)
+  await t.rejects(store.revokeByPrefix('abc'), errors.TokenPrefixInvalidError)
+  await t.rejects(store.revokeByPrefix('ABCDEF'), errors.TokenPrefixInvalidError)
+  await t.rejects(store.revokeByPrefix("abcdef'--"), errors.TokenPrefixInvalidError)
 })
 
 t.test('list never carries a hash or a token', async (t) => {
@@ -110,17 +107,17 @@ t.test('list never carries a hash or a token', async (t) => {
   t.equal((await store.list({ activeOnly: true })).length, 1)
 })
 
-t.test('every operation fails closed with StoreUnavailableError when the store is gone', async (t) => {
+t.test('every operation fails closed with errors.StoreUnavailableError when the store is gone', async (t) => {
   const db = await createTestDb(t)
   const store = new TokenStore(db)
   const { token } = await store.issue('a', 'a', 'self_minted')
   await db.close()
-  await t.rejects(store.validateAndMarkUsed(token), StoreUnavailableError)
-  await t.rejects(store.issue('b', 'b', 'self_minted'), StoreUnavailableError)
-  await t.rejects(store.revokeUnused('a'), StoreUnavailableError)
-  await t.rejects(store.hasActive('a'), StoreUnavailableError)
-  await t.rejects(store.revokeByPrefix(token.slice(0, 8)), StoreUnavailableError)
-  await t.rejects(store.list(), StoreUnavailableError)
+  await t.rejects(store.validateAndMarkUsed(token), errors.StoreUnavailableError)
+  await t.rejects(store.issue('b', 'b', 'self_minted'), errors.StoreUnavailableError)
+  await t.rejects(store.revokeUnused('a'), errors.StoreUnavailableError)
+  await t.rejects(store.hasActive('a'), errors.StoreUnavailableError)
+  await t.rejects(store.revokeByPrefix(token.slice(0, 8)), errors.StoreUnavailableError)
+  await t.rejects(store.list(), errors.StoreUnavailableError)
 })
 
 t.test('migrations are idempotent and ran the multi-statement file', async (t) => {

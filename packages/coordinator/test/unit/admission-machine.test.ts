@@ -1,11 +1,5 @@
 import t from 'tap'
-import {
-  initialState,
-  transition,
-  type Effect,
-  type Input,
-  type State,
-} from '../../src/admission/admission-machine.js'
+import { initialState, transition, type Effect, type Input, type State } from '../../src/admission/admission-machine.js'
 
 /** Feeds a scripted sequence of inputs from initialState; returns every effect and the final step. */
 function run(inputs: Input[]): { effects: Effect[]; final: Effect; state: State } {

@@ -1,12 +1,5 @@
 import t from 'tap'
-import {
-  LiveConfig,
-  checkOperatorKey,
-  defaultLimits,
-  envToConfig,
-  readEnv,
-  type Env,
-} from '../../src/config.js'
+import { LiveConfig, checkOperatorKey, defaultLimits, envToConfig, readEnv, type Env } from '../../src/config.js'
 import { ConfigError } from '../../src/errors.js'
 
 /** Runs fn and returns the error it threw, or null. */
@@ -147,7 +140,11 @@ t.test('operator key', async (t) => {
     }
   }
   t.equal(envToConfig({}).operatorKey, null, 'absent key means null (load or generate)')
-  t.match(thrown(() => checkOperatorKey('short', 'the key file')), { message: /^the key file / }, 'message names the source')
+  t.match(
+    thrown(() => checkOperatorKey('short', 'the key file')),
+    { message: /^the key file / },
+    'message names the source',
+  )
 })
 
 t.test('log level', async (t) => {
@@ -243,8 +240,18 @@ t.test('readEnv maps the environment names', async (t) => {
   t.equal(c.metricsRequireKey, true)
   t.same([c.limits.maxBodyBytes, c.limits.requestTimeoutMs, c.limits.firstChunkTimeoutMs], [2048, 120_000, 15_000])
   const defaults = envToConfig(readEnv({}))
-  t.same([defaults.metricsRequireKey, defaults.limits.maxBodyBytes, defaults.limits.requestTimeoutMs, defaults.limits.firstChunkTimeoutMs], [false, 1024 * 1024, 300_000, 60_000])
-  for (const [name, raw] of [['COORD_MAX_BODY_BYTES', '12'], ['COORD_MAX_BODY_BYTES', '1e6'], ['COORD_REQUEST_TIMEOUT_S', '0'], ['COORD_FIRST_CHUNK_TIMEOUT_S', '-5'], ['COORD_FIRST_CHUNK_TIMEOUT_S', 'soon'], ['COORD_METRICS_REQUIRE_KEY', 'maybe']] as const) {
+  t.same(
+    [defaults.metricsRequireKey, defaults.limits.maxBodyBytes, defaults.limits.requestTimeoutMs, defaults.limits.firstChunkTimeoutMs],
+    [false, 1024 * 1024, 300_000, 60_000],
+  )
+  for (const [name, raw] of [
+    ['COORD_MAX_BODY_BYTES', '12'],
+    ['COORD_MAX_BODY_BYTES', '1e6'],
+    ['COORD_REQUEST_TIMEOUT_S', '0'],
+    ['COORD_FIRST_CHUNK_TIMEOUT_S', '-5'],
+    ['COORD_FIRST_CHUNK_TIMEOUT_S', 'soon'],
+    ['COORD_METRICS_REQUIRE_KEY', 'maybe'],
+  ] as const) {
     const err = thrown(() => envToConfig(readEnv({ [name]: raw })))
     t.ok(err instanceof ConfigError && err.message.startsWith(name), `${name}=${raw} is refused by name`)
   }

@@ -27,7 +27,7 @@ const DOWNGRADE: RegistrationDecision = { action: 'refuse', reason: 'bearer_down
 
 // existing (rows) x incoming (columns: bearer_validated, self_minted, bearerless_duplicate)
 const expected: Record<string, [RegistrationDecision, RegistrationDecision, RegistrationDecision]> = {
-  'none': [REGISTER, REGISTER, REGISTER],
+  none: [REGISTER, REGISTER, REGISTER],
   'bearer_validated routable': [REPLACE, DOWNGRADE, DUP],
   // Serving but not routable: still protected, a replacement would cut its requests off.
   'bearer_validated busy': [REPLACE, DOWNGRADE, DUP],
@@ -39,7 +39,7 @@ const expected: Record<string, [RegistrationDecision, RegistrationDecision, Regi
   'bearer_validated unavailable': [REPLACE, REPLACE, DUP],
   'self_minted routable': [REPLACE, REPLACE, DUP],
   'self_minted busy': [REPLACE, REPLACE, DUP],
-  'bearerless_duplicate': [REPLACE, REPLACE, DUP],
+  bearerless_duplicate: [REPLACE, REPLACE, DUP],
 }
 
 const incomingKinds: AuthState[] = ['bearer_validated', 'self_minted', 'bearerless_duplicate']

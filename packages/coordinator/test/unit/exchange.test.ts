@@ -102,7 +102,10 @@ t.test('a held answer goes to the sink whole, at its end, and its reservation is
   t.ok(s.buffers.inUse > 0, 'the held chunks are reserved')
   s.target.end('complete', usage)
   t.same(await done, { status: 'complete', providerId: 'a', attempts: 1, failovers: [], firstChunkMs: 7, usage })
-  t.same(s.sink.events, [['commit', 'a'], ['complete', 'hello', usage]])
+  t.same(s.sink.events, [
+    ['commit', 'a'],
+    ['complete', 'hello', usage],
+  ])
   t.equal(s.buffers.inUse, 0)
 })
 
@@ -113,7 +116,11 @@ t.test('a stream commits with its first non-empty chunk and passes chunks throug
   s.target.last().emit({ kind: 'chunk', data: 'data: 1\n\n' })
   s.target.end('complete')
   t.equal((await done).status, 'complete')
-  t.same(s.sink.events, [['commit', 'a'], ['chunk', 'data: 1\n\n'], ['complete', null, null]])
+  t.same(s.sink.events, [
+    ['commit', 'a'],
+    ['chunk', 'data: 1\n\n'],
+    ['complete', null, null],
+  ])
 })
 
 t.test('queue_full fails over: the full provider is marked busy and cooled, the failover counted', async (t) => {
@@ -173,7 +180,11 @@ t.test('a stream chunk the buyer cannot take withdraws the attempt with buyer_to
   s.target.last().emit({ kind: 'chunk', data: 'x' })
   t.equal((await done).status, 'buyer_too_slow')
   t.equal(s.target.last().cancelled, 'buyer_too_slow')
-  t.same(s.sink.events, [['commit', 'a'], ['chunk', 'x'], ['withdraw', 'buyer_too_slow']])
+  t.same(s.sink.events, [
+    ['commit', 'a'],
+    ['chunk', 'x'],
+    ['withdraw', 'buyer_too_slow'],
+  ])
   t.equal(s.health('a'), 0, 'a slow buyer is not the provider fault')
 })
 

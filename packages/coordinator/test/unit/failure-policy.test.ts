@@ -64,8 +64,7 @@ const table: Row[] = [
   ['coordinator_busy', SECOND, false, false, 'coordinator_busy', 'fail', 503, 'coordinator_busy'],
 ]
 
-const label = (s: RequestState): string =>
-  s.committed ? 'committed' : s.pinned ? 'pinned' : s.attempts > 1 ? 'second attempt' : 'first attempt'
+const label = (s: RequestState): string => (s.committed ? 'committed' : s.pinned ? 'pinned' : s.attempts > 1 ? 'second attempt' : 'first attempt')
 
 t.test('one decision per failure and request state', async (t) => {
   for (const [failure, state, fault, markBusy, cancel, action, status, code] of table) {

@@ -11,9 +11,17 @@ t.test('sections for one key run one at a time, in arrival order; other keys do 
   const m = new KeyedMutex()
   const order: string[] = []
   const g = gate()
-  const a = m.run('x', async () => { order.push('a:start'); await g.p; order.push('a:end') })
-  const b = m.run('x', async () => { order.push('b') })
-  const other = m.run('y', async () => { order.push('y') })
+  const a = m.run('x', async () => {
+    order.push('a:start')
+    await g.p
+    order.push('a:end')
+  })
+  const b = m.run('x', async () => {
+    order.push('b')
+  })
+  const other = m.run('y', async () => {
+    order.push('y')
+  })
   await other
   t.same(order, ['a:start', 'y'], 'y ran while x was held; b waited')
   g.open()
@@ -32,13 +40,21 @@ t.test('the queue per key is capped; a refused caller does not run', async (t) =
   t.same(refused, { ok: false, busy: true })
   g.open()
   await holder
-  t.same(await Promise.all(queued), [{ ok: true, value: undefined }, { ok: true, value: undefined }])
+  t.same(await Promise.all(queued), [
+    { ok: true, value: undefined },
+    { ok: true, value: undefined },
+  ])
   t.same(ran, [1, 2])
   t.same(await m.run('x', async () => 'free again'), { ok: true, value: 'free again' }, 'the cap counts waiters, not history')
 })
 
 t.test('a throwing section releases the key', async (t) => {
   const m = new KeyedMutex()
-  await t.rejects(m.run('x', async () => { throw new Error('boom') }), /boom/)
+  await t.rejects(
+    m.run('x', async () => {
+      throw new Error('boom')
+    }),
+    /boom/,
+  )
   t.same(await m.run('x', async () => 1), { ok: true, value: 1 })
 })

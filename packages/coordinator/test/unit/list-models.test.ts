@@ -12,7 +12,11 @@ t.test('counts only routingEligible providers, sorted by id', async (t) => {
   ]
   const list = listModels(pool, 1_700_000_000)
   t.equal(list.object, 'list')
-  t.same(list.data.map((m) => m.id), ['alpha', 'zeta'], 'no model appears from an ineligible provider alone')
+  t.same(
+    list.data.map((m) => m.id),
+    ['alpha', 'zeta'],
+    'no model appears from an ineligible provider alone',
+  )
   t.same(list.data[0], {
     id: 'alpha',
     object: 'model',

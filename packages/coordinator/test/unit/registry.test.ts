@@ -132,7 +132,13 @@ t.test('mutations require both ids to match', async (t) => {
   t.equal(s1.lastInboundAt, 100)
   t.equal(s2.lastInboundAt, 100)
   t.equal(s1.status, 'ready')
-  t.same(reg.sessions().map((s) => s.providerId).sort(), ['p1', 'p2'])
+  t.same(
+    reg
+      .sessions()
+      .map((s) => s.providerId)
+      .sort(),
+    ['p1', 'p2'],
+  )
   t.equal(reg.remove('p1', 'x1'), true)
   t.equal(reg.size, 1)
   t.equal(reg.get('p2'), s2, 'other provider untouched')
@@ -175,7 +181,11 @@ t.test('size across register, replace, refuse and remove', async (t) => {
     { name: 'register p1', run: () => reg.register(session({ providerId: 'p1', assignedId: 'a' }), { name: 'a' }), size: 1 },
     { name: 'register p2', run: () => reg.register(session({ providerId: 'p2', assignedId: 'b' }), { name: 'b' }), size: 2 },
     { name: 'replace p1', run: () => reg.register(session({ providerId: 'p1', assignedId: 'c' }), { name: 'c' }), size: 2 },
-    { name: 'refuse dup on p2', run: () => reg.register(session({ providerId: 'p2', assignedId: 'd', authState: 'bearerless_duplicate' }), { name: 'd' }), size: 2 },
+    {
+      name: 'refuse dup on p2',
+      run: () => reg.register(session({ providerId: 'p2', assignedId: 'd', authState: 'bearerless_duplicate' }), { name: 'd' }),
+      size: 2,
+    },
     { name: 'stale remove p1/a', run: () => reg.remove('p1', 'a'), size: 2 },
     { name: 'remove p1/c', run: () => reg.remove('p1', 'c'), size: 1 },
     { name: 'remove p2/b', run: () => reg.remove('p2', 'b'), size: 0 },
@@ -225,7 +235,7 @@ t.test('markBusy: only the current session, only from ready', async (t) => {
 
 t.test('sessionList: every live session once, in an order connection order does not decide', async (t) => {
   let seed = 3
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   const reg = new Registry<null>(random)
   const check = (what: string) => {
     const list = reg.sessionList()
@@ -234,11 +244,18 @@ t.test('sessionList: every live session once, in an order connection order does 
   }
   for (let i = 0; i < 100; i++) reg.register(makeSession({ providerId: `p${i}`, assignedId: `a${i}` }), null)
   check('after 100 registrations')
-  t.not(reg.sessionList().map((x) => x.providerId).join(), Array.from({ length: 100 }, (_, i) => `p${i}`).join(), 'not in connection order')
+  t.not(
+    reg
+      .sessionList()
+      .map((x) => x.providerId)
+      .join(),
+    Array.from({ length: 100 }, (_, i) => `p${i}`).join(),
+    'not in connection order',
+  )
   const replacement = makeSession({ providerId: 'p50', assignedId: 'a50-new', authState: 'bearer_validated' })
   const at = reg.sessionList().findIndex((x) => x.providerId === 'p50')
   reg.register(replacement, null)
-  t.equal(reg.sessionList()[at], replacement, 'a replacement takes its predecessor\'s place')
+  t.equal(reg.sessionList()[at], replacement, "a replacement takes its predecessor's place")
   check('after a replacement')
   for (let i = 0; i < 100; i += 3) reg.remove(`p${i}`, i === 50 ? 'a50-new' : `a${i}`)
   t.notOk(reg.remove('p1', 'stale-assigned-id'), 'a stale remove changes nothing')

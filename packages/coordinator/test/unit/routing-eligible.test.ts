@@ -1,48 +1,40 @@
 import t from 'tap'
-import type { AuthState } from '@poolcoord/protocol'
-import type { ProviderStatus } from '@poolcoord/protocol'
+import type { AuthState, ProviderStatus } from '@poolcoord/protocol'
 import { effectiveFreeSlots, routingEligible, type Eligibility } from '../../src/pool/routing-eligible.js'
-
-interface Case {
-  name: string
-  authState: AuthState
-  status: ProviderStatus
-  slotsFree: number
-  maxConcurrency: number
-  inFlight: number
-  freeSlots: number
-  expected: Eligibility
-}
 
 const ELIGIBLE: Eligibility = { eligible: true }
 const quarantined: Eligibility = { eligible: false, reason: 'quarantined_duplicate' }
 const notReady: Eligibility = { eligible: false, reason: 'not_ready' }
 const noSlots: Eligibility = { eligible: false, reason: 'no_free_slots' }
 
-const cases: Case[] = [
-  { name: 'bearer_validated, ready, free slots', authState: 'bearer_validated', status: 'ready', slotsFree: 4, maxConcurrency: 4, inFlight: 0, freeSlots: 4, expected: ELIGIBLE },
-  { name: 'self_minted, ready, free slots', authState: 'self_minted', status: 'ready', slotsFree: 4, maxConcurrency: 4, inFlight: 0, freeSlots: 4, expected: ELIGIBLE },
-  { name: 'bearerless_duplicate with free slots is never eligible', authState: 'bearerless_duplicate', status: 'ready', slotsFree: 4, maxConcurrency: 4, inFlight: 0, freeSlots: 4, expected: quarantined },
-  { name: 'bearerless_duplicate, busy: quarantine is the reason', authState: 'bearerless_duplicate', status: 'busy', slotsFree: 0, maxConcurrency: 4, inFlight: 4, freeSlots: 0, expected: quarantined },
-  { name: 'bearer_validated, busy', authState: 'bearer_validated', status: 'busy', slotsFree: 4, maxConcurrency: 4, inFlight: 0, freeSlots: 4, expected: notReady },
-  { name: 'bearer_validated, draining', authState: 'bearer_validated', status: 'draining', slotsFree: 4, maxConcurrency: 4, inFlight: 0, freeSlots: 4, expected: notReady },
-  { name: 'bearer_validated, degraded', authState: 'bearer_validated', status: 'degraded', slotsFree: 4, maxConcurrency: 4, inFlight: 0, freeSlots: 4, expected: notReady },
-  { name: 'bearer_validated, unavailable', authState: 'bearer_validated', status: 'unavailable', slotsFree: 4, maxConcurrency: 4, inFlight: 0, freeSlots: 4, expected: notReady },
-  { name: 'self_minted, draining', authState: 'self_minted', status: 'draining', slotsFree: 2, maxConcurrency: 2, inFlight: 0, freeSlots: 2, expected: notReady },
-  { name: 'self_minted, degraded with no slots: status is the reason', authState: 'self_minted', status: 'degraded', slotsFree: 0, maxConcurrency: 2, inFlight: 2, freeSlots: 0, expected: notReady },
-  { name: 'ready but provider reports 0 free', authState: 'bearer_validated', status: 'ready', slotsFree: 0, maxConcurrency: 4, inFlight: 0, freeSlots: 0, expected: noSlots },
-  { name: 'in-flight caps reported free slots', authState: 'bearer_validated', status: 'ready', slotsFree: 4, maxConcurrency: 2, inFlight: 2, freeSlots: 0, expected: noSlots },
-  { name: 'in-flight leaves one slot', authState: 'self_minted', status: 'ready', slotsFree: 4, maxConcurrency: 4, inFlight: 3, freeSlots: 1, expected: ELIGIBLE },
-  { name: 'report lower than concurrency headroom wins', authState: 'bearer_validated', status: 'ready', slotsFree: 1, maxConcurrency: 8, inFlight: 2, freeSlots: 1, expected: ELIGIBLE },
-  { name: 'in-flight above maxConcurrency never goes negative', authState: 'bearer_validated', status: 'ready', slotsFree: 4, maxConcurrency: 2, inFlight: 5, freeSlots: 0, expected: noSlots },
-  { name: 'negative reported free slots clamp to 0', authState: 'bearer_validated', status: 'ready', slotsFree: -3, maxConcurrency: 2, inFlight: 0, freeSlots: 0, expected: noSlots },
+/** name, auth state, status, reported free slots, max_concurrency, in flight → effective free slots, eligibility */
+type Row = [string, AuthState, ProviderStatus, number, number, number, number, Eligibility]
+
+// prettier-ignore
+const cases: Row[] = [
+  ['bearer_validated, ready, free slots', 'bearer_validated', 'ready', 4, 4, 0, 4, ELIGIBLE],
+  ['self_minted, ready, free slots', 'self_minted', 'ready', 4, 4, 0, 4, ELIGIBLE],
+  ['bearerless_duplicate with free slots is never eligible', 'bearerless_duplicate', 'ready', 4, 4, 0, 4, quarantined],
+  ['bearerless_duplicate, busy: quarantine is the reason', 'bearerless_duplicate', 'busy', 0, 4, 4, 0, quarantined],
+  ['bearer_validated, busy', 'bearer_validated', 'busy', 4, 4, 0, 4, notReady],
+  ['bearer_validated, draining', 'bearer_validated', 'draining', 4, 4, 0, 4, notReady],
+  ['bearer_validated, degraded', 'bearer_validated', 'degraded', 4, 4, 0, 4, notReady],
+  ['bearer_validated, unavailable', 'bearer_validated', 'unavailable', 4, 4, 0, 4, notReady],
+  ['self_minted, draining', 'self_minted', 'draining', 2, 2, 0, 2, notReady],
+  ['self_minted, degraded with no slots: status is the reason', 'self_minted', 'degraded', 0, 2, 2, 0, notReady],
+  ['ready but provider reports 0 free', 'bearer_validated', 'ready', 0, 4, 0, 0, noSlots],
+  ['in-flight caps reported free slots', 'bearer_validated', 'ready', 4, 2, 2, 0, noSlots],
+  ['in-flight leaves one slot', 'self_minted', 'ready', 4, 4, 3, 1, ELIGIBLE],
+  ['report lower than concurrency headroom wins', 'bearer_validated', 'ready', 1, 8, 2, 1, ELIGIBLE],
+  ['in-flight above maxConcurrency never goes negative', 'bearer_validated', 'ready', 4, 2, 5, 0, noSlots],
+  ['negative reported free slots clamp to 0', 'bearer_validated', 'ready', -3, 2, 0, 0, noSlots],
 ]
 
 t.test('routingEligible and effectiveFreeSlots', async (t) => {
-  for (const c of cases) {
-    const facts = { authState: c.authState, status: c.status, slotsFree: c.slotsFree, maxConcurrency: c.maxConcurrency, inFlight: c.inFlight }
-    t.equal(effectiveFreeSlots(facts), c.freeSlots, `${c.name}: effectiveFreeSlots`)
-    t.strictSame(routingEligible(facts), c.expected, `${c.name}: eligibility`)
+  for (const [name, authState, status, slotsFree, maxConcurrency, inFlight, freeSlots, expected] of cases) {
+    const facts = { authState, status, slotsFree, maxConcurrency, inFlight }
+    t.equal(effectiveFreeSlots(facts), freeSlots, `${name}: effectiveFreeSlots`)
+    t.strictSame(routingEligible(facts), expected, `${name}: eligibility`)
   }
 })
 

@@ -25,12 +25,24 @@ const cases: Case[] = [
   { name: 'supported_models count, not just model_id', pool: [s('a', { models: ['llama', 'mistral'] })], model: 'mistral', expected: 'a' },
   { name: 'most effective free slots wins (spread)', pool: [s('a', { slotsFree: 1 }), s('b', { slotsFree: 3 }), s('c', { slotsFree: 2 })], expected: 'b' },
   { name: 'effective slots count our own in-flight dispatches', pool: [s('a', { slotsFree: 4, inFlight: 3 }), s('b', { slotsFree: 2 })], expected: 'b' },
-  { name: 'effective slots are capped by the provider report', pool: [s('a', { slotsFree: 1, maxConcurrency: 8 }), s('b', { slotsFree: 2, maxConcurrency: 2 })], expected: 'b' },
-  { name: 'slot tie: higher throughput wins', pool: [s('a', { throughputTps: 20 }), s('b', { throughputTps: 45 }), s('c', { throughputTps: 30 })], expected: 'b' },
+  {
+    name: 'effective slots are capped by the provider report',
+    pool: [s('a', { slotsFree: 1, maxConcurrency: 8 }), s('b', { slotsFree: 2, maxConcurrency: 2 })],
+    expected: 'b',
+  },
+  {
+    name: 'slot tie: higher throughput wins',
+    pool: [s('a', { throughputTps: 20 }), s('b', { throughputTps: 45 }), s('c', { throughputTps: 30 })],
+    expected: 'b',
+  },
   { name: 'unknown throughput counts as 0', pool: [s('a', { throughputTps: null }), s('b', { throughputTps: 1 })], expected: 'b' },
   { name: 'slots outrank throughput', pool: [s('a', { slotsFree: 2, throughputTps: 1000 }), s('b', { slotsFree: 3, throughputTps: 1 })], expected: 'b' },
   { name: 'quarantined duplicate never chosen', pool: [s('a', { authState: 'bearerless_duplicate', slotsFree: 4 }), s('b', { slotsFree: 1 })], expected: 'b' },
-  { name: 'only a quarantined duplicate serves it: known, not available', pool: [s('a', { authState: 'bearerless_duplicate' })], expected: 'no_provider_available' },
+  {
+    name: 'only a quarantined duplicate serves it: known, not available',
+    pool: [s('a', { authState: 'bearerless_duplicate' })],
+    expected: 'no_provider_available',
+  },
   { name: 'draining never chosen', pool: [s('a', { status: 'draining' }), s('b', { slotsFree: 1 })], expected: 'b' },
   { name: 'busy never chosen', pool: [s('a', { status: 'busy' })], expected: 'no_provider_available' },
   { name: 'full never chosen', pool: [s('a', { inFlight: 4 })], expected: 'no_provider_available' },
@@ -40,10 +52,22 @@ const cases: Case[] = [
   { name: 'pinned provider ineligible: no substitute', pool: [s('a'), s('b', { status: 'draining' })], pin: 'b', expected: 'no_provider_available' },
   { name: 'pinned provider absent: no substitute', pool: [s('a')], pin: 'zz', expected: 'no_provider_available' },
   { name: 'pinned provider lacks the model, others have it', pool: [s('a'), s('b', { models: ['other'] })], pin: 'b', expected: 'no_provider_available' },
-  { name: 'a provider cooling down after failures ranks below a healthy one with fewer slots', pool: [s('a', { slotsFree: 4, throughputTps: 99, cooldownUntil: NOW + 1 }), s('b', { slotsFree: 1 })], expected: 'b' },
-  { name: 'when only cooling-down providers are left, they are still used', pool: [s('a', { slotsFree: 1, cooldownUntil: NOW + 1 }), s('b', { slotsFree: 3, cooldownUntil: NOW + 5000 })], expected: 'b' },
+  {
+    name: 'a provider cooling down after failures ranks below a healthy one with fewer slots',
+    pool: [s('a', { slotsFree: 4, throughputTps: 99, cooldownUntil: NOW + 1 }), s('b', { slotsFree: 1 })],
+    expected: 'b',
+  },
+  {
+    name: 'when only cooling-down providers are left, they are still used',
+    pool: [s('a', { slotsFree: 1, cooldownUntil: NOW + 1 }), s('b', { slotsFree: 3, cooldownUntil: NOW + 5000 })],
+    expected: 'b',
+  },
   { name: 'a cooldown that has passed counts for nothing', pool: [s('a', { slotsFree: 4, cooldownUntil: NOW }), s('b', { slotsFree: 1 })], expected: 'a' },
-  { name: 'bearer_validated and self_minted are equal for selection', pool: [s('a', { authState: 'bearer_validated', slotsFree: 2 }), s('b', { slotsFree: 3 })], expected: 'b' },
+  {
+    name: 'bearer_validated and self_minted are equal for selection',
+    pool: [s('a', { authState: 'bearer_validated', slotsFree: 2 }), s('b', { slotsFree: 3 })],
+    expected: 'b',
+  },
 ]
 
 for (const c of cases) {
@@ -58,7 +82,7 @@ t.test('exact ties are broken at random, uniformly', async (t) => {
   const counts: Record<string, number> = {}
   // A seeded LCG: the test is deterministic, the strategy still sees varied draws.
   let x = 42
-  const random = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const random = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   for (let i = 0; i < 3000; i++) {
     const r = selectProvider(pool, { model: 'llama', pin: null, exclude: none }, random, NOW)
     if (r.ok) counts[r.session.providerId] = (counts[r.session.providerId] ?? 0) + 1
@@ -70,7 +94,12 @@ t.test('exact ties are broken at random, uniformly', async (t) => {
 t.test('the tie-break draws the random source once per extra tie, and never otherwise', async (t) => {
   let draws = 0
   const random = () => (draws++, 0.99)
-  const r = selectProvider([s('a', { slotsFree: 1 }), s('b', { slotsFree: 2 }), s('c', { slotsFree: 3 })], { model: 'llama', pin: null, exclude: none }, random, NOW)
+  const r = selectProvider(
+    [s('a', { slotsFree: 1 }), s('b', { slotsFree: 2 }), s('c', { slotsFree: 3 })],
+    { model: 'llama', pin: null, exclude: none },
+    random,
+    NOW,
+  )
   t.equal(r.ok && r.session.providerId, 'c')
   t.equal(draws, 0, 'no ties, no draws')
   const first = selectProvider([s('a'), s('b')], { model: 'llama', pin: null, exclude: none }, () => 0.99, NOW)
@@ -82,7 +111,7 @@ t.test('the tie-break draws the random source once per extra tie, and never othe
 t.test('large pools: a bounded sample from a random start, so a request costs the same at any pool size', async (t) => {
   const { SAMPLE } = await import('../../src/routing/select-provider.js')
   let seed = 7
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   /** Sessions that count how many of them a selection looks at. */
   function countedPool(n: number, over: (i: number) => Partial<ProviderSession> = () => ({})): { pool: ProviderSession[]; looked: () => number } {
     let reads = 0
@@ -109,9 +138,17 @@ t.test('large pools: a bounded sample from a random start, so a request costs th
   }
   const counts = [...spread.values()]
   t.equal(spread.size, 1_000, 'every provider gets traffic')
-  t.ok(Math.min(...counts) >= 15 && Math.max(...counts) <= 100, `50 each on average (Poisson(50): any of 1,000 outside 15-100 is about a one-in-a-million event); min ${Math.min(...counts)}, max ${Math.max(...counts)}`)
+  t.ok(
+    Math.min(...counts) >= 15 && Math.max(...counts) <= 100,
+    `50 each on average (Poisson(50): any of 1,000 outside 15-100 is about a one-in-a-million event); min ${Math.min(...counts)}, max ${Math.max(...counts)}`,
+  )
 
-  const freer = selectProvider(countedPool(1_000, (i) => ({ slotsFree: i % 2 === 0 ? 1 : 2, maxConcurrency: 2 })).pool, { model: 'llama', pin: null, exclude: none }, random, NOW)
+  const freer = selectProvider(
+    countedPool(1_000, (i) => ({ slotsFree: i % 2 === 0 ? 1 : 2, maxConcurrency: 2 })).pool,
+    { model: 'llama', pin: null, exclude: none },
+    random,
+    NOW,
+  )
   t.ok(freer.ok && freer.session.slotsFree === 2, 'within the sample, most free slots still wins')
 })
 
@@ -147,12 +184,22 @@ t.test('large pools: neither connection order nor a block of failing providers d
   const reg = new Registry<null>()
   for (let i = 0; i < 200; i++) reg.register(s(`big${i}`, { slotsFree: 8, maxConcurrency: 8 }), null)
   for (let i = 0; i < 800; i++) reg.register(s(`small${i}`, { slotsFree: 2, maxConcurrency: 2 }), null)
-  const small = share(() => reg.sessionList(), (x) => x.providerId.startsWith('small'))
+  const small = share(
+    () => reg.sessionList(),
+    (x) => x.providerId.startsWith('small'),
+  )
   t.ok(small < 0.01, `small providers get ${(100 * small).toFixed(2)}% while big ones have room (a full scan: 0%)`)
 
   // A block of cooling-down sessions, then a weak provider, then strong ones.
   const cooling = Array.from({ length: 300 }, (_, i) => s(`c${i}`, { consecutiveFailures: 3, cooldownUntil: NOW + 10_000 }))
-  const blocked = [...cooling, s('weak', { slotsFree: 1, maxConcurrency: 8 }), ...Array.from({ length: 700 }, (_, i) => s(`strong${i}`, { slotsFree: 8, maxConcurrency: 8 }))]
-  const weak = share(() => blocked, (x) => x.providerId === 'weak')
+  const blocked = [
+    ...cooling,
+    s('weak', { slotsFree: 1, maxConcurrency: 8 }),
+    ...Array.from({ length: 700 }, (_, i) => s(`strong${i}`, { slotsFree: 8, maxConcurrency: 8 })),
+  ]
+  const weak = share(
+    () => blocked,
+    (x) => x.providerId === 'weak',
+  )
   t.ok(weak < 0.01, `the provider after the failing block gets ${(100 * weak).toFixed(2)}% (a full scan: 0%)`)
 })

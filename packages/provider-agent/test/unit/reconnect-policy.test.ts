@@ -17,7 +17,7 @@ t.test('full jitter stays within [0, min(cap, base·2^n)]', async (t) => {
 
 t.test('jitter spreads a herd: 1,000 reconnects at attempt 6 cover the window', async (t) => {
   let seed = 42
-  const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
   const delays = Array.from({ length: 1000 }, () => jitteredDelay(6, defaultBackoff, random()))
   const buckets = new Array<number>(8).fill(0)
   for (const d of delays) buckets[Math.floor(d / 7500)]!++ // the ceiling at attempt 6 is the 60 s cap
@@ -59,7 +59,10 @@ t.test('a refused token never retries faster than the long backoff', async (t) =
 t.test('one short retry for a token accepted since its last refusal (a store blip), then the long backoff', async (t) => {
   for (const r of RANDOMS) {
     const first = decideReconnect({ code: 4005, withToken: true, tokenAcceptedSinceRefusal: true }, 0, defaultBackoff, r)
-    t.ok(first.action === 'retry' && first.delayMs >= defaultBackoff.floorMs && first.delayMs <= 6 * defaultBackoff.floorMs, `first refusal, random ${r}: 5-30 s`)
+    t.ok(
+      first.action === 'retry' && first.delayMs >= defaultBackoff.floorMs && first.delayMs <= 6 * defaultBackoff.floorMs,
+      `first refusal, random ${r}: 5-30 s`,
+    )
     const second = decideReconnect({ code: 4005, withToken: true, tokenAcceptedSinceRefusal: false }, 1, defaultBackoff, r)
     t.ok(second.action === 'retry' && second.delayMs >= defaultBackoff.lockoutMinMs, `second refusal in a row, random ${r}: the long backoff`)
   }
@@ -75,7 +78,11 @@ t.test('floors and exits', async (t) => {
   t.same(decideReconnect({ code: 4006, withToken: true }, 0, defaultBackoff, 0.5), { action: 'exit', kind: 'replaced' })
   t.same(decideReconnect({ code: 4001, withToken: false }, 0, defaultBackoff, 0.5), { action: 'exit', kind: 'protocol_error' })
   t.same(decideReconnect({ code: 1006, withToken: true }, 2, defaultBackoff, 0.5), { action: 'retry', kind: 'transient', delayMs: 2000 })
-  t.same(decideReconnect({ code: 1001, withToken: true }, 0, defaultBackoff, 0.5), { action: 'retry', kind: 'transient', delayMs: 4000 }, 'a coordinator restart spreads even stable agents over 8 s')
+  t.same(
+    decideReconnect({ code: 1001, withToken: true }, 0, defaultBackoff, 0.5),
+    { action: 'retry', kind: 'transient', delayMs: 4000 },
+    'a coordinator restart spreads even stable agents over 8 s',
+  )
 })
 
 t.test('the attempt count resets after a stable connection only', async (t) => {

@@ -4,14 +4,7 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, wri
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import {
-  ensureStateDir,
-  readStateFile,
-  serializeTokenState,
-  tokenStatePath,
-  tokenStateValidator,
-  writeStateFile,
-} from '../../src/state-file.js'
+import { ensureStateDir, readStateFile, serializeTokenState, tokenStatePath, tokenStateValidator, writeStateFile } from '../../src/state-file.js'
 
 const UID = process.getuid!()
 const URL_A = 'wss://a.example/ws/provider'
@@ -27,11 +20,7 @@ const load = (path: string, uid = UID) => readStateFile(path, uid, tokenStateVal
 const content = serializeTokenState({ coordinatorUrl: URL_A, providerId: 'p1', token: TOKEN }, new Date(0))
 
 t.test('keyed by URL and id: no two coordinators or identities share a file', async (t) => {
-  const paths = new Set([
-    tokenStatePath('/s', URL_A, 'p1'),
-    tokenStatePath('/s', 'wss://b.example/ws/provider', 'p1'),
-    tokenStatePath('/s', URL_A, 'p2'),
-  ])
+  const paths = new Set([tokenStatePath('/s', URL_A, 'p1'), tokenStatePath('/s', 'wss://b.example/ws/provider', 'p1'), tokenStatePath('/s', URL_A, 'p2')])
   t.equal(paths.size, 3)
   t.notMatch([...paths].join(), /example|p1/, 'the name reveals neither the URL nor the id')
 })
