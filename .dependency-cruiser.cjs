@@ -8,13 +8,14 @@
  *   - pure core: pool/, admission/admission-machine, routing/ decisions (select-provider,
  *     failure-policy, list-models): plain data and `now`, no I/O, no shells;
  *   - drivers and stores: admission/admit, routing/dispatcher and the exchange, tokens/, db/;
+ *     cluster/, the shell over NATS (only it imports @nats-io), around its pure cluster/fence-clock;
  *   - shells: http/ and ws/ (never each other), cli/;
  *   - the composition root: context.ts, service.ts, bin.ts. Nothing else imports them; shells
  *     take the context through the type-only app-context.ts.
  */
 const COORD = '^packages/coordinator/src/'
-const PURE_CORE = `${COORD}(pool/|admission/admission-machine\\.ts|routing/(select-provider|failure-policy|list-models)\\.ts)`
-const IO_LIBS = 'node_modules/(ws|pg|pg-[a-z-]+|kysely|kysely-pglite-dialect|@electric-sql/pglite|prom-client|pino|yaml|commander)/'
+const PURE_CORE = `${COORD}(pool/|admission/admission-machine\\.ts|routing/(select-provider|failure-policy|list-models)\\.ts|cluster/fence-clock\\.ts)`
+const IO_LIBS = 'node_modules/(ws|pg|pg-[a-z-]+|kysely|kysely-pglite-dialect|@electric-sql/pglite|@nats-io/[a-z-]+|prom-client|pino|yaml|commander)/'
 
 module.exports = {
   forbidden: [
@@ -31,7 +32,7 @@ module.exports = {
       comment: 'The agent ships alone (scripts/check-agent-pack.sh): no coordinator code, no server dependencies.',
       severity: 'error',
       from: { path: '^packages/provider-agent/src/' },
-      to: { path: ['^packages/coordinator/', 'node_modules/(pg|kysely|kysely-pglite-dialect|@electric-sql/pglite|prom-client|yaml)/'] },
+      to: { path: ['^packages/coordinator/', 'node_modules/(pg|kysely|kysely-pglite-dialect|@electric-sql/pglite|@nats-io/[a-z-]+|prom-client|yaml)/'] },
     },
     {
       name: 'coordinator-is-not-the-agent',
@@ -48,7 +49,7 @@ module.exports = {
     },
     {
       name: 'pure-core-has-no-io',
-      comment: 'The admission machine, the pool rules and routing decisions are pure functions over plain data.',
+      comment: 'The admission machine, the pool rules, routing decisions and the fence clock are pure functions over plain data.',
       severity: 'error',
       from: { path: PURE_CORE },
       to: {
@@ -57,16 +58,24 @@ module.exports = {
           `${COORD}tokens/token-store\\.ts`,
           `${COORD}routing/(dispatcher|exchange)`,
           `${COORD}(metrics|config|context|app-context)\\.ts`,
+          `${COORD}cluster/(?!fence-clock\\.ts)`,
           IO_LIBS,
         ],
         dependencyTypesNot: ['type-only'],
       },
     },
     {
-      name: 'domain-does-not-reach-up',
-      comment: 'pool, routing, admission, tokens and db never import a shell.',
+      name: 'only-cluster-speaks-nats',
+      comment: 'cluster/ is the one shell over NATS; the rest of the coordinator sees its plain interface (isLive, events).',
       severity: 'error',
-      from: { path: `${COORD}(pool|routing|admission|tokens|db)/` },
+      from: { path: COORD, pathNot: `${COORD}cluster/` },
+      to: { path: 'node_modules/@nats-io/' },
+    },
+    {
+      name: 'domain-does-not-reach-up',
+      comment: 'pool, routing, admission, tokens, cordons, admin, cluster and db never import a shell.',
+      severity: 'error',
+      from: { path: `${COORD}(pool|routing|admission|tokens|cordons|admin|cluster|db)/` },
       to: { path: `${COORD}(http|ws|cli)/` },
     },
     {

@@ -135,31 +135,12 @@ function rowsFor({ n, inflight, mints, rawRuns, coordRuns, pg }) {
   const other = Math.max(...[...coordRuns, ...rawRuns].map((r) => r.otherPct))
   const noisy = other > 15 ? `; foreign load up to ${other.toFixed(0)}% of a core in a window: suspect` : ''
   const note = `${inflight} in flight, not 100: the coordinator's pre-admission cap is 64${failed ? `; ${failed} failed` : ''}${noisy}`
+  /** A figure of the coordinator's runs against the same figure of the raw accepts. */
+  const vsRaw = (measure, unit, pick) => ({ scenario, measure, unit, value: med(coordRuns, pick), baseline: med(rawRuns, pick) })
   return [
-    row({
-      scenario,
-      measure: 'admissions/s vs raw ws accepts/s',
-      unit: '/s',
-      value: med(coordRuns, (r) => r.perS),
-      baseline: med(rawRuns, (r) => r.perS),
-      goal: { op: '>=', x: 0.6 },
-      note,
-    }),
-    row({
-      scenario,
-      measure: 'p99 connect-to-ack vs connect-to-open',
-      unit: 'ms',
-      value: med(coordRuns, (r) => r.latency.p99Ms),
-      baseline: med(rawRuns, (r) => r.latency.p99Ms),
-      better: 'lower',
-    }),
-    reportRow({
-      scenario,
-      measure: 'server CPU per admission vs per raw accept',
-      unit: 'µs',
-      value: med(coordRuns, (r) => r.cpuUsPer),
-      baseline: med(rawRuns, (r) => r.cpuUsPer),
-    }),
+    row({ ...vsRaw('admissions/s vs raw ws accepts/s', '/s', (r) => r.perS), goal: { op: '>=', x: 0.6 }, note }),
+    row({ ...vsRaw('p99 connect-to-ack vs connect-to-open', 'ms', (r) => r.latency.p99Ms), better: 'lower' }),
+    reportRow(vsRaw('server CPU per admission vs per raw accept', 'µs', (r) => r.cpuUsPer)),
     reportRow({ scenario, measure: 'PostgreSQL CPU per admission (all postgres processes)', unit: 'µs', value: med(coordRuns, (r) => r.postgresCpuUsPer) }),
     reportRow({
       scenario,

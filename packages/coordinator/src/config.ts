@@ -10,12 +10,15 @@ export interface Env {
   requireProviderTokens?: string
   trustProxy?: string
   logLevel?: string
+  logFormat?: string
   metricsRequireKey?: string
   maxBodyBytes?: string
   requestTimeoutS?: string
   firstChunkTimeoutS?: string
   configFile?: string
   drainTimeoutS?: string
+  natsUrl?: string
+  nodeId?: string
 }
 
 export interface Limits {
@@ -81,6 +84,14 @@ export interface LiveSettings {
 
 export const defaultLive: LiveSettings = { requireProviderTokens: false, logLevel: 'info' }
 
+/** Cluster mode: several coordinators serving one pool over NATS and PostgreSQL (specs/cluster.md). */
+export interface ClusterConfig {
+  /** COORD_NATS_URL: the NATS servers to try, as nats://host:port; the client also learns a NATS cluster's other members. */
+  natsServers: string[]
+  /** COORD_NODE_ID; null: the id kept in <dataDir>/node-id, generated on first start (cluster/node-id.ts). */
+  nodeId: string | null
+}
+
 export interface Config {
   host: string
   port: number
@@ -93,6 +104,8 @@ export interface Config {
   trustProxy: boolean
   /** The starting log level: live.logLevel at start-up. */
   logLevel: string
+  /** COORD_LOG_FORMAT: json or pretty; null (auto) is pretty on a terminal, json otherwise. */
+  logFormat: 'json' | 'pretty' | null
   /** COORD_CONFIG: the file of live settings, re-read on SIGHUP; null when there is none. */
   configFile: string | null
   /** The live settings the environment fixed; they win over the file, at start and on reload. */
@@ -101,6 +114,8 @@ export interface Config {
   metricsRequireKey: boolean
   live: LiveSettings
   limits: Limits
+  /** null: single-node mode, the default. */
+  cluster: ClusterConfig | null
 }
 
 export const defaultLimits: Limits = {
@@ -138,17 +153,25 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
     requireProviderTokens: env.COORD_REQUIRE_PROVIDER_TOKENS,
     trustProxy: env.COORD_TRUST_PROXY,
     logLevel: env.COORD_LOG_LEVEL,
+    logFormat: env.COORD_LOG_FORMAT,
     metricsRequireKey: env.COORD_METRICS_REQUIRE_KEY,
     maxBodyBytes: env.COORD_MAX_BODY_BYTES,
     requestTimeoutS: env.COORD_REQUEST_TIMEOUT_S,
     firstChunkTimeoutS: env.COORD_FIRST_CHUNK_TIMEOUT_S,
     configFile: env.COORD_CONFIG,
     drainTimeoutS: env.COORD_DRAIN_TIMEOUT_S,
+    natsUrl: env.COORD_NATS_URL,
+    nodeId: env.COORD_NODE_ID,
   }
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+export const LOG_FORMATS = ['auto', 'pretty', 'json']
 export const MIN_OPERATOR_KEY_LENGTH = 16
+/** A node id becomes a NATS subject token and a KV key (`n.<id>`): no dots, no upper case, bounded. */
+export const NODE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/
+export const MAX_NATS_URLS = 16
+export const MAX_NATS_URL_LENGTH = 256
 
 /** `file` holds the live settings read from COORD_CONFIG, if any (see config-file.ts). */
 export function envToConfig(env: Env, limits: Partial<Limits> = {}, file: Partial<LiveSettings> = {}): Config {
@@ -158,7 +181,7 @@ export function envToConfig(env: Env, limits: Partial<Limits> = {}, file: Partia
   const envLive: Partial<LiveSettings> = {}
   if (env.logLevel !== undefined) {
     if (!LOG_LEVELS.includes(env.logLevel)) {
-      throw new ConfigError(`COORD_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}`)
+      throw new ConfigError(`COORD_LOG_LEVEL=${JSON.stringify(env.logLevel.slice(0, 32))} is not a log level; use one of ${LOG_LEVELS.join(', ')}`)
     }
     envLive.logLevel = env.logLevel
   }
@@ -166,20 +189,78 @@ export function envToConfig(env: Env, limits: Partial<Limits> = {}, file: Partia
     envLive.requireProviderTokens = parseBool(env.requireProviderTokens, 'COORD_REQUIRE_PROVIDER_TOKENS', false)
   }
   const live = { ...defaultLive, ...file, ...envLive }
+  const databaseUrl = nonEmpty(env.databaseUrl) ?? null
+  const cluster = clusterConfig(env)
+  if (cluster !== null && databaseUrl === null) {
+    throw new ConfigError(
+      'cluster mode (COORD_NATS_URL) needs PostgreSQL: set DATABASE_URL. The embedded PGlite database belongs to one process and cannot be shared by several coordinators',
+    )
+  }
+  const logFormat = nonEmpty(env.logFormat)?.toLowerCase() ?? 'auto'
+  if (!LOG_FORMATS.includes(logFormat)) throw new ConfigError(`COORD_LOG_FORMAT must be one of ${LOG_FORMATS.join(', ')}`)
   return {
     host: nonEmpty(env.host) ?? '127.0.0.1',
     port,
-    databaseUrl: nonEmpty(env.databaseUrl) ?? null,
+    databaseUrl,
     dataDir: nonEmpty(env.dataDir) ?? './data',
     operatorKey,
     trustProxy: parseBool(env.trustProxy, 'COORD_TRUST_PROXY', false),
     logLevel: live.logLevel,
+    logFormat: logFormat === 'auto' ? null : (logFormat as 'json' | 'pretty'),
     configFile: nonEmpty(env.configFile) ?? null,
     envLive,
     metricsRequireKey: parseBool(env.metricsRequireKey, 'COORD_METRICS_REQUIRE_KEY', false),
     live,
     limits: { ...defaultLimits, ...envLimits(env), ...limits },
+    cluster,
   }
+}
+
+function clusterConfig(env: Env): ClusterConfig | null {
+  const raw = nonEmpty(env.natsUrl)
+  const nodeId = nonEmpty(env.nodeId) ?? null
+  if (raw === undefined) {
+    if (nodeId !== null) throw new ConfigError('COORD_NODE_ID applies only in cluster mode: set COORD_NATS_URL too, or unset COORD_NODE_ID')
+    return null
+  }
+  if (nodeId !== null) checkNodeId(nodeId, 'COORD_NODE_ID')
+  return { natsServers: parseNatsUrls(raw), nodeId }
+}
+
+/** A node id from the environment or the node-id file; `source` names where it came from. */
+export function checkNodeId(id: string, source: string): void {
+  if (!NODE_ID_PATTERN.test(id)) {
+    throw new ConfigError(`${source} must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit`)
+  }
+}
+
+/**
+ * COORD_NATS_URL: nats://host[:port], comma-separated. Messages name an entry by its position and
+ * never echo it, and credentials in the URL are refused, so no password reaches a log; NATS
+ * authentication is not built yet (specs/cluster.md §7).
+ */
+export function parseNatsUrls(raw: string): string[] {
+  const entries = raw.split(',').map((e) => e.trim())
+  if (entries.length > MAX_NATS_URLS) throw new ConfigError(`COORD_NATS_URL lists more than ${MAX_NATS_URLS} URLs`)
+  return entries.map((entry, i) => {
+    const which = entries.length === 1 ? 'COORD_NATS_URL' : `COORD_NATS_URL entry ${i + 1}`
+    if (entry === '') throw new ConfigError(`${which} is empty: separate URLs with single commas`)
+    if (entry.length > MAX_NATS_URL_LENGTH) throw new ConfigError(`${which} is longer than ${MAX_NATS_URL_LENGTH} characters`)
+    let url: URL
+    try {
+      url = new URL(entry)
+    } catch {
+      throw new ConfigError(`${which} is not a URL: use nats://host:port`)
+    }
+    if (url.protocol !== 'nats:') throw new ConfigError(`${which} must start with nats:// (nats://host:port)`)
+    if (url.username !== '' || url.password !== '') throw new ConfigError(`${which} must not carry credentials: NATS authentication is not supported yet`)
+    if (url.hostname === '') throw new ConfigError(`${which} has no host: use nats://host:port`)
+    if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') {
+      throw new ConfigError(`${which} must be nats://host:port, with no path or query`)
+    }
+    if (url.port === '0') throw new ConfigError(`${which} has port 0: use the port nats-server listens on (4222 by default)`)
+    return `nats://${url.hostname}:${url.port === '' ? '4222' : url.port}`
+  })
 }
 
 function envLimits(env: Env): Partial<Limits> {

@@ -1,17 +1,21 @@
 export type { AppContext } from './app-context.js'
+import { VERSION } from './version.js'
 import type { AppContext } from './app-context.js'
 import { KeyedMutex } from './admission/keyed-mutex.js'
 import { systemClock, type Clock } from './clock.js'
+import { CordonStore } from './cordons/cordon-store.js'
+import { Cordons } from './cordons/cordons.js'
 import { LiveConfig, type Config } from './config.js'
 import { openDatabase, type Database } from './db/database.js'
 import { migrate } from './db/migrate.js'
 import { ByteBudget } from './routing/byte-budget.js'
-import { createOperatorAuth } from './operator-auth.js'
+import { createOperatorAuth, operatorProof } from './operator-auth.js'
 import { createLogger, type Logger } from './logger.js'
 import { createMetrics } from './metrics.js'
 import { resolveOperatorKey } from './operator-key.js'
 import type { ProviderLink } from './pool/provider-link.js'
 import { Registry } from './pool/registry.js'
+import { RequestHistory } from './request-history.js'
 import { Dispatcher } from './routing/dispatcher.js'
 import { TokenStore } from './tokens/token-store.js'
 
@@ -23,22 +27,26 @@ export interface ContextOverrides {
   defaultMetrics?: boolean
 }
 
-export const VERSION = '0.1.0'
+export { VERSION }
 
 export async function createContext(config: Config, overrides: ContextOverrides = {}): Promise<AppContext> {
-  const log = overrides.log ?? createLogger({ level: config.logLevel })
+  const log = overrides.log ?? createLogger({ level: config.logLevel, format: config.logFormat ?? undefined })
   const operatorKey = resolveOperatorKey(config.operatorKey, config.dataDir, log)
   const clock = overrides.clock ?? systemClock
-  let db = overrides.db
-  if (db === undefined) {
-    db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log })
-    try {
+  const ownsDb = overrides.db === undefined
+  const db = overrides.db ?? (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log }))
+  let cordons: Cordons
+  try {
+    if (ownsDb) {
       const { applied } = await migrate(db)
       if (applied.length > 0) log.info({ event: 'db.migrated', applied }, 'applied migrations')
-    } catch (err) {
-      await db.close()
-      throw err
     }
+    cordons = new Cordons(new CordonStore(db, config.limits.storeTimeoutMs))
+    await cordons.load()
+  } catch (err) {
+    // A failed start leaves nothing open: an open PGlite would keep the process alive.
+    if (ownsDb) await db.close()
+    throw err
   }
   const registry = new Registry<ProviderLink>()
   const dispatcher = new Dispatcher(registry, config.limits.maxProviderBacklogBytes, log)
@@ -49,6 +57,7 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     clock,
     db,
     tokens: new TokenStore(db, { timeoutMs: config.limits.storeTimeoutMs }),
+    cordons,
     registry,
     dispatcher,
     buffers: new ByteBudget(config.limits.maxBufferedBytesTotal),
@@ -57,8 +66,10 @@ export async function createContext(config: Config, overrides: ContextOverrides 
       inFlight: () => dispatcher.inFlight,
       defaultMetrics: overrides.defaultMetrics,
     }),
+    history: new RequestHistory(),
     admissionLock: new KeyedMutex(config.limits.maxQueuedAdmissionsPerId),
     isOperator: createOperatorAuth(operatorKey),
+    proveOperatorKey: (nonce) => operatorProof(operatorKey, nonce),
     startedAt: clock.now(),
     version: VERSION,
   }

@@ -38,7 +38,14 @@ export class ActiveTokenExistsError extends CoordinatorError {
 /** The token store could not answer. Callers fail closed. */
 export class StoreUnavailableError extends CoordinatorError {
   override name = 'StoreUnavailableError'
-  constructor(cause: unknown) {
+  /**
+   * @param settled resolves once the abandoned operation has really finished, committed or not:
+   * a caller that must learn the store's true state reads it after this, not before.
+   */
+  constructor(
+    cause: unknown,
+    readonly settled: Promise<void> = Promise.resolve(),
+  ) {
     super('COORD_STORE_UNAVAILABLE', 'token store unavailable', { cause })
   }
 }
@@ -54,10 +61,18 @@ export class DatabaseLockedError extends CoordinatorError {
   }
 }
 
+/** Cluster mode: no NATS server in COORD_NATS_URL answered at start-up (a running node reconnects by itself instead). */
+export class NatsUnavailableError extends CoordinatorError {
+  override name = 'NatsUnavailableError'
+  constructor(servers: readonly string[], cause: unknown) {
+    super('COORD_NATS_UNAVAILABLE', `no NATS server in COORD_NATS_URL (${servers.join(', ')}) answered: is nats-server running and reachable?`, { cause })
+  }
+}
+
 export class InvalidProviderIdError extends CoordinatorError {
   override name = 'InvalidProviderIdError'
   constructor() {
-    super('COORD_PROVIDER_ID_INVALID', 'provider_id must be 1-64 characters of [A-Za-z0-9_.-]')
+    super('COORD_PROVIDER_ID_INVALID', 'provider_id must be 1-64 characters of [A-Za-z0-9_.-], not dots alone')
   }
 }
 
@@ -79,6 +94,14 @@ export class TokenNotFoundError extends CoordinatorError {
   override name = 'TokenNotFoundError'
   constructor() {
     super('COORD_TOKEN_NOT_FOUND', 'no active token matches')
+  }
+}
+
+/** An operator request with a missing or out-of-range field. `message` is fixed text naming it. */
+export class UsageError extends CoordinatorError {
+  override name = 'UsageError'
+  constructor(message: string) {
+    super('COORD_BAD_REQUEST', message)
   }
 }
 
@@ -217,6 +240,7 @@ export const httpStatus: Readonly<Record<string, number>> = {
   COORD_PROVIDER_ID_INVALID: 400,
   COORD_TOKEN_NOT_FOUND: 404,
   COORD_STORE_UNAVAILABLE: 503,
+  COORD_BAD_REQUEST: 400,
 }
 
 export interface PublicError {

@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino'
+import { PinoPretty } from 'pino-pretty'
 
 export type { Logger }
 
@@ -8,7 +9,18 @@ export type { Logger }
  * {name, code, message}, and requests to {method, path} with the query string dropped. The
  * redact paths are a backstop for anything that slips past the allowlists.
  */
-export function createLogger(opts: { level: string; destination?: DestinationStream; svc?: string }): Logger {
+export type LogFormat = 'json' | 'pretty'
+
+/**
+ * `pretty` is for a person at a terminal (the default when stdout is one); `json`, one object
+ * per line, is for everything else. Both carry the same fields through the same redaction.
+ */
+export function createLogger(opts: { level: string; destination?: DestinationStream; svc?: string; format?: LogFormat }): Logger {
+  const format = opts.format ?? (process.stdout.isTTY ? 'pretty' : 'json')
+  const destination =
+    format === 'pretty' && opts.destination === undefined
+      ? PinoPretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,svc', singleLine: true, sync: true })
+      : opts.destination
   return pino(
     {
       level: opts.level,
@@ -19,7 +31,7 @@ export function createLogger(opts: { level: string; destination?: DestinationStr
       },
       serializers: { err: serializeError, req: serializeRequest },
     },
-    opts.destination,
+    destination,
   )
 }
 

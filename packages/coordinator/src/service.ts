@@ -12,6 +12,34 @@ import { drainSession } from './pool/pool-control.js'
 import { closeSocket } from './ws/socket-link.js'
 import { createUpgradeHandler } from './ws/upgrade.js'
 
+function newHttpServer(): http.Server {
+  const server = http.createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 })
+  server.on('clientError', (_err, socket) => socket.destroy())
+  return server
+}
+
+/**
+ * Binds the listening port before anything slow happens, so that a busy port or a wrong
+ * COORD_HOST is found in milliseconds. Until a Service takes the listener over, every request
+ * and upgrade gets 503 `starting`.
+ */
+export async function bindListener(config: Pick<Config, 'host' | 'port'>): Promise<http.Server> {
+  const server = newHttpServer()
+  server.on('request', (_req, res) => {
+    res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', connection: 'close' })
+    res.end('{"status":"starting"}')
+  })
+  server.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n'))
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return server
+}
+
 /** The coordinator process: HTTP routes, the provider WebSocket endpoint and the idle sweep. */
 export class Service {
   private state: 'created' | 'started' | 'draining' | 'destroyed' = 'created'
@@ -24,32 +52,33 @@ export class Service {
     private readonly wss: WebSocketServer,
   ) {}
 
-  static async create(config: Config, overrides: ContextOverrides = {}): Promise<Service> {
+  /**
+   * `server`: a listener already bound by bindListener(), as the process entry does so that a
+   * busy port is found before the database is opened; tests let create() make its own.
+   */
+  static async create(config: Config, overrides: ContextOverrides = {}, server: http.Server = newHttpServer()): Promise<Service> {
     const ctx = await createContext(config, overrides)
     const { limits } = config
-    const server = http.createServer({
-      maxHeaderSize: 16 * 1024,
-      headersTimeout: 10_000,
-      requestTimeout: 30_000,
-      keepAliveTimeout: 5_000,
-    })
     const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes, perMessageDeflate: false })
     const svc = new Service(ctx, server, wss)
     const handler = createHttpHandler(ctx, { draining: () => svc.state === 'draining' })
-    server.on('request', (req, res) => void handler(req, res))
     const pending = new PendingLimiter(limits.maxPendingConnections, limits.maxPendingPerIp)
+    server.removeAllListeners('request')
+    server.removeAllListeners('upgrade')
+    server.on('request', (req, res) => void handler(req, res))
     server.on(
       'upgrade',
       createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started'),
     )
-    server.on('clientError', (_err, socket) => socket.destroy())
     return svc
   }
 
   async start(): Promise<AddressInfo> {
     if (this.state !== 'created') throw new Error(`cannot start a ${this.state} service`)
-    this.server.listen(this.ctx.config.port, this.ctx.config.host)
-    await once(this.server, 'listening')
+    if (!this.server.listening) {
+      this.server.listen(this.ctx.config.port, this.ctx.config.host)
+      await once(this.server, 'listening')
+    }
     this.state = 'started'
     this.sweepTimer = setInterval(() => this.sweepIdle(), this.ctx.config.limits.sweepIntervalMs)
     this.sweepTimer.unref()
@@ -112,7 +141,7 @@ export class Service {
     clearInterval(this.sweepTimer)
     try {
       for (const ws of this.wss.clients) closeSocket(ws, Close.shuttingDown)
-      if (wasStarted) {
+      if (wasStarted || this.server.listening) {
         const closed = once(this.server, 'close')
         this.server.close()
         this.server.closeAllConnections()

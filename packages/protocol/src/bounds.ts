@@ -1,20 +1,30 @@
 /** Bounds of protocol v1 (specs/protocol.md). Both sides enforce the ones that concern them. */
 export const PROTOCOL_VERSION = 1
+/** What a provider assumes when hello_ack names no heartbeat interval. */
+export const DEFAULT_HEARTBEAT_INTERVAL_S = 30
 /** The coordinator's protocol version, sent in hello_ack. */
 export const COORDINATOR_VERSION = 1
 
+// hello (§2.1)
+/** A provider's model set: model_id plus supported_models, without duplicates. */
 export const MAX_MODELS = 64
 export const MAX_CONCURRENCY = 256
 export const MAX_CONTEXT_TOKENS = 100_000_000
-export const MAX_SLOTS = 1024
+/** model_id, each supported model, and any other free-text field of the hello. */
 export const MAX_TEXT_FIELD = 256
+/** As DNS allows. */
 export const MAX_HOSTNAME = 253
 export const MAX_BINARY_VERSION = 64
 export const MAX_THROUGHPUT_TPS = 1e6
+
+// heartbeat and dispatch (§3.1, §4)
+export const MAX_SLOTS = 1024
 export const REQUEST_ID_MAX = 64
+/** seq and token counts are 32-bit signed integers, as JSON numbers every reader parses exactly. */
 export const MAX_SEQ = 2 ** 31 - 1
 export const MAX_TOKEN_COUNT = 2 ** 31 - 1
 
+// frame sizes (§1.3, §4.1)
 /** The first frame (the hello) is at most this many bytes. */
 export const MAX_FIRST_FRAME_BYTES = 16 * 1024
 /** Any provider frame, as declared in its WebSocket header. */

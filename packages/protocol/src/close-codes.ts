@@ -14,6 +14,8 @@ export const Close = {
   kicked: { code: 4007, reason: 'kicked' },
   drained: { code: 1000, reason: 'drained' },
   idleTimeout: { code: 4010, reason: 'idle_timeout' },
+  /** Cluster mode: the node lost its liveness key (NATS unreachable) and must not route; specs/cluster.md §3. */
+  nodeFenced: { code: 4011, reason: 'node_fenced' },
   poolFull: { code: 4429, reason: 'pool_full' },
   admissionBusy: { code: 4429, reason: 'admission_busy' },
   shuttingDown: { code: 1001, reason: 'shutting_down' },

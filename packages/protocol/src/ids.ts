@@ -6,8 +6,12 @@ import { createHash } from 'node:crypto'
  * accepted by all.
  */
 
-/** A provider_id: 1–64 characters of `[A-Za-z0-9_.-]`. */
-export const PROVIDER_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/
+/**
+ * A provider_id: 1–64 characters of `[A-Za-z0-9_.-]`, not dots alone. `.` and `..` are refused
+ * because URL parsers fold them as path segments: /admin/providers/../cordon would reach
+ * /admin/cordon, so such a provider could never be cordoned, drained or kicked by URL.
+ */
+export const PROVIDER_ID_RE = /^(?!\.+$)[A-Za-z0-9_.-]{1,64}$/
 
 /** A provider token: 32 random bytes as 64 lowercase hex characters. */
 export const TOKEN_RE = /^[0-9a-f]{64}$/

@@ -5,7 +5,7 @@
 import type { AuthState, ProviderStatus } from './messages.js'
 
 /** Why a connected session is not routable (routingEligible). */
-export type IneligibleReason = 'quarantined_duplicate' | 'draining' | 'not_ready' | 'no_free_slots'
+export type IneligibleReason = 'quarantined_duplicate' | 'cordoned' | 'draining' | 'not_ready' | 'no_free_slots'
 
 export interface PoolzRow {
   provider_id: string
@@ -13,6 +13,8 @@ export interface PoolzRow {
   auth_state: AuthState
   routing_eligible: boolean
   routing_ineligible_reason?: IneligibleReason
+  /** An operator cordoned this provider_id (it stays connected, never routable). */
+  cordoned: boolean
   status: ProviderStatus
   slots_free: number
   slots_total: number
@@ -44,4 +46,78 @@ export interface PoolzSummary {
 export interface PoolzResponse {
   pool: PoolzRow[]
   summary: PoolzSummary
+}
+
+/** A token as the admin API and the CLI show it: a prefix, never the token or its hash. */
+export interface AdminToken {
+  token_prefix: string
+  provider_id: string
+  name: string
+  origin: 'self_minted' | 'operator_issued'
+  created_at: string
+  last_used_at: string | null
+  revoked: boolean
+  revoked_at: string | null
+}
+
+/** POST /admin/tokens: the only time the token is shown. */
+export interface IssuedTokenResponse {
+  token: string
+  token_prefix: string
+  provider_id: string
+  name: string
+  origin: 'operator_issued'
+}
+
+/** POST /admin/tokens/{prefix}/revoke. `kicked` is null when no kick was asked for. */
+export interface RevokeResponse extends AdminToken {
+  kicked: boolean | null
+}
+
+export interface PruneResponse {
+  applied: boolean
+  tokens: AdminToken[]
+}
+
+export type AuditReason = 'unproven_token' | 'stale_token' | 'bearerless_duplicate_session' | 'self_minted_session'
+
+export interface AuditOffender {
+  reason: AuditReason
+  provider_id: string
+  token_prefix?: string | null
+  assigned_id?: string
+  detail: string
+}
+
+/** GET /admin/audit/pre-flip. `poolz_checked` is false when live sessions could not be read. */
+export interface AuditResponse {
+  safe: boolean
+  poolz_checked: boolean
+  active_tokens: number
+  live_sessions: number | null
+  offenders: AuditOffender[]
+}
+
+export interface CordonRow {
+  provider_id: string
+  reason: string
+  created_at: string
+}
+
+/** POST /admin/providers/{id}/cordon and /uncordon. `live`: a connected session was changed. */
+export interface CordonResponse {
+  provider_id: string
+  cordoned: boolean
+  live: boolean
+}
+
+/** GET /admin/stats: buyer requests and errors per bucket over the last minutes, oldest first. */
+export interface StatsResponse {
+  bucket_s: number
+  buckets: Array<{ start: string; requests: number; errors: number }>
+}
+
+/** The error envelope of every operator and buyer endpoint. */
+export interface ErrorResponse {
+  error: { message: string; type: string; code: string }
 }

@@ -4,7 +4,7 @@
  * for a type this provider does not know (ignored, so coordinators can add messages), or the
  * close the provider may use. A provider may also just ignore a malformed frame.
  */
-import { COORDINATOR_VERSION, REQUEST_ID_MAX } from './bounds.js'
+import { COORDINATOR_VERSION, DEFAULT_HEARTBEAT_INTERVAL_S, REQUEST_ID_MAX } from './bounds.js'
 import { Close, withField } from './close-codes.js'
 import { int, requestId, type Json } from './fields.js'
 import { TOKEN_RE } from './ids.js'
@@ -18,9 +18,10 @@ export function parseCoordinatorMessage(msg: Json): Parsed<CoordinatorMessage | 
     case 'inference_request': {
       const id = requestId(msg.request_id)
       if (id === null) return invalid('request_id')
-      if (typeof msg.stream !== 'boolean') return invalid('stream')
+      // Absent means not streaming, as reference coordinators send it; present must be a boolean.
+      if (msg.stream !== undefined && typeof msg.stream !== 'boolean') return invalid('stream')
       if (typeof msg.body !== 'string') return invalid('body')
-      return { ok: true, value: { type: 'inference_request', request_id: id, stream: msg.stream, body: msg.body } }
+      return { ok: true, value: { type: 'inference_request', request_id: id, stream: msg.stream === true, body: msg.body } }
     }
     case 'cancel_request': {
       const id = requestId(msg.request_id)
@@ -41,7 +42,8 @@ export function parseHelloAck(msg: Json): Parsed<HelloAckMessage> {
   if (msg.coordinator_version !== COORDINATOR_VERSION) return invalid('coordinator_version')
   const assigned = msg.assigned_id
   if (typeof assigned !== 'string' || assigned.length === 0 || assigned.length > REQUEST_ID_MAX) return invalid('assigned_id')
-  const interval = int(msg.heartbeat_interval_s, 1, 3600)
+  // Absent means the protocol's default of 30 s (protocol.md §2.2), as older coordinators send it.
+  const interval = msg.heartbeat_interval_s === undefined ? DEFAULT_HEARTBEAT_INTERVAL_S : int(msg.heartbeat_interval_s, 1, 3600)
   if (interval === null) return invalid('heartbeat_interval_s')
   if (!(AUTH_STATES as readonly unknown[]).includes(msg.auth_state)) return invalid('auth_state')
   const value: HelloAckMessage = {

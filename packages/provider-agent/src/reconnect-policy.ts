@@ -11,7 +11,7 @@
  * | 4005 without a token                         | normal backoff, floored at the pool-full floor  |
  * | 4429 pool full / admission busy              | normal backoff, floored                         |
  * | 1001 shutting down                           | normal backoff, over a window of at least 8 s   |
- * | anything else (1000, 1006, 4007, …)          | normal backoff                                  |
+ * | anything else (1000, 1006, 4007, 4011, …)    | normal backoff                                  |
  *
  * Normal backoff is capped exponential with full jitter (uniform in [0, min(cap, base·2^n)]), so
  * a coordinator restart spreads thousands of reconnects over the window instead of one spike.

@@ -86,6 +86,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       consecutiveFailures: 0,
       cooldownUntil: 0,
       drainRequested: false,
+      cordoned: ctx.cordons.has(hello.providerId),
       connectedAt: now,
       lastHeartbeatAt: null,
       lastInboundAt: now,

@@ -1,22 +1,23 @@
 import { Command, CommanderError, Option } from 'commander'
+import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, type PoolzResponse } from '@poolcoord/protocol'
 import { envToConfig, readEnv, type Config } from '../config.js'
-import { openDatabase, type Database } from '../db/database.js'
+import { VERSION } from '../version.js'
+import { openDatabase } from '../db/database.js'
 import { migrate } from '../db/migrate.js'
-import { CoordinatorError, InvalidProviderIdError, TokenPrefixInvalidError } from '../errors.js'
+import { CoordinatorError } from '../errors.js'
 import { createLogger } from '../logger.js'
 import { readOperatorKeyFile } from '../operator-key.js'
-import { PROVIDER_ID_RE, TOKEN_PREFIX_RE } from '@poolcoord/protocol'
-import { TokenStore, type TokenInfo } from '../tokens/token-store.js'
-import { auditFlip } from './audit.js'
-import { CliFailure, CoordinatorClient } from './coordinator-client.js'
+import { openDatabaseOperatorApi } from './database-operator-api.js'
 import { parseDuration } from './duration.js'
+import { HttpOperatorApi, probeCoordinator } from './http-operator-api.js'
+import { CliFailure, type OperatorApi } from './operator-api.js'
+import { plural, printTable } from './print.js'
 
 /**
- * coordinator-cli: token and pool administration (specs/cli.md). Works on DATABASE_URL or the
- * embedded data dir, with or without a running coordinator. Exit codes: 0 ok, 1 the condition
- * failed, 2 usage error.
+ * coordinator-cli: token, cordon and pool administration (specs/cli.md). It talks to the
+ * running coordinator's admin API; only when no coordinator answers does it work on the
+ * database directly, and it says so. Exit codes: 0 ok, 1 the condition failed, 2 usage error.
  */
-const PRUNE_MIN_MS = 24 * 3_600_000
 
 /** Where the CLI writes: the process's streams, or a test's buffers. */
 export interface CliIo {
@@ -24,31 +25,58 @@ export interface CliIo {
   err(s: string): void
 }
 
+interface Common {
+  json?: boolean
+  url?: string
+}
+
 function program(config: Config, io: CliIo, status: { code: number }): Command {
   const out = io.out
-  const log = createLogger({ level: 'warn', destination: { write: (s: string) => io.err(s) } })
-  const withStore = async <T>(fn: (store: TokenStore, db: Database) => Promise<T>): Promise<T> => {
-    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log })
+  const log = createLogger({ level: 'warn', format: 'json', destination: { write: (s: string) => io.err(s) } })
+  /** The admin API if a coordinator answers, else the database, said on stderr. */
+  const withApi = async <T>(o: Common, fn: (api: OperatorApi) => Promise<T>): Promise<T> => {
+    const url = (o.url ?? cli.opts<{ url?: string }>().url ?? defaultCoordinatorUrl(config)).replace(/\/+$/, '')
+    let api: OperatorApi
+    const key = config.operatorKey ?? readOperatorKeyFile(config.dataDir)
+    if ((await probeCoordinator(url, key)).kind === 'coordinator') {
+      api = new HttpOperatorApi(url, key as string)
+    } else {
+      io.err(`note: no coordinator answered at ${url}; working on the database directly\n`)
+      api = openDatabaseOperatorApi(config, log, url)
+    }
     try {
-      await migrate(db)
-      return await fn(new TokenStore(db, { timeoutMs: config.limits.storeTimeoutMs }), db)
+      return await fn(api)
     } finally {
-      await db.close()
+      await api.close()
     }
   }
-  const coordinator = (url: string | undefined) =>
-    new CoordinatorClient(url ?? defaultCoordinatorUrl(config), config.operatorKey ?? readOperatorKeyFile(config.dataDir))
-  const json = new Option('--json', 'machine-readable output')
+  const json = new Option('--json', 'one JSON document on stdout, errors included')
+  const url = new Option('--coordinator <url>', 'alias of --url').hideHelp()
 
   const cli = new Command('coordinator-cli')
-    .description('poolcoord token and pool administration')
+    .description('poolcoord token, cordon and pool administration')
+    .version(VERSION, '-V, --version')
+    .option('--url <url>', 'the coordinator base URL (default http://COORD_HOST:COORD_PORT)')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.replace(/\n$/, '')), writeErr: (s) => io.err(s) })
 
+  const command = (name: string, description: string) => cli.command(name).description(description).addOption(json).addOption(url)
+  const urlOf = (o: Common & { coordinator?: string }): Common => ({ json: o.json, url: o.url ?? o.coordinator })
+  /** Checked before any request: an id like `..` would be folded out of the URL path. */
+  const id = (providerId: string): string => {
+    if (!PROVIDER_ID_RE.test(providerId))
+      throw new CliFailure('provider_id must be 1-64 characters of [A-Za-z0-9_.-], not dots alone', 2, 'COORD_PROVIDER_ID_INVALID')
+    return providerId
+  }
+  const prefix = (p: string): string => {
+    if (!TOKEN_PREFIX_RE.test(p)) throw new CliFailure('token prefix must be 6 to 12 lowercase hex characters', 2, 'COORD_TOKEN_PREFIX_INVALID')
+    return p
+  }
+
   cli
     .command('migrate')
-    .description('apply the SQL migrations')
+    .description('apply the SQL migrations to the database (the coordinator also does this at start)')
     .addOption(json)
     .action(async (o: { json?: boolean }) => {
       const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, log })
@@ -61,154 +89,136 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
       }
     })
 
-  cli
-    .command('issue-token')
-    .description('issue an operator_issued token for a provider; it is printed exactly once')
+  command('status', 'the live pool as a table, and its summary').action(async (o: Common) => {
+    const pool = await withApi(urlOf(o), (api) => api.pool())
+    if (o.json) return out(JSON.stringify(pool))
+    printPool(out, pool)
+  })
+
+  command('issue-token', 'issue an operator_issued token for a provider; it is printed exactly once')
     .requiredOption('--provider-id <id>', 'the provider_id the token is bound to')
     .option('--name <name>', 'a label for the token', '')
-    .addOption(json)
-    .action(async (o: { providerId: string; name: string; json?: boolean }) => {
-      if (!PROVIDER_ID_RE.test(o.providerId)) throw new InvalidProviderIdError()
-      const name = o.name === '' ? o.providerId : o.name.slice(0, 253)
-      const issued = await withStore((store) => store.issue(o.providerId, name, 'operator_issued'))
-      if (o.json) {
-        out(JSON.stringify({ token: issued.token, token_prefix: issued.tokenPrefix, provider_id: issued.providerId, name, origin: 'operator_issued' }))
-      } else {
-        out(`token:       ${issued.token}`)
-        out(`prefix:      ${issued.tokenPrefix}`)
-        out(`provider_id: ${issued.providerId}`)
-        out('This is the only time the token is shown. The provider sends it as "Authorization: Bearer <token>".')
-      }
+    .action(async (o: Common & { providerId: string; name: string }) => {
+      const providerId = id(o.providerId)
+      const issued = await withApi(urlOf(o), (api) => api.issueToken(providerId, o.name))
+      if (o.json) return out(JSON.stringify(issued))
+      out(`token:       ${issued.token}`)
+      out(`prefix:      ${issued.token_prefix}`)
+      out(`provider_id: ${issued.provider_id}`)
+      out('This is the only time the token is shown. The provider sends it as "Authorization: Bearer <token>".')
     })
 
-  cli
-    .command('list-tokens')
-    .description('list tokens: prefix, provider, name, origin, dates; never a token or hash')
+  command('list-tokens', 'list tokens: prefix, provider, name, origin, dates; never a token or hash')
     .option('--active', 'only tokens that are not revoked')
-    .addOption(json)
-    .action(async (o: { active?: boolean; json?: boolean }) => {
-      const tokens = await withStore((store) => store.list({ activeOnly: o.active === true }))
-      if (o.json) return out(JSON.stringify(tokens.map(tokenJson)))
+    .action(async (o: Common & { active?: boolean }) => {
+      const tokens = await withApi(urlOf(o), (api) => api.listTokens(o.active === true))
+      if (o.json) return out(JSON.stringify(tokens))
       printTable(
         out,
         ['prefix', 'provider_id', 'name', 'origin', 'created_at', 'last_used_at', 'revoked'],
-        tokens.map((tk) => [
-          tk.tokenPrefix,
-          tk.providerId,
-          tk.providerName,
-          tk.origin,
-          iso(tk.createdAt),
-          iso(tk.lastUsedAt) || '-',
-          tk.revokedAt ? iso(tk.revokedAt) : 'no',
-        ]),
+        tokens.map((tk) => [tk.token_prefix, tk.provider_id, tk.name, tk.origin, tk.created_at, tk.last_used_at ?? '-', tk.revoked_at ?? 'no']),
       )
     })
 
-  const revoke = async (prefix: string): Promise<TokenInfo> => {
-    // Checked before opening the database, so a typo is a usage error with no side effects.
-    if (!TOKEN_PREFIX_RE.test(prefix)) throw new TokenPrefixInvalidError()
-    return withStore((store) => store.revokeByPrefix(prefix))
-  }
-
-  cli
-    .command('revoke-token')
-    .description('revoke the one active token with this prefix (6-12 hex characters)')
+  command('revoke-token', 'revoke the one active token with this prefix (6-12 hex characters)')
     .requiredOption('--token-prefix <prefix>', 'the token prefix, as list-tokens shows it')
-    .addOption(json)
-    .action(async (o: { tokenPrefix: string; json?: boolean }) => {
-      const tk = await revoke(o.tokenPrefix)
-      if (o.json) out(JSON.stringify(tokenJson(tk)))
-      else out(`revoked ${tk.tokenPrefix} (provider_id ${tk.providerId}). A live session keeps running until it reconnects; use revoke-and-kick to end it now.`)
+    .action(async (o: Common & { tokenPrefix: string }) => {
+      const p = prefix(o.tokenPrefix)
+      const tk = await withApi(urlOf(o), (api) => api.revokeToken(p, false))
+      if (o.json) return out(JSON.stringify(tk))
+      out(
+        `revoked ${tk.token_prefix} (provider_id ${tk.provider_id}). A live session keeps running until it reconnects; use revoke-and-kick to end it now. ` +
+          'A provider that is still running with this token is refused at its next connect.',
+      )
     })
 
-  cli
-    .command('revoke-and-kick')
-    .description('revoke the token, then close the live session of its provider on the coordinator')
+  command('revoke-and-kick', 'revoke the token and close the live session of its provider, in one operation on the coordinator')
     .requiredOption('--token-prefix <prefix>', 'the token prefix')
-    .option('--coordinator <url>', 'the coordinator base URL (default from COORD_HOST/COORD_PORT)')
-    .addOption(json)
-    .action(async (o: { tokenPrefix: string; coordinator?: string; json?: boolean }) => {
-      const tk = await revoke(o.tokenPrefix)
-      let kicked: boolean
-      try {
-        kicked = await coordinator(o.coordinator).kick(tk.providerId)
-      } catch (err) {
-        throw new CliFailure(`revoked ${tk.tokenPrefix}, but the kick failed: ${(err as Error).message}. The live session, if any, ends at its next reconnect.`)
-      }
-      if (o.json) out(JSON.stringify({ ...tokenJson(tk), kicked }))
-      else out(`revoked ${tk.tokenPrefix}; ${kicked ? `closed the live session of ${tk.providerId}` : `${tk.providerId} had no live session`}`)
+    .action(async (o: Common & { tokenPrefix: string }) => {
+      const p = prefix(o.tokenPrefix)
+      const tk = await withApi(urlOf(o), (api) => api.revokeToken(p, true))
+      if (o.json) return out(JSON.stringify(tk))
+      out(`revoked ${tk.token_prefix}; ${tk.kicked ? `closed the live session of ${tk.provider_id}` : `${tk.provider_id} had no live session`}`)
     })
 
-  cli
-    .command('pre-flip-audit')
-    .description('exit 0 only when turning require_provider_tokens on would lock no provider out')
+  command('pre-flip-audit', 'exit 0 only when turning require_provider_tokens on would lock no provider out')
     .option('--max-last-used-age <duration>', 'a token unused for longer is stale (e.g. 24h, 7d)', '24h')
-    .option('--coordinator <url>', 'the coordinator base URL for /poolz (default from COORD_HOST/COORD_PORT)')
-    .addOption(json)
-    .action(async (o: { maxLastUsedAge: string; coordinator?: string; json?: boolean }) => {
+    .action(async (o: Common & { maxLastUsedAge: string }) => {
       const maxAge = parseDuration(o.maxLastUsedAge)
-      if (maxAge === null) throw new CliFailure('--max-last-used-age must look like 30m, 24h or 7d', 2)
-      const tokens = await withStore((store) => store.list({ activeOnly: true }))
-      const sessions = await coordinator(o.coordinator).poolz()
-      const offenders = auditFlip(tokens, sessions, new Date(), maxAge)
-      const safe = offenders.length === 0
-      if (o.json) {
-        out(JSON.stringify({ safe, poolz_checked: sessions !== null, offenders }))
-      } else {
-        if (sessions === null) out('note: the coordinator was not reachable; live sessions were not checked')
-        if (safe)
-          out(
-            `safe: ${tokens.length} active tokens, all proven within ${o.maxLastUsedAge}${sessions ? `; ${sessions.length} live sessions, all bearer_validated` : ''}`,
-          )
-        for (const f of offenders) out(`NOT SAFE  ${f.reason.padEnd(28)} ${f.provider_id}  ${f.token_prefix ?? ''}  ${f.detail}`)
+      if (maxAge === null) throw new CliFailure('--max-last-used-age must look like 30m, 24h or 7d', 2, 'COORD_BAD_REQUEST')
+      const audit = await withApi(urlOf(o), (api) => api.audit(Math.ceil(maxAge / 1000)))
+      if (!audit.safe) status.code = 1
+      if (o.json) return out(JSON.stringify(audit))
+      const tokens = plural(audit.active_tokens, 'active token')
+      if (!audit.poolz_checked) {
+        out(`cannot tell: no coordinator answered, so live sessions were not checked (${tokens}${audit.offenders.length ? '' : ', all proven'})`)
+      } else if (audit.safe) {
+        out(`safe: ${tokens}, all proven within ${o.maxLastUsedAge}; ${plural(audit.live_sessions ?? 0, 'live session')}, all bearer_validated`)
       }
-      if (!safe) status.code = 1
+      for (const f of audit.offenders) out(`NOT SAFE  ${f.reason.padEnd(28)} ${f.provider_id}  ${f.token_prefix ?? ''}  ${f.detail}`)
     })
 
-  cli
-    .command('prune-tokens')
-    .description('revoke (never delete) unproven tokens older than a duration; a dry run unless --apply')
+  command('prune-tokens', 'revoke (never delete) unproven tokens older than a duration; a dry run unless --apply')
     .requiredOption('--older-than <duration>', 'at least 24h (e.g. 48h, 7d)')
     .option('--apply', 'revoke them; without it, only list them')
-    .addOption(json)
-    .action(async (o: { olderThan: string; apply?: boolean; json?: boolean }) => {
+    .action(async (o: Common & { olderThan: string; apply?: boolean }) => {
       const age = parseDuration(o.olderThan)
-      if (age === null) throw new CliFailure('--older-than must look like 48h or 7d', 2)
-      if (age < PRUNE_MIN_MS) throw new CliFailure('--older-than must be at least 24h: younger unproven tokens may belong to providers still starting', 2)
-      const rows = await withStore((store) => store.pruneUnproven(age, o.apply === true))
-      if (o.json) return out(JSON.stringify({ applied: o.apply === true, tokens: rows.map(tokenJson) }))
-      for (const tk of rows) out(`${o.apply ? 'revoked' : 'would revoke'}  ${tk.tokenPrefix}  ${tk.providerId}  created ${iso(tk.createdAt)}`)
-      out(`${rows.length} unproven token(s) older than ${o.olderThan}${o.apply ? ' revoked' : '; run again with --apply to revoke them'}`)
+      if (age === null) throw new CliFailure('--older-than must look like 48h or 7d', 2, 'COORD_BAD_REQUEST')
+      const pruned = await withApi(urlOf(o), (api) => api.pruneTokens(Math.ceil(age / 1000), o.apply === true))
+      if (o.json) return out(JSON.stringify(pruned))
+      for (const tk of pruned.tokens) out(`${o.apply ? 'revoked' : 'would revoke'}  ${tk.token_prefix}  ${tk.provider_id}  created ${tk.created_at}`)
+      out(`${plural(pruned.tokens.length, 'unproven token')} older than ${o.olderThan}${o.apply ? ' revoked' : '; run again with --apply to revoke them'}`)
     })
+
+  command('cordon', 'keep a provider out of routing (it stays connected) until uncordon; survives reconnects and restarts')
+    .requiredOption('--provider-id <id>', 'the provider_id')
+    .option('--reason <text>', 'why, for the other operators', '')
+    .action(async (o: Common & { providerId: string; reason: string }) => {
+      const providerId = id(o.providerId)
+      const r = await withApi(urlOf(o), (api) => api.cordon(providerId, o.reason))
+      if (o.json) return out(JSON.stringify(r))
+      out(`cordoned ${r.provider_id}${r.live ? '; its live session takes no new requests' : ' (not connected now)'}`)
+    })
+
+  command('uncordon', 'let a cordoned provider be routed again')
+    .requiredOption('--provider-id <id>', 'the provider_id')
+    .action(async (o: Common & { providerId: string }) => {
+      const providerId = id(o.providerId)
+      const r = await withApi(urlOf(o), (api) => api.uncordon(providerId))
+      if (o.json) return out(JSON.stringify(r))
+      out(`uncordoned ${r.provider_id}${r.live ? '; its live session is routable again' : ''}`)
+    })
+
+  command('list-cordons', 'cordoned provider ids, with reason and time').action(async (o: Common) => {
+    const cordons = await withApi(urlOf(o), (api) => api.listCordons())
+    if (o.json) return out(JSON.stringify(cordons))
+    printTable(
+      out,
+      ['provider_id', 'since', 'reason'],
+      cordons.map((c) => [c.provider_id, c.created_at, c.reason]),
+    )
+  })
   return cli
 }
 
-function tokenJson(tk: TokenInfo) {
-  return {
-    token_prefix: tk.tokenPrefix,
-    provider_id: tk.providerId,
-    name: tk.providerName,
-    origin: tk.origin,
-    created_at: iso(tk.createdAt),
-    last_used_at: iso(tk.lastUsedAt),
-    revoked: tk.revokedAt !== null,
-    revoked_at: iso(tk.revokedAt),
-  }
-}
-
-function iso(d: Date | null): string | null {
-  return d === null ? null : d.toISOString()
-}
-
-function printTable(out: (s: string) => void, head: string[], rows: Array<Array<string | null>>): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  for (const r of [head, ...rows])
-    out(
-      r
-        .map((c, i) => (c ?? '').padEnd(widths[i] as number))
-        .join('  ')
-        .trimEnd(),
-    )
+function printPool(out: (s: string) => void, pool: PoolzResponse): void {
+  printTable(
+    out,
+    ['provider_id', 'auth_state', 'routable', 'status', 'slots', 'models', 'connected_at'],
+    pool.pool.map((r) => [
+      r.provider_id,
+      r.auth_state,
+      r.routing_eligible ? 'yes' : `no (${r.routing_ineligible_reason})`,
+      r.status,
+      `${r.in_flight}/${r.max_concurrency}`,
+      r.models.join(','),
+      r.connected_at,
+    ]),
+  )
+  const s = pool.summary
+  out(
+    `${plural(s.total, 'provider')}, ${s.routable} routable; ${s.slots.in_flight} requests in flight; models: ${s.models.map((m) => `${m.id} (${m.routable})`).join(', ') || 'none'}`,
+  )
 }
 
 function defaultCoordinatorUrl(config: Config): string {
@@ -216,33 +226,37 @@ function defaultCoordinatorUrl(config: Config): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`
 }
 
-/** Runs one CLI invocation; returns the exit code. `argv` excludes node and the script. */
+/** Runs one CLI invocation; returns the exit code. `args` excludes node and the script. */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv | undefined, io: CliIo): Promise<number> {
+  const asJson = args.includes('--json')
+  // With --json, an error is one JSON document on stdout too, so scripts parse one thing.
+  const fail = (code: string, message: string, exit: number): number => {
+    if (asJson) io.out(JSON.stringify({ error: { code, message } }))
+    else io.err(`error: ${message}\n`)
+    return exit
+  }
   let config: Config
   try {
     config = envToConfig(readEnv(env))
   } catch (err) {
-    io.err(`error: ${(err as Error).message}\n`)
-    return 2
+    return fail('COORD_CONFIG_INVALID', (err as Error).message, 2)
   }
   const status = { code: 0 }
   try {
     await program(config, io, status).parseAsync(args, { from: 'user' })
     return status.code
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2
-    if (err instanceof CliFailure) {
-      io.err(`error: ${err.message}\n`)
-      return err.exitCode
+    if (err instanceof CommanderError) {
+      if (err.exitCode === 0) return 0
+      return asJson ? fail('COORD_USAGE', err.message.replace(/^error: /, ''), 2) : 2
     }
-    if (err instanceof InvalidProviderIdError || err instanceof TokenPrefixInvalidError) {
-      io.err(`error: ${err.message}\n`)
-      return 2
+    if (err instanceof CliFailure) return fail(err.code, err.message, err.exitCode)
+    if (err instanceof CoordinatorError) {
+      const usage = ['COORD_PROVIDER_ID_INVALID', 'COORD_TOKEN_PREFIX_INVALID', 'COORD_BAD_REQUEST'].includes(err.code)
+      // Operators run this locally: the cause's code (an SQLSTATE, ECONNREFUSED) says what to fix.
+      const cause = (err as { cause?: { code?: unknown } }).cause?.code
+      return fail(err.code, `${err.message}${typeof cause === 'string' ? ` (${cause})` : ''}`, usage ? 2 : 1)
     }
-    // Operators run this locally: the cause's code (an SQLSTATE, ECONNREFUSED) says what to fix.
-    const cause = (err as { cause?: { code?: unknown } }).cause?.code
-    const message = err instanceof CoordinatorError ? err.message : 'unexpected failure'
-    io.err(`error: ${message}${typeof cause === 'string' ? ` (${cause})` : ''}\n`)
-    return 1
+    return fail('COORD_INTERNAL', 'unexpected failure', 1)
   }
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { DatabaseLockedError } from '../errors.js'
@@ -33,6 +33,11 @@ export interface DatabaseOptions {
   /** Postgres only: upper bound on any one statement, so a stuck database fails closed. */
   statementTimeoutMs?: number
   poolSize?: number
+  /**
+   * PGlite only: when there is no database yet, start from this data directory (a tarball from
+   * PGlite's dumpDataDir()) instead of running initdb. The tests use a migrated template.
+   */
+  loadDataDir?: Blob
   log: Logger
 }
 
@@ -96,9 +101,15 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   }
   const unlock = dir === undefined ? () => undefined : lockDataDir(dir)
+  // PGlite's first start runs initdb, which takes seconds: say so rather than sit silent.
+  if (dir !== undefined && !existsSync(path.join(dir, 'PG_VERSION'))) {
+    opts.log.info({ event: 'db.creating', dir }, `creating the embedded database in ${dir} (first start; this takes a few seconds)`)
+  }
   let lite: PGlite
   try {
-    lite = await PGlite.create(dir)
+    // A tarball replaces initdb on a first start only; an existing database opens as it is.
+    const fromTarball = opts.loadDataDir !== undefined && (dir === undefined || !existsSync(path.join(dir, 'PG_VERSION')))
+    lite = await (fromTarball ? PGlite.create({ dataDir: dir, loadDataDir: opts.loadDataDir }) : PGlite.create(dir))
   } catch (err) {
     unlock()
     throw err

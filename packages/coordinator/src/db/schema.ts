@@ -15,8 +15,15 @@ export interface ProviderTokensTable {
 
 export type TokenOrigin = 'self_minted' | 'operator_issued'
 
+export interface ProviderCordonsTable {
+  provider_id: string
+  reason: string
+  created_at: ColumnType<Date, never, never>
+}
+
 export interface DatabaseSchema {
   provider_tokens: ProviderTokensTable
+  provider_cordons: ProviderCordonsTable
 }
 
 export type ProviderTokenRow = Selectable<ProviderTokensTable>

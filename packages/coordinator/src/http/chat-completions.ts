@@ -73,8 +73,10 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     duration_ms: Math.round(durationMs),
     usage: result.usage,
   }
-  if (result.status === 'complete' || result.status === 'buyer_disconnected') ctx.log.info(line, 'request finished')
-  else ctx.log.warn(line, 'request failed')
+  const failed = result.status !== 'complete' && result.status !== 'buyer_disconnected'
+  ctx.history.record(ctx.clock.now(), failed)
+  if (failed) ctx.log.warn(line, 'request failed')
+  else ctx.log.info(line, 'request finished')
 }
 
 /** Pipelined requests a connection may have waiting behind the one being answered. */

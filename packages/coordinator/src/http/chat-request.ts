@@ -1,5 +1,6 @@
-import { InvalidJsonError, InvalidRequestError } from '../errors.js'
+import { InvalidRequestError } from '../errors.js'
 import { PROVIDER_ID_RE } from '@poolcoord/protocol'
+import { parseJsonObject } from './json-object.js'
 
 export interface ChatRequest {
   model: string
@@ -8,7 +9,7 @@ export interface ChatRequest {
   body: string
 }
 
-const MODEL_MAX = 256
+export const MODEL_MAX = 256
 
 /**
  * Validates a chat completion body just enough to route it. Everything else (sampling
@@ -16,14 +17,7 @@ const MODEL_MAX = 256
  * echo buyer input.
  */
 export function parseChatRequest(raw: string): ChatRequest {
-  let v: unknown
-  try {
-    v = JSON.parse(raw)
-  } catch {
-    throw new InvalidJsonError()
-  }
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new InvalidJsonError()
-  const o = v as Record<string, unknown>
+  const o = parseJsonObject(raw)
   const model = o.model
   if (typeof model !== 'string' || model.length === 0 || model.length > MODEL_MAX || /[\u0000-\u001f\u007f]/.test(model)) {
     throw new InvalidRequestError(`\`model\` is required: a string of 1 to ${MODEL_MAX} characters`)

@@ -1,20 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AppContext } from '../app-context.js'
-import { CoordinatorError, DrainingError, MethodNotAllowedError, NotFoundError, UnauthorizedError } from '../errors.js'
-import { PROVIDER_ID_RE } from '@poolcoord/protocol'
-import { drainSession, kickSession } from '../pool/pool-control.js'
+import { CoordinatorError, DrainingError, MethodNotAllowedError, NotFoundError, RequestTooLargeError, UnauthorizedError, UsageError } from '../errors.js'
+import { PROOF_NONCE_RE } from '../operator-auth.js'
 import { routingEligible } from '../pool/routing-eligible.js'
 import { listModels } from '../routing/list-models.js'
+import { createAdminRoutes } from './admin-routes.js'
 import { chatCompletions } from './chat-completions.js'
+import { dashboardRoutes } from './dashboard.js'
+import { openApiDocument } from './openapi.js'
 import { renderPoolz } from './poolz.js'
 import { sendError, sendJson } from './respond.js'
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void
-type Route = Partial<Record<'GET' | 'POST', Handler>>
+import { retrieveModel } from './retrieve-model.js'
+import { methodsOf, RouteTable, wrapRoute, type Handler, type Route } from './route-table.js'
 
 /**
  * The coordinator's HTTP routes. Only POST /v1/chat/completions reads a body, and it bounds it;
- * a GET route never reads one.
+ * a GET route never reads one. Keys are OpenAPI path templates (route-table.ts): every route but
+ * the `page: true` ones must be described by /openapi.json (http/openapi.ts), and a test checks it.
  */
 export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => boolean }) {
   const createdS = Math.floor(ctx.startedAt / 1000)
@@ -22,9 +24,9 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
   const queued = new WeakMap<object, number>()
   const operatorOnly =
     (handler: Handler): Handler =>
-    (req, res) => {
+    (req, res, params) => {
       if (!ctx.isOperator(req.headers.authorization)) throw new UnauthorizedError()
-      return handler(req, res)
+      return handler(req, res, params)
     }
   const metrics: Handler = async (_req, res) => {
     const text = await ctx.metrics.registry.metrics()
@@ -34,10 +36,11 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
   /** New buyer work is refused while the coordinator drains for shutdown. */
   const buyerRoute =
     (handler: Handler): Handler =>
-    (req, res) => {
+    (req, res, params) => {
       if (lifecycle.draining()) throw new DrainingError()
-      return handler(req, res)
+      return handler(req, res, params)
     }
+  const openapi = openApiDocument(ctx.version)
   const routes: Record<string, Route> = {
     '/healthz': {
       GET: (_req, res) => {
@@ -46,47 +49,47 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
         sendJson(res, draining ? 503 : 200, { ...health(ctx), status: draining ? 'draining' : 'ok' })
       },
     },
+    '/operator-proof': {
+      GET: (req, res) => {
+        const nonce = new URL(req.url ?? '/', 'http://localhost').searchParams.get('nonce') ?? ''
+        if (!PROOF_NONCE_RE.test(nonce)) throw new UsageError('nonce must be 64 lowercase hex characters')
+        sendJson(res, 200, { proof: ctx.proveOperatorKey(nonce) })
+      },
+    },
     '/poolz': { GET: operatorOnly((_req, res) => sendJson(res, 200, renderPoolz(ctx.registry.liveSessions()))) },
     '/metrics': { GET: ctx.config.metricsRequireKey ? operatorOnly(metrics) : metrics },
     '/v1/models': { GET: buyerRoute((_req, res) => sendJson(res, 200, listModels(ctx.registry.liveSessions(), createdS))) },
+    '/v1/models/{id}': {
+      greedy: true,
+      GET: buyerRoute((_req, res, p) => sendJson(res, 200, retrieveModel(ctx.registry.liveSessions(), createdS, p.id as string))),
+    },
     '/v1/chat/completions': { POST: buyerRoute((req, res) => chatCompletions(ctx, req, res, queued)) },
+    // Public: the API's description holds no secret.
+    '/openapi.json': { GET: (_req, res) => sendJson(res, 200, openapi) },
+    // Public static pages (http/dashboard.ts): they hold no data; the data comes from /poolz and /admin/ with the key.
+    ...dashboardRoutes(),
   }
-  /** POST /admin/providers/{provider_id}/drain|kick, operator bearer (specs/operator-api.md). */
-  const admin = (action: 'drain' | 'kick', providerId: string): Handler =>
-    operatorOnly((_req, res) => {
-      const session = ctx.registry.get(providerId)
-      if (session === undefined) throw new NotFoundError()
-      if (action === 'drain') drainSession(ctx, session, { close: true })
-      else kickSession(ctx, session)
-      sendJson(res, action === 'drain' ? 202 : 200, {
-        provider_id: session.providerId,
-        assigned_id: session.assignedId,
-        action,
-        in_flight: session.inFlight,
-      })
-    })
-  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const admin = createAdminRoutes(ctx, () => ctx.history.snapshot(ctx.clock.now()))
+  // Every admin route is behind the operator key: nothing of it runs without it.
+  for (const [path, route] of Object.entries(admin)) routes[path] = wrapRoute(route, operatorOnly)
+  const table = new RouteTable(routes)
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = (req.url ?? '/').split('?')[0] as string
     try {
-      const adminMatch = /^\/admin\/providers\/([^/]+)\/(drain|kick)$/.exec(path)
-      const route = adminMatch
-        ? PROVIDER_ID_RE.test(adminMatch[1] as string)
-          ? { POST: admin(adminMatch[2] as 'drain' | 'kick', adminMatch[1] as string) }
-          : undefined
-        : Object.hasOwn(routes, path)
-          ? routes[path]
-          : undefined
-      if (route === undefined) throw new NotFoundError()
+      const found = table.match(path)
+      if (found === undefined) throw new NotFoundError()
       const method = req.method === 'HEAD' ? 'GET' : req.method
-      const handler = method === 'GET' || method === 'POST' ? route[method] : undefined
-      if (handler === undefined) throw new MethodNotAllowedError(Object.keys(route).join(', '))
-      await handler(req, res)
+      const handler = method === 'GET' || method === 'POST' ? found.route[method] : undefined
+      if (handler === undefined) throw new MethodNotAllowedError(methodsOf(found.route).join(', '))
+      await handler(req, res, found.params)
     } catch (err) {
       if (!(err instanceof CoordinatorError)) ctx.log.error({ err, req }, 'request failed')
       if (res.headersSent) return void res.destroy()
       const headers: Record<string, string> = {}
       if (err instanceof UnauthorizedError) headers['www-authenticate'] = 'Bearer'
       if (err instanceof MethodNotAllowedError) headers.allow = err.allow
+      // The rest of an oversized body is never read: the connection cannot be reused.
+      if (err instanceof RequestTooLargeError) headers.connection = 'close'
       if (err instanceof DrainingError) {
         headers['retry-after'] = '5'
         headers.connection = 'close'
@@ -94,6 +97,8 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
       sendError(res, err, headers)
     }
   }
+  // What this handler serves, from the table it dispatches with: /openapi.json's test compares it with the document.
+  return Object.assign(handle, { routes: table.list() })
 }
 
 export function health(ctx: AppContext) {

@@ -32,6 +32,7 @@ export function renderPoolz(sessions: Iterable<ProviderSession>): PoolzResponse 
       auth_state: s.authState,
       routing_eligible: eligibility.eligible,
       ...(eligibility.eligible ? {} : { routing_ineligible_reason: eligibility.reason }),
+      cordoned: s.cordoned,
       status: s.status,
       slots_free: s.slotsFree,
       slots_total: s.slotsTotal,

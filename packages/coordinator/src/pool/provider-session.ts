@@ -26,6 +26,8 @@ export interface ProviderSession {
   cooldownUntil: number
   /** The coordinator asked it to drain (operator or shutdown). Its heartbeats cannot undo this. */
   drainRequested: boolean
+  /** An operator cordoned this provider_id: connected, never routable, until uncordoned. */
+  cordoned: boolean
   connectedAt: number
   lastHeartbeatAt: number | null
   lastInboundAt: number

@@ -146,6 +146,13 @@ export class Registry<H> {
     if (entry && entry.session.status === 'ready') entry.session.status = 'busy'
   }
 
+  /** Sets the cordon on the live session of providerId, if any. Returns whether there was one. */
+  setCordoned(providerId: string, cordoned: boolean): boolean {
+    const entry = this.byProvider.get(providerId)
+    if (entry) entry.session.cordoned = cordoned
+    return entry !== undefined
+  }
+
   /** Marks the current session draining: no new work, whatever its heartbeats say. */
   requestDrain(providerId: string, assignedId: string): boolean {
     const entry = this.current(providerId, assignedId)

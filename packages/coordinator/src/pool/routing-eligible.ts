@@ -1,13 +1,12 @@
-import type { ProviderSession } from './provider-session.js'
-
 import type { IneligibleReason } from '@poolcoord/protocol'
+import type { ProviderSession } from './provider-session.js'
 
 export type { IneligibleReason }
 
 export type Eligibility = { eligible: true } | { eligible: false; reason: IneligibleReason }
 
 type EligibilityFacts = Pick<ProviderSession, 'authState' | 'status' | 'slotsFree' | 'maxConcurrency' | 'inFlight'> &
-  Partial<Pick<ProviderSession, 'drainRequested'>>
+  Partial<Pick<ProviderSession, 'drainRequested' | 'cordoned'>>
 
 /**
  * Slots the coordinator may still use. The provider's report can lag behind our own dispatches,
@@ -25,6 +24,8 @@ export function routingEligible(s: EligibilityFacts): Eligibility {
   if (s.authState !== 'bearer_validated' && s.authState !== 'self_minted') {
     return { eligible: false, reason: 'quarantined_duplicate' }
   }
+  // An operator's cordon outranks everything the provider itself reports.
+  if (s.cordoned === true) return { eligible: false, reason: 'cordoned' }
   if (s.drainRequested === true) return { eligible: false, reason: 'draining' }
   if (s.status !== 'ready') return { eligible: false, reason: 'not_ready' }
   if (effectiveFreeSlots(s) <= 0) return { eligible: false, reason: 'no_free_slots' }

@@ -1,15 +1,9 @@
 import { sql, type RawBuilder } from 'kysely'
 import type { Database } from '../db/database.js'
 import { isUniqueViolation } from '../db/pg-errors.js'
+import { storeCall } from '../db/store-call.js'
 import type { ProviderTokenRow, TokenOrigin } from '../db/schema.js'
-import {
-  ActiveTokenExistsError,
-  InvalidProviderIdError,
-  StoreUnavailableError,
-  TokenNotFoundError,
-  TokenPrefixAmbiguousError,
-  TokenPrefixInvalidError,
-} from '../errors.js'
+import { ActiveTokenExistsError, InvalidProviderIdError, TokenNotFoundError, TokenPrefixAmbiguousError, TokenPrefixInvalidError } from '../errors.js'
 import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { generateToken } from './token.js'
 
@@ -64,23 +58,15 @@ export class TokenStore {
     if (!PROVIDER_ID_RE.test(providerId)) throw new InvalidProviderIdError()
     const token = generateToken()
     const name = boundedName(providerName, providerId)
-    try {
-      await this.bounded(
+    await storeCall(
+      this.timeoutMs,
+      () =>
         this.db.kysely
           .insertInto('provider_tokens')
-          .values({
-            token_hash: hashToken(token),
-            token_prefix: tokenPrefix(token),
-            provider_id: providerId,
-            provider_name: name,
-            origin,
-          })
+          .values({ token_hash: hashToken(token), token_prefix: tokenPrefix(token), provider_id: providerId, provider_name: name, origin })
           .execute(),
-      )
-    } catch (err) {
-      if (isUniqueViolation(err, ONE_ACTIVE_INDEX)) throw new ActiveTokenExistsError(providerId)
-      throw new StoreUnavailableError(err)
-    }
+      (err) => (isUniqueViolation(err, ONE_ACTIVE_INDEX) ? new ActiveTokenExistsError(providerId) : null),
+    )
     return { token, tokenPrefix: tokenPrefix(token), providerId }
   }
 
@@ -197,22 +183,8 @@ export class TokenStore {
     return rows.map(toInfo)
   }
 
-  private async run<T>(fn: () => Promise<T>): Promise<T> {
-    try {
-      return await this.bounded(fn())
-    } catch (err) {
-      throw new StoreUnavailableError(err)
-    }
-  }
-
-  private bounded<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('token store operation timed out')), this.timeoutMs)
-    })
-    // A late result or error of the abandoned operation is dropped, never unhandled.
-    work.catch(() => undefined)
-    return Promise.race([work, timeout]).finally(() => clearTimeout(timer))
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    return storeCall(this.timeoutMs, fn)
   }
 }
 

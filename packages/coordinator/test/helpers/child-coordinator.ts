@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { OPERATOR_KEY } from './service.js'
+import { tsLoader } from './ts-loader.js'
 
 const BIN = fileURLToPath(new URL('../../src/bin.ts', import.meta.url))
 
@@ -26,10 +27,11 @@ export interface ChildCoordinator {
  */
 export function spawnCoordinator(t: Test, env: Record<string, string> = {}): ChildCoordinator {
   const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-child-'))
-  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
-  const child = spawn(process.execPath, [...loader, '--enable-source-maps', BIN], {
+  const loader = tsLoader()
+  const child = spawn(process.execPath, [...loader.execArgv, '--enable-source-maps', BIN], {
     env: {
       PATH: process.env.PATH ?? '',
+      ...loader.env,
       COORD_PORT: '0',
       COORD_DATA_DIR: dataDir,
       COORD_OPERATOR_KEY: OPERATOR_KEY,

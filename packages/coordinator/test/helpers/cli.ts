@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { runCli as runInProcess } from '../../src/cli/cli.js'
+import { tsLoader } from './ts-loader.js'
 
 const BIN = fileURLToPath(new URL('../../src/cli/coordinator-cli.ts', import.meta.url))
 
@@ -23,9 +24,9 @@ export async function runCli(args: string[], env: Record<string, string>): Promi
 
 /** The real executable as its own process, through the test runner's TypeScript loader. */
 export function spawnCli(args: string[], env: Record<string, string>): Promise<CliRun> {
-  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
-  const child = spawn(process.execPath, [...loader, BIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...env },
+  const loader = tsLoader()
+  const child = spawn(process.execPath, [...loader.execArgv, BIN, ...args], {
+    env: { PATH: process.env.PATH ?? '', ...loader.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stdout = ''
@@ -33,4 +34,17 @@ export function spawnCli(args: string[], env: Record<string, string>): Promise<C
   child.stdout.on('data', (d: Buffer) => void (stdout += d.toString()))
   child.stderr.on('data', (d: Buffer) => void (stderr += d.toString()))
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
+}
+
+/**
+ * A loopback port with nothing listening, for "no coordinator answers": bound, then released.
+ * (Not port 9: fetch refuses the well-known "bad ports" before it ever connects.)
+ */
+export async function closedPort(): Promise<string> {
+  const { createServer } = await import('node:net')
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return String(port)
 }

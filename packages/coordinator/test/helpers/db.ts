@@ -5,6 +5,7 @@ import { openDatabase, type Database } from '../../src/db/database.js'
 import { migrate } from '../../src/db/migrate.js'
 import type { Logger } from '../../src/logger.js'
 import { captureLogs } from './logs.js'
+import { withPgliteTemplate } from './pglite-template.js'
 
 /** Set by .ci/run to the local Postgres; unset means every test runs on in-memory PGlite. */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || null
@@ -17,9 +18,18 @@ let counter = 0
  */
 export async function createTestDb(t: Test, log: Logger = captureLogs().logger): Promise<Database> {
   if (TEST_DATABASE_URL === null) {
-    const db = await openDatabase({ url: null, dataDir: 'memory', log })
+    // A copy of the migrated template rather than initdb; migrate() then finds nothing to do.
+    const db = await withPgliteTemplate(async (loadDataDir) => {
+      const copy = await openDatabase({ url: null, dataDir: 'memory', log, loadDataDir })
+      try {
+        await migrate(copy)
+        return copy
+      } catch (err) {
+        await copy.close()
+        throw err
+      }
+    })
     t.teardown(() => db.close())
-    await migrate(db)
     return db
   }
   const seed = `${process.pid}:${t.fullname}:${counter++}:${Date.now()}`

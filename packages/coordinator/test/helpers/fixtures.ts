@@ -21,6 +21,7 @@ export function makeSession(over: Partial<ProviderSession> = {}): ProviderSessio
     consecutiveFailures: 0,
     cooldownUntil: 0,
     drainRequested: false,
+    cordoned: false,
     connectedAt: 100,
     lastHeartbeatAt: null,
     lastInboundAt: 100,

@@ -1,16 +1,17 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql } from 'kysely'
 import pg from 'pg'
 import t, { type Test } from 'tap'
 import { openDatabase, type Database } from '../../src/db/database.js'
+import { migrate } from '../../src/db/migrate.js'
 import { createLogger } from '../../src/logger.js'
 import { TokenStore } from '../../src/tokens/token-store.js'
-import { runCli, spawnCli } from '../helpers/cli.js'
+import { closedPort, runCli, spawnCli } from '../helpers/cli.js'
 import { join as joinPool } from '../helpers/provider-client.js'
-import { OPERATOR_KEY, startTestService } from '../helpers/service.js'
+import { OPERATOR_KEY, startTestService, waitFor } from '../helpers/service.js'
 
 /*
  * coordinator-cli end to end, as a separate process: against a fresh PostgreSQL database when
@@ -22,7 +23,8 @@ const quiet = createLogger({ level: 'silent' })
 async function cliTarget(t: Test): Promise<{ env: Record<string, string>; open: () => Promise<Database> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-cli-'))
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const base = { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY }
+  // Nothing listens on that port, so these runs work on the database directly.
+  const base = { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY, COORD_PORT: await closedPort() }
   if (pgUrl === undefined) {
     return { env: base, open: () => openDatabase({ url: null, dataDir, log: quiet }) }
   }
@@ -116,6 +118,16 @@ t.test('migrate, issue-token, list-tokens, revoke-token: output and every exit c
     t.ok(r.stderr.length > 0, `${why}: says why`)
   }
   t.equal((await cli('--help')).code, 0)
+  const version = await cli('--version')
+  t.equal(version.code, 0)
+  t.equal(version.stdout.trim(), (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version)
+  const usageJson = await cli('revoke-token', '--json')
+  t.equal(usageJson.code, 2)
+  t.match(
+    JSON.parse(usageJson.stdout),
+    { error: { code: 'COORD_USAGE', message: /required option '--token-prefix <prefix>' not specified/ } },
+    'a usage error is JSON too',
+  )
 })
 
 t.test('prune-tokens: dry run by default, revokes (never deletes) with --apply, refuses under 24h', async (t) => {
@@ -148,15 +160,20 @@ t.test('prune-tokens: dry run by default, revokes (never deletes) with --apply, 
   t.equal(all.length, 3, 'revoked, not deleted')
 })
 
-t.test('pre-flip-audit and revoke-and-kick against a running coordinator', async (t) => {
+t.test('through a running coordinator: pre-flip-audit, revoke-and-kick, cordon, status, and a wrong key changes nothing', async (t) => {
   const target = await cliTarget(t)
-  const s = await startTestService(t)
+  const db = await target.open()
+  await migrate(db)
+  // The coordinator and the CLI share one database, as in a deployment; on PGlite the
+  // coordinator holds it, and the CLI reaches it only through the admin API.
+  const s = await startTestService(t, { db })
   const env = { ...target.env, COORD_PORT: new URL(s.url).port }
   const cli = (...args: string[]) => runCli(args, env)
-  t.equal((await cli('migrate')).code, 0)
 
   // An unproven token, and a live tokenless session: both would be locked out.
-  const issued = JSON.parse((await cli('issue-token', '--provider-id', 'invitee', '--json')).stdout) as { token: string; token_prefix: string }
+  const issuedRun = await cli('issue-token', '--provider-id', 'invitee', '--json')
+  t.equal(issuedRun.stderr, '', 'no fallback note: the coordinator answered')
+  const issued = JSON.parse(issuedRun.stdout) as { token: string; token_prefix: string }
   const walkIn = await joinPool(s.wsUrl, 'walk-in')
   t.equal(walkIn.ack?.auth_state, 'self_minted')
   const unsafe = await cli('pre-flip-audit')
@@ -165,42 +182,83 @@ t.test('pre-flip-audit and revoke-and-kick against a running coordinator', async
   t.match(unsafe.stdout, /NOT SAFE\s+self_minted_session\s+walk-in/)
   const unsafeJson = JSON.parse((await cli('pre-flip-audit', '--json')).stdout) as { safe: boolean; poolz_checked: boolean; offenders: unknown[] }
   t.match(unsafeJson, { safe: false, poolz_checked: true })
-  t.equal(unsafeJson.offenders.length, 2)
+  t.equal(unsafeJson.offenders.length, 3, "the invitee's unproven token, the walk-in's unproven token, the walk-in's session")
 
-  // The invitee proves its token; the walk-in leaves. Now it is safe.
-  await withDb(target, async (db) => t.ok(await new TokenStore(db).validateAndMarkUsed(issued.token)))
+  // The invitee proves its token; the walk-in leaves and its token is revoked. Now it is safe.
+  t.ok(await s.svc.ctx.tokens.validateAndMarkUsed(issued.token))
   await walkIn.client.close()
-  await s.svc.ctx.dispatcher.whenIdle(null)
-  await new Promise<void>((r) => {
-    const check = () => (s.svc.ctx.registry.size === 0 ? r() : setImmediate(check))
-    check()
-  })
+  await waitFor(() => s.svc.ctx.registry.size === 0, 'the walk-in is gone')
+  const walkInToken = (JSON.parse((await cli('list-tokens', '--active', '--json')).stdout) as Array<{ provider_id: string; token_prefix: string }>).find(
+    (r) => r.provider_id === 'walk-in',
+  )
+  t.equal((await cli('revoke-token', '--token-prefix', walkInToken?.token_prefix ?? '')).code, 0)
   const safe = await cli('pre-flip-audit', '--max-last-used-age', '1h')
   t.equal(safe.code, 0, safe.stdout + safe.stderr)
-  t.match(safe.stdout, /^safe: 1 active tokens/m)
+  t.match(safe.stdout, /^safe: 1 active token, all proven within 1h; 0 live sessions/m)
   t.equal((await cli('pre-flip-audit', '--max-last-used-age', 'forever')).code, 2)
-  const unreachable = await runCli(['pre-flip-audit', '--coordinator', 'http://127.0.0.1:9'], target.env)
-  t.equal(unreachable.code, 0)
-  t.match(unreachable.stdout, /not reachable; live sessions were not checked/)
 
-  // revoke-and-kick: the token is revoked and the live session closed at once.
-  const kickee = await joinPool(s.wsUrl, 'invitee')
-  t.equal(kickee.ack?.auth_state, 'self_minted', 'a stand-in session for the kicked provider')
+  // status: the pool as a table; cordon keeps a connected provider out of routing.
+  const invitee = await joinPool(s.wsUrl, 'invitee', { token: issued.token })
+  t.equal(invitee.ack?.auth_state, 'bearer_validated')
+  const status = await cli('status')
+  t.equal(status.code, 0, status.stderr)
+  t.match(status.stdout, /provider_id\s+auth_state\s+routable\s+status\s+slots\s+models\s+connected_at/)
+  t.match(status.stdout, /invitee\s+bearer_validated\s+yes\s+ready\s+0\/2/)
+  t.match(status.stdout, /^1 provider, 1 routable/m)
+  const cordoned = JSON.parse((await cli('cordon', '--provider-id', 'invitee', '--reason', 'bad answers', '--json')).stdout)
+  t.same(cordoned, { provider_id: 'invitee', cordoned: true, live: true })
+  t.match((await s.poolz()).pool[0], { provider_id: 'invitee', routing_eligible: false, routing_ineligible_reason: 'cordoned', cordoned: true })
+  t.match((await cli('status')).stdout, /invitee\s+bearer_validated\s+no \(cordoned\)/)
+  t.match(JSON.parse((await cli('list-cordons', '--json')).stdout), [{ provider_id: 'invitee', reason: 'bad answers' }])
+  t.same(JSON.parse((await cli('uncordon', '--provider-id', 'invitee', '--json')).stdout), { provider_id: 'invitee', cordoned: false, live: true })
+  t.equal((await s.poolz()).pool[0]?.routing_eligible, true)
+
+  // A wrong key: the coordinator cannot prove it holds the CLI's key, so the CLI never sends it
+  // and nothing happens (the old CLI revoked first and only then found the kick refused).
+  const wrong = { ...env, COORD_OPERATOR_KEY: 'wrong-key-wrong-key-wrong' }
+  const badKey = await runCli(['revoke-and-kick', '--token-prefix', issued.token_prefix], wrong)
+  t.equal(badKey.code, 1)
+  t.match(badKey.stderr, /cannot prove it holds this operator key, so the key was not sent/)
+  t.match(
+    (await s.svc.ctx.tokens.list({ activeOnly: true })).map((r) => r.providerId),
+    ['invitee'],
+    'nothing was revoked',
+  )
+  const badKeyJson = await runCli(['pre-flip-audit', '--json'], wrong)
+  t.match(JSON.parse(badKeyJson.stdout), { error: { code: 'COORD_UNVERIFIED' } }, '--json errors are JSON')
+
+  // revoke-and-kick: one request; the token is revoked and the live session closed at once.
   const rk = await cli('revoke-and-kick', '--token-prefix', issued.token_prefix, '--json')
   t.equal(rk.code, 0, rk.stderr)
   t.match(JSON.parse(rk.stdout), { provider_id: 'invitee', revoked: true, kicked: true })
-  t.same(await kickee.client.closed, { code: 4007, reason: 'kicked' })
+  t.same(await invitee.client.closed, { code: 4007, reason: 'kicked' })
   const issued2 = JSON.parse((await cli('issue-token', '--provider-id', 'nobody-home', '--json')).stdout) as { token_prefix: string }
   const none = await cli('revoke-and-kick', '--token-prefix', issued2.token_prefix)
   t.equal(none.code, 0)
   t.match(none.stdout, /nobody-home had no live session/)
+
+  // With no coordinator at the URL, the CLI says so and works on the database, where it can.
   const issued3 = JSON.parse((await cli('issue-token', '--provider-id', 'far-away', '--json')).stdout) as { token_prefix: string }
-  const down = await runCli(['revoke-and-kick', '--token-prefix', issued3.token_prefix, '--coordinator', 'http://127.0.0.1:9'], target.env)
-  t.equal(down.code, 1, 'revoked, but the kick could not be delivered')
-  t.match(down.stderr, /revoked [0-9a-f]{12}, but the kick failed/)
-  const badKey = await runCli(['pre-flip-audit'], { ...env, COORD_OPERATOR_KEY: 'wrong-key-wrong-key-wrong' })
-  t.equal(badKey.code, 1)
-  t.match(badKey.stderr, /refused the operator key/)
+  const nobody = await closedPort()
+  const elsewhere = { ...env, COORD_PORT: nobody }
+  // Real processes: on PGlite the lock names this test's process, which an in-process run shares.
+  const audit = await spawnCli(['pre-flip-audit'], elsewhere)
+  t.equal(audit.code, 1, 'without the live sessions the audit cannot say safe')
+  t.match(audit.stderr, `no coordinator answered at http://127.0.0.1:${nobody}; working on the database directly`)
+  const down = await spawnCli(['revoke-and-kick', '--token-prefix', issued3.token_prefix, '--json'], elsewhere)
+  const noStatus = await spawnCli(['status'], elsewhere)
+  t.equal(noStatus.code, 1)
+  t.match(noStatus.stderr, `needs a running coordinator, and none answered at http://127.0.0.1:${nobody}`)
+  if (pgUrl !== undefined) {
+    t.match(audit.stdout, /cannot tell: no coordinator answered/)
+    t.equal(down.code, 0, down.stdout + down.stderr)
+    t.match(JSON.parse(down.stdout), { provider_id: 'far-away', revoked: true, kicked: false })
+  } else {
+    // The embedded database belongs to the running coordinator: the direct path is refused.
+    t.match(audit.stderr, /in use by process/)
+    t.equal(down.code, 1)
+    t.match(JSON.parse(down.stdout), { error: { code: 'COORD_DB_LOCKED' } })
+  }
 })
 
 t.test('the embedded database is never opened by two processes at once', async (t) => {

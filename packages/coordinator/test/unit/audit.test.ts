@@ -1,5 +1,5 @@
 import t from 'tap'
-import { auditFlip, type PoolzSession } from '../../src/cli/audit.js'
+import { auditFlip, type PoolzSession } from '../../src/admin/audit.js'
 import type { TokenInfo } from '../../src/tokens/token-store.js'
 
 const NOW = new Date('2026-11-22T12:00:00Z')

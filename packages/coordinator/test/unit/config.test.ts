@@ -27,6 +27,7 @@ t.test('defaults', async (t) => {
   t.equal(c.configFile, null)
   t.strictSame(c.envLive, {})
   t.strictSame(c.limits, defaultLimits)
+  t.equal(c.cluster, null, 'single-node mode unless COORD_NATS_URL is set')
 })
 
 t.test('blank values fall back to defaults', async (t) => {
@@ -187,12 +188,15 @@ t.test('readEnv maps the environment names', async (t) => {
     COORD_REQUIRE_PROVIDER_TOKENS: 'yes',
     COORD_TRUST_PROXY: '0',
     COORD_LOG_LEVEL: 'warn',
+    COORD_LOG_FORMAT: 'json',
     COORD_METRICS_REQUIRE_KEY: 'true',
     COORD_MAX_BODY_BYTES: '2048',
     COORD_REQUEST_TIMEOUT_S: '120',
     COORD_FIRST_CHUNK_TIMEOUT_S: '15',
     COORD_CONFIG: '/etc/poolcoord/live.yaml',
     COORD_DRAIN_TIMEOUT_S: '45',
+    COORD_NATS_URL: 'nats://127.0.0.1:4222',
+    COORD_NODE_ID: 'coord-a',
     UNRELATED: 'ignored',
   }
   const expected: Env = {
@@ -204,12 +208,15 @@ t.test('readEnv maps the environment names', async (t) => {
     requireProviderTokens: 'yes',
     trustProxy: '0',
     logLevel: 'warn',
+    logFormat: 'json',
     metricsRequireKey: 'true',
     maxBodyBytes: '2048',
     requestTimeoutS: '120',
     firstChunkTimeoutS: '15',
     configFile: '/etc/poolcoord/live.yaml',
     drainTimeoutS: '45',
+    natsUrl: 'nats://127.0.0.1:4222',
+    nodeId: 'coord-a',
   }
   t.strictSame(readEnv(env), expected)
   t.strictSame(
@@ -223,16 +230,20 @@ t.test('readEnv maps the environment names', async (t) => {
       requireProviderTokens: undefined,
       trustProxy: undefined,
       logLevel: undefined,
+      logFormat: undefined,
       metricsRequireKey: undefined,
       maxBodyBytes: undefined,
       requestTimeoutS: undefined,
       firstChunkTimeoutS: undefined,
       configFile: undefined,
       drainTimeoutS: undefined,
+      natsUrl: undefined,
+      nodeId: undefined,
     },
     'an empty env yields no values',
   )
   const c = envToConfig(readEnv(env))
+  t.strictSame(c.cluster, { natsServers: ['nats://127.0.0.1:4222'], nodeId: 'coord-a' })
   t.equal(c.port, 1234)
   t.equal(c.live.requireProviderTokens, true)
   t.equal(c.trustProxy, false)
@@ -284,4 +295,61 @@ t.test('the live settings file: JSON or YAML, strict keys, and the environment w
   const envWins = envToConfig({ requireProviderTokens: 'false', logLevel: 'error' }, {}, { requireProviderTokens: true, logLevel: 'warn' })
   t.strictSame(envWins.live, { requireProviderTokens: false, logLevel: 'error' })
   t.strictSame(envWins.envLive, { requireProviderTokens: false, logLevel: 'error' })
+})
+
+t.test('cluster mode: COORD_NATS_URL, COORD_NODE_ID, and PostgreSQL required', async (t) => {
+  const pg = 'postgres://u@h/db'
+  const urls: Array<[string, string[]]> = [
+    ['nats://127.0.0.1:4222', ['nats://127.0.0.1:4222']],
+    ['nats://nats-1', ['nats://nats-1:4222']],
+    ['nats://a:4222,nats://b:4223', ['nats://a:4222', 'nats://b:4223']],
+    [' nats://a:1 , nats://b:2 ', ['nats://a:1', 'nats://b:2']],
+    ['nats://[::1]:4222', ['nats://[::1]:4222']],
+    ['nats://a:1/', ['nats://a:1']],
+    [Array.from({ length: 16 }, (_, i) => `nats://n${i}:4222`).join(','), Array.from({ length: 16 }, (_, i) => `nats://n${i}:4222`)],
+  ]
+  for (const [raw, servers] of urls) {
+    t.strictSame(envToConfig({ natsUrl: raw, databaseUrl: pg }).cluster, { natsServers: servers, nodeId: null }, raw.slice(0, 60))
+  }
+  const badUrls: Array<[string, RegExp]> = [
+    ['http://a:4222', /must start with nats:\/\//],
+    ['127.0.0.1:4222', /is not a URL: use nats:\/\/host:port/],
+    ['tls://a:4222', /must start with nats:\/\//],
+    ['nats://', /has no host/],
+    ['nats:host', /has no host/],
+    ['nats://a:4222,', /entry 2 is empty/],
+    ['nats://a:4222,,nats://b:1', /entry 2 is empty/],
+    ['nats://user:secret@a:4222', /must not carry credentials/],
+    ['nats://token@a:4222', /must not carry credentials/],
+    ['nats://a:99999', /is not a URL/],
+    ['nats://a b:1', /is not a URL/],
+    ['nats://a:0', /port 0/],
+    ['nats://a:1/path', /no path or query/],
+    ['nats://a:1?x=1', /no path or query/],
+    ['nats://a:1#f', /no path or query/],
+    [`nats://${'h'.repeat(260)}:1`, /longer than 256/],
+    [Array.from({ length: 17 }, (_, i) => `nats://n${i}:4222`).join(','), /more than 16 URLs/],
+  ]
+  for (const [raw, message] of badUrls) {
+    const err = thrown(() => envToConfig({ natsUrl: raw, databaseUrl: pg }))
+    t.ok(err instanceof ConfigError, `${raw.slice(0, 60)} is refused`)
+    t.match((err as Error).message, /^COORD_NATS_URL/, 'the message names the variable')
+    t.match((err as Error).message, message, raw.slice(0, 60))
+    t.notMatch((err as Error).message, /secret/, 'and never echoes the URL')
+  }
+  for (const id of ['a', 'coord-1', '0', 'a'.repeat(63), 'node-0a1b2c3d']) {
+    t.equal(envToConfig({ natsUrl: 'nats://a:1', databaseUrl: pg, nodeId: id }).cluster?.nodeId, id, `node id ${id}`)
+  }
+  for (const id of ['A', 'a.b', '-a', 'a_b', 'a'.repeat(64), 'é', 'a b']) {
+    const err = thrown(() => envToConfig({ natsUrl: 'nats://a:1', databaseUrl: pg, nodeId: id }))
+    t.ok(err instanceof ConfigError && /^COORD_NODE_ID must be/.test(err.message), `node id ${JSON.stringify(id)} is refused`)
+  }
+  const pglite = thrown(() => envToConfig({ natsUrl: 'nats://a:1' }))
+  t.ok(pglite instanceof ConfigError, 'cluster mode on the embedded PGlite is a ConfigError (exit 2)')
+  t.match((pglite as Error).message, /cluster mode \(COORD_NATS_URL\) needs PostgreSQL: set DATABASE_URL/)
+  const { explainStartupFailure } = await import('../../src/startup-error.js')
+  t.equal(explainStartupFailure(pglite, null).exitCode, 2, 'the start-up path exits 2')
+  const stray = thrown(() => envToConfig({ nodeId: 'coord-a' }))
+  t.ok(stray instanceof ConfigError && /COORD_NODE_ID applies only in cluster mode/.test(stray.message), 'COORD_NODE_ID alone is refused')
+  t.equal(envToConfig({ natsUrl: '  ', nodeId: '' }).cluster, null, 'blank values leave cluster mode off')
 })

@@ -97,12 +97,12 @@ t.test('nginx site', async (t) => {
   const apiRead = /proxy_read_timeout (\d+)s;/.exec(api)
   t.ok(Number(apiRead?.[1]) * 1000 > defaultLimits.requestTimeoutMs, 'read timeout outlasts the request deadline')
 
-  const ops = location(site, '~ ^/(poolz|metrics|admin/)')
+  const ops = location(site, '~ ^/(poolz|metrics|admin/|dashboard)')
   t.match(ops, /deny all;/, 'operator paths restricted')
 
   // proxy_set_header does not inherit into a location that sets any, so each proxied location
   // must set X-Real-IP itself: the coordinator's per-address limits trust it.
-  for (const match of ['= /ws/provider', '/v1/', '~ ^/(poolz|metrics|admin/)', '= /healthz']) {
+  for (const match of ['= /ws/provider', '/v1/', '~ ^/(poolz|metrics|admin/|dashboard)', '= /healthz']) {
     t.match(location(site, match), /proxy_set_header X-Real-IP \$remote_addr;/, `${match} sets X-Real-IP`)
   }
   t.notMatch(site, /\$request[ "]/, 'the access log format leaves out the query string')

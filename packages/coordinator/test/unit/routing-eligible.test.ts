@@ -60,3 +60,12 @@ t.test('a drain the coordinator asked for wins over a ready heartbeat', async (t
   t.same(routingEligible(makeSession({ drainRequested: true, authState: 'bearerless_duplicate' })), { eligible: false, reason: 'quarantined_duplicate' })
   t.same(routingEligible(makeSession({ drainRequested: false })), { eligible: true })
 })
+
+t.test("an operator's cordon outranks drain, status and slots; quarantine still comes first", async (t) => {
+  const { makeSession } = await import('../helpers/fixtures.js')
+  const cordoned = { eligible: false, reason: 'cordoned' }
+  t.same(routingEligible(makeSession({ cordoned: true })), cordoned)
+  t.same(routingEligible(makeSession({ cordoned: true, drainRequested: true, status: 'busy', slotsFree: 0 })), cordoned)
+  t.same(routingEligible(makeSession({ cordoned: true, authState: 'bearerless_duplicate' })), { eligible: false, reason: 'quarantined_duplicate' })
+  t.same(routingEligible(makeSession({ cordoned: false })), { eligible: true })
+})

@@ -39,6 +39,8 @@ t.test('classification', async (t) => {
     [1006, false, 'transient'],
     [4007, true, 'transient'],
     [4010, true, 'transient'],
+    [4011, true, 'transient'],
+    [4011, false, 'transient'],
     [null, true, 'transient'],
   ]
   for (const [code, withToken, kind] of cases) t.equal(classifyClose({ code, withToken }), kind, `${code} ${withToken ? 'with' : 'without'} a token`)

@@ -1,15 +1,7 @@
-import type { PoolzRow } from '@poolcoord/protocol'
+import type { AuditOffender, PoolzRow } from '@poolcoord/protocol'
 import type { TokenInfo } from '../tokens/token-store.js'
 
-export type AuditReason = 'unproven_token' | 'stale_token' | 'bearerless_duplicate_session' | 'self_minted_session'
-
-export interface Offender {
-  reason: AuditReason
-  provider_id: string
-  token_prefix?: string | null
-  assigned_id?: string
-  detail: string
-}
+export type Offender = AuditOffender
 
 /** The fields of a /poolz row the audit reads. */
 export type PoolzSession = Pick<PoolzRow, 'provider_id' | 'assigned_id' | 'auth_state' | 'token_prefix'>

@@ -1,0 +1,119 @@
+import type { IncomingMessage } from 'node:http'
+import { PROVIDER_ID_RE, TOKEN_PREFIX_RE } from '@poolcoord/protocol'
+import { OperatorOps, type LivePool } from '../admin/operator-ops.js'
+import type { AppContext } from '../app-context.js'
+import { NotFoundError, UsageError } from '../errors.js'
+import { drainSession, kickSession } from '../pool/pool-control.js'
+import { parseJsonObject } from './json-object.js'
+import { readBody } from './read-body.js'
+import { sendJson } from './respond.js'
+import type { Handler, Route } from './route-table.js'
+
+/** Operator request bodies are a few fields: 16 KiB is far more than any needs. */
+const MAX_ADMIN_BODY_BYTES = 16 * 1024
+
+/**
+ * The admin API under /admin/ (specs/operator-api.md). Every route here is wrapped by the
+ * caller's operator check, so nothing runs, and nothing is revoked, for a caller without the
+ * key. Token and cordon operations are OperatorOps, the same code coordinator-cli runs on the
+ * database when no coordinator answers. Keys are path templates (http/route-table.ts); a
+ * malformed {provider_id} or {prefix} makes the path unknown (404).
+ */
+export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record<string, Route> {
+  const live: LivePool = {
+    sessions: () =>
+      Array.from(ctx.registry.liveSessions(), (s) => ({
+        provider_id: s.providerId,
+        assigned_id: s.assignedId,
+        auth_state: s.authState,
+        token_prefix: s.tokenPrefix,
+      })),
+    kick: (providerId) => {
+      const session = ctx.registry.get(providerId)
+      return session !== undefined && kickSession(ctx, session)
+    },
+    setCordoned: (providerId, cordoned) => ctx.registry.setCordoned(providerId, cordoned),
+  }
+  const ops = new OperatorOps(ctx.tokens, ctx.cordons, live)
+  const byProvider = { provider_id: PROVIDER_ID_RE }
+  /** Drain and kick act on the live session only: without one, there is nothing to do (404). */
+  const sessionAction =
+    (action: 'drain' | 'kick'): Handler =>
+    (_req, res, p) => {
+      const session = ctx.registry.get(p.provider_id as string)
+      if (session === undefined) throw new NotFoundError()
+      if (action === 'drain') drainSession(ctx, session, { close: true })
+      else kickSession(ctx, session)
+      const body = { provider_id: session.providerId, assigned_id: session.assignedId, action, in_flight: session.inFlight }
+      sendJson(res, action === 'drain' ? 202 : 200, body)
+    }
+  return {
+    '/admin/tokens': {
+      GET: async (req, res) => sendJson(res, 200, { tokens: await ops.listTokens(query(req).get('active') === 'true') }),
+      POST: async (req, res) => {
+        const body = await jsonBody(req)
+        sendJson(res, 201, await ops.issueToken(str(body, 'provider_id', true), str(body, 'name', false)))
+      },
+    },
+    '/admin/tokens/prune': {
+      POST: async (req, res) => {
+        const body = await jsonBody(req)
+        sendJson(res, 200, await ops.pruneTokens(num(body, 'older_than_s'), bool(body, 'apply')))
+      },
+    },
+    '/admin/tokens/{prefix}/revoke': {
+      params: { prefix: TOKEN_PREFIX_RE },
+      POST: async (req, res, p) => {
+        const body = await jsonBody(req)
+        sendJson(res, 200, await ops.revokeToken(p.prefix as string, bool(body, 'kick')))
+      },
+    },
+    '/admin/audit/pre-flip': {
+      GET: async (req, res) => sendJson(res, 200, await ops.audit(Number(query(req).get('max_last_used_age_s') ?? 86_400))),
+    },
+    '/admin/cordons': { GET: async (_req, res) => sendJson(res, 200, { cordons: await ops.listCordons() }) },
+    '/admin/providers/{provider_id}/cordon': {
+      params: byProvider,
+      POST: async (req, res, p) => {
+        const body = await jsonBody(req)
+        sendJson(res, 200, await ops.cordon(p.provider_id as string, str(body, 'reason', false)))
+      },
+    },
+    '/admin/providers/{provider_id}/uncordon': {
+      params: byProvider,
+      POST: async (_req, res, p) => sendJson(res, 200, await ops.uncordon(p.provider_id as string)),
+    },
+    '/admin/providers/{provider_id}/drain': { params: byProvider, POST: sessionAction('drain') },
+    '/admin/providers/{provider_id}/kick': { params: byProvider, POST: sessionAction('kick') },
+    '/admin/stats': { GET: (_req, res) => sendJson(res, 200, stats()) },
+  }
+}
+
+function query(req: IncomingMessage): URLSearchParams {
+  return new URL(req.url ?? '/', 'http://localhost').searchParams
+}
+
+/** An empty body is an empty object: every field of every admin body is optional or checked. */
+async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const text = await readBody(req, MAX_ADMIN_BODY_BYTES)
+  return text.trim() === '' ? {} : parseJsonObject(text)
+}
+
+function str(body: Record<string, unknown>, field: string, required: boolean): string {
+  const v = body[field]
+  if (v === undefined && !required) return ''
+  if (typeof v !== 'string' || v.length > 1024 || /[\u0000-\u001f\u007f]/.test(v)) throw new UsageError(`${field} must be a string`)
+  return v
+}
+
+function bool(body: Record<string, unknown>, field: string): boolean {
+  const v = body[field]
+  if (v !== undefined && typeof v !== 'boolean') throw new UsageError(`${field} must be a boolean`)
+  return v === true
+}
+
+function num(body: Record<string, unknown>, field: string): number {
+  const v = body[field]
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new UsageError(`${field} must be a number`)
+  return v
+}

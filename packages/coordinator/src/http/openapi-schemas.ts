@@ -1,0 +1,194 @@
+import {
+  AUTH_STATES,
+  PROVIDER_ID_RE,
+  PROVIDER_STATUSES,
+  TOKEN_PREFIX_RE,
+  type AdminToken,
+  type AuditOffender,
+  type AuditResponse,
+  type CordonResponse,
+  type CordonRow,
+  type IneligibleReason,
+  type IssuedTokenResponse,
+  type PoolzResponse,
+  type PoolzRow,
+  type PoolzSummary,
+  type PruneResponse,
+  type RevokeResponse,
+  type StatsResponse,
+} from '@poolcoord/protocol'
+import type { ModelEntry } from '../routing/list-models.js'
+import { MODEL_MAX } from './chat-request.js'
+import { arrayOf, bool, int, nullable, obj, oneOfValues, ref, str, time, type Schema } from './openapi-kit.js'
+
+/** GET /healthz. Not a protocol type: only load balancers and people read it. */
+interface Health {
+  status: 'ok' | 'draining'
+  version: string
+  uptime_s: number
+  pool: { total: number; routable: number }
+}
+
+/** POST /admin/providers/{provider_id}/drain and /kick. */
+interface SessionAction {
+  provider_id: string
+  assigned_id: string
+  action: 'drain' | 'kick'
+  in_flight: number
+}
+
+const INELIGIBLE: readonly IneligibleReason[] = ['quarantined_duplicate', 'cordoned', 'draining', 'not_ready', 'no_free_slots']
+const NO_CONTROL = '^[^\\u0000-\\u001f\\u007f]*$'
+
+export const providerId = str('1-64 characters of [A-Za-z0-9_.-]', { pattern: PROVIDER_ID_RE.source })
+export const tokenPrefix = str('the first 12 hex characters of a token; never the token', { pattern: '^[0-9a-f]{12}$' })
+export const prefixParam = str('6-12 lowercase hex characters: the start of a token prefix', { pattern: TOKEN_PREFIX_RE.source })
+
+const model = obj<ModelEntry>({
+  id: str('as providers announce it: exact, case-sensitive'),
+  object: { const: 'model' },
+  created: int("the coordinator's start time, Unix seconds: the pool has no better date for a model"),
+  owned_by: { const: 'poolcoord' },
+  provider_count: int('routable providers serving the model'),
+  total_slots: int('the sum of their max_concurrency'),
+  free_slots: int('the sum of their effective free slots'),
+  max_context_tokens: int('the largest context among them'),
+})
+
+const adminToken = obj<AdminToken>(
+  {
+    token_prefix: tokenPrefix,
+    provider_id: providerId,
+    name: str(),
+    origin: oneOfValues(['self_minted', 'operator_issued']),
+    created_at: time(),
+    last_used_at: nullable(time()),
+    revoked: bool(),
+    revoked_at: nullable(time()),
+  },
+  { description: 'a token as operators see it: a prefix, never the token or its hash' },
+)
+
+const poolzRow = obj<PoolzRow>(
+  {
+    provider_id: providerId,
+    assigned_id: str('this connection'),
+    auth_state: oneOfValues(AUTH_STATES),
+    routing_eligible: bool('the result of routingEligible'),
+    routing_ineligible_reason: oneOfValues(INELIGIBLE, 'present only when not eligible: the first reason that applies, in this order'),
+    cordoned: bool('an operator cordoned this provider_id'),
+    status: oneOfValues(PROVIDER_STATUSES, 'as last reported by the provider'),
+    slots_free: int(),
+    slots_total: int(),
+    effective_free_slots: int("the coordinator's own slot accounting"),
+    in_flight: int(),
+    consecutive_failures: int(),
+    cooldown_until: nullable(time('until when selection ranks the provider last; null when healthy')),
+    max_concurrency: int(),
+    max_context_tokens: int(),
+    model_id: str(),
+    models: arrayOf(str()),
+    hostname: str(),
+    binary_version: str(),
+    token_prefix: nullable(str('null for a quarantined duplicate', { pattern: '^[0-9a-f]{12}$' })),
+    connected_at: time(),
+    last_heartbeat_at: nullable(time()),
+    last_inbound_at: time(),
+  },
+  { optional: ['routing_ineligible_reason'] },
+)
+
+const poolzSummary = obj<PoolzSummary>({
+  total: int('every registered session, quarantined duplicates included'),
+  routable: int('sessions passing routingEligible'),
+  by_auth_state: obj<PoolzSummary['by_auth_state']>({ bearer_validated: int(), self_minted: int(), bearerless_duplicate: int() }),
+  slots: obj<PoolzSummary['slots']>({
+    total: int(),
+    free: int(),
+    effective_free: int('over routable sessions only'),
+    in_flight: int(),
+  }),
+  models: arrayOf(obj<PoolzSummary['models'][number]>({ id: str(), providers: int(), routable: int() }), 'sorted by id'),
+})
+
+const offender = obj<AuditOffender>(
+  {
+    reason: oneOfValues(['unproven_token', 'stale_token', 'bearerless_duplicate_session', 'self_minted_session']),
+    provider_id: str(),
+    token_prefix: nullable(str()),
+    assigned_id: str(),
+    detail: str(),
+  },
+  { optional: ['token_prefix', 'assigned_id'] },
+)
+
+/** Everything under components.schemas. */
+export const schemas: Record<string, Schema> = {
+  ChatCompletionRequest: {
+    type: 'object',
+    description:
+      'The OpenAI chat completion request. The coordinator checks `model`, `messages` and `stream` only; every other field (sampling parameters, tools, fields it does not know) reaches the provider byte for byte.',
+    required: ['model', 'messages'],
+    properties: {
+      model: str(`1-${MODEL_MAX} UTF-16 code units, no control characters; matched exactly against the models providers serve`, {
+        minLength: 1,
+        maxLength: MODEL_MAX,
+        pattern: NO_CONTROL,
+      }),
+      messages: { type: 'array', minItems: 1, description: "non-empty; its items are the provider's business" },
+      stream: { type: ['boolean', 'null'], description: 'true: an SSE stream; false, null or absent: one JSON body' },
+    },
+    additionalProperties: true,
+  },
+  ChatCompletion: {
+    type: 'object',
+    description: "the provider's `chat.completion` object, relayed unchanged once the provider has ended (OpenAI's shape)",
+  },
+  Model: model,
+  ModelList: obj<{ object: 'list'; data: ModelEntry[] }>({ object: { const: 'list' }, data: arrayOf(ref('Model'), 'sorted by id') }),
+  Health: obj<Health>({
+    status: oneOfValues(['ok', 'draining']),
+    version: str("the coordinator's version"),
+    uptime_s: int(),
+    pool: obj<Health['pool']>({ total: int(), routable: int('sessions passing routingEligible') }),
+  }),
+  OperatorProof: obj<{ proof: string }>({ proof: str('64 lowercase hex characters', { pattern: '^[0-9a-f]{64}$' }) }),
+  PoolzRow: poolzRow,
+  PoolzSummary: poolzSummary,
+  Poolz: obj<PoolzResponse>({ pool: arrayOf(ref('PoolzRow'), 'sorted by provider_id'), summary: ref('PoolzSummary') }),
+  AdminToken: adminToken,
+  TokenList: obj<{ tokens: AdminToken[] }>({ tokens: arrayOf(ref('AdminToken'), 'oldest first') }),
+  IssuedToken: obj<IssuedTokenResponse>({
+    token: str('the token: shown this once, never again', { pattern: '^[0-9a-f]{64}$' }),
+    token_prefix: tokenPrefix,
+    provider_id: providerId,
+    name: str(),
+    origin: { const: 'operator_issued' },
+  }),
+  RevokedToken: obj<RevokeResponse>({
+    ...(adminToken.properties as Record<keyof AdminToken, Schema>),
+    kicked: nullable(bool('whether a live session was closed; null when no kick was asked for')),
+  }),
+  PruneResult: obj<PruneResponse>({ applied: bool(), tokens: arrayOf(ref('AdminToken')) }),
+  AuditOffender: offender,
+  Audit: obj<AuditResponse>({
+    safe: bool('turning require_provider_tokens on would lock no one out'),
+    poolz_checked: bool(),
+    active_tokens: int(),
+    live_sessions: nullable(int()),
+    offenders: arrayOf(ref('AuditOffender')),
+  }),
+  CordonRow: obj<CordonRow>({ provider_id: providerId, reason: str(), created_at: time() }),
+  CordonList: obj<{ cordons: CordonRow[] }>({ cordons: arrayOf(ref('CordonRow')) }),
+  CordonResult: obj<CordonResponse>({ provider_id: providerId, cordoned: bool(), live: bool('a connected session was changed') }),
+  SessionAction: obj<SessionAction>({
+    provider_id: providerId,
+    assigned_id: str(),
+    action: oneOfValues(['drain', 'kick']),
+    in_flight: int('requests the session held when the action was taken'),
+  }),
+  Stats: obj<StatsResponse>({
+    bucket_s: int(),
+    buckets: arrayOf(obj<StatsResponse['buckets'][number]>({ start: time(), requests: int(), errors: int() }), 'oldest first'),
+  }),
+}

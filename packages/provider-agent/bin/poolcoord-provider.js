@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// A committed entry point, so that npm links the command before the build has made dist/.
+import '../dist/poolcoord-provider.js'
