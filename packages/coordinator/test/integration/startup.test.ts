@@ -42,6 +42,16 @@ t.test('settings that are wrong exit 2 and say what is valid', async (t) => {
     // 192.0.2.1 is TEST-NET-1: never an address of this machine, and nothing is sent to it.
     ['a host the machine does not have', { COORD_HOST: '192.0.2.1' }, /COORD_HOST=192\.0\.2\.1 is not an address of this machine/],
     ['a port out of range', { COORD_PORT: '70000' }, /COORD_PORT must be an integer from 0 to 65535/],
+    [
+      'cluster mode on the embedded database',
+      { COORD_NATS_URL: 'nats://127.0.0.1:4222' },
+      /cluster mode \(COORD_NATS_URL\) needs PostgreSQL: set DATABASE_URL/,
+    ],
+    [
+      'cluster mode, which this build does not run yet',
+      { COORD_NATS_URL: 'nats://127.0.0.1:4222', DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' },
+      /COORD_NATS_URL asks for cluster mode, which this build does not run yet/,
+    ],
   ]
   for (const [name, env, message] of cases) {
     const c = spawnCoordinator(t, { COORD_LOG_LEVEL: 'info', ...env })
