@@ -1,5 +1,5 @@
 import http from 'node:http'
-import type { EndStatus } from '@poolcoord/protocol'
+import { cancelRequest, type EndStatus } from '@poolcoord/protocol'
 import t, { type Test } from 'tap'
 import { apiError, buyer } from '../helpers/buyer.js'
 import { startTestService, waitFor, type TestService } from '../helpers/service.js'
@@ -153,7 +153,7 @@ t.test('a buyer that aborts gets cancel_request sent to the provider, and the sl
     controller.abort()
   }
   const cancel = await p.cancel(0)
-  t.same(cancel, { type: 'cancel_request', request_id: req.request_id, reason: 'buyer_disconnected' })
+  t.same(cancel, cancelRequest(req.request_id, 'buyer_disconnected'))
   await waitFor(() => s.svc.ctx.dispatcher.inFlight === 0, 'the slot released')
   assertSlotsReleased(t, s)
 
@@ -165,7 +165,7 @@ t.test('a buyer that aborts gets cancel_request sent to the provider, and the sl
   const req2 = await p.request(1)
   controller2.abort()
   await pending2
-  t.same(await p.cancel(1), { type: 'cancel_request', request_id: req2.request_id, reason: 'buyer_disconnected' })
+  t.same(await p.cancel(1), cancelRequest(req2.request_id, 'buyer_disconnected'))
   await waitFor(() => s.svc.ctx.dispatcher.inFlight === 0, 'the slot released')
   // A late answer for the cancelled request is ignored, and the provider is usable again.
   p.chunk(req2.request_id, 'late')
