@@ -8,13 +8,14 @@
  *   - pure core: pool/, admission/admission-machine, routing/ decisions (select-provider,
  *     failure-policy, list-models): plain data and `now`, no I/O, no shells;
  *   - drivers and stores: admission/admit, routing/dispatcher and the exchange, tokens/, db/;
- *     cluster/, the shell over NATS (only it imports @nats-io), around its pure cluster/fence-clock;
+ *     cluster/, the shell over NATS (only it imports @nats-io), around its pure cluster/fence-clock
+ *     and the session lease rules, cluster/lease-value and cluster/lease-decision;
  *   - shells: http/ and ws/ (never each other), cli/;
  *   - the composition root: context.ts, service.ts, bin.ts. Nothing else imports them; shells
  *     take the context through the type-only app-context.ts.
  */
 const COORD = '^packages/coordinator/src/'
-const PURE_CORE = `${COORD}(pool/|admission/admission-machine\\.ts|routing/(select-provider|failure-policy|list-models)\\.ts|cluster/fence-clock\\.ts)`
+const PURE_CORE = `${COORD}(pool/|admission/admission-machine\\.ts|routing/(select-provider|failure-policy|list-models)\\.ts|cluster/(fence-clock|lease-value|lease-decision)\\.ts)`
 const IO_LIBS = 'node_modules/(ws|pg|pg-[a-z-]+|kysely|kysely-pglite-dialect|@electric-sql/pglite|@nats-io/[a-z-]+|prom-client|pino|yaml|commander)/'
 
 module.exports = {
@@ -49,7 +50,7 @@ module.exports = {
     },
     {
       name: 'pure-core-has-no-io',
-      comment: 'The admission machine, the pool rules, routing decisions and the fence clock are pure functions over plain data.',
+      comment: 'The admission machine, the pool rules, routing decisions, the fence clock and the session lease rules are pure functions over plain data.',
       severity: 'error',
       from: { path: PURE_CORE },
       to: {
@@ -58,7 +59,7 @@ module.exports = {
           `${COORD}tokens/token-store\\.ts`,
           `${COORD}routing/(dispatcher|exchange)`,
           `${COORD}(metrics|config|context|app-context)\\.ts`,
-          `${COORD}cluster/(?!fence-clock\\.ts)`,
+          `${COORD}cluster/(?!(fence-clock|lease-value|lease-decision)\\.ts)`,
           IO_LIBS,
         ],
         dependencyTypesNot: ['type-only'],

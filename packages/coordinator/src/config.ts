@@ -237,7 +237,7 @@ export function checkNodeId(id: string, source: string): void {
 /**
  * COORD_NATS_URL: nats://host[:port], comma-separated. Messages name an entry by its position and
  * never echo it, and credentials in the URL are refused, so no password reaches a log; NATS
- * authentication is not built yet (specs/cluster.md §7).
+ * authentication is not built yet (specs/cluster.md §8).
  */
 export function parseNatsUrls(raw: string): string[] {
   const entries = raw.split(',').map((e) => e.trim())

@@ -11,8 +11,12 @@ export type RegistrationDecision =
  * wider than routable on purpose: a busy or saturated session has requests in flight that a
  * replacement would cut off. Only a session that said it is leaving (draining, unavailable) may
  * be replaced by a weaker one.
+ *
+ * `existing` names only the two facts the rule reads, so that cluster mode can feed it the same
+ * facts from a session lease on another node (cluster/lease-decision.ts): if the rule ever reads
+ * another fact, that caller stops compiling until the lease carries it too.
  */
-export function decideRegistration(existing: ProviderSession | undefined, incoming: AuthState): RegistrationDecision {
+export function decideRegistration(existing: Pick<ProviderSession, 'authState' | 'status'> | undefined, incoming: AuthState): RegistrationDecision {
   if (existing === undefined) return { action: 'register' }
   if (incoming === 'bearerless_duplicate') return { action: 'refuse', reason: 'duplicate_never_displaces' }
   if (incoming === 'bearer_validated') return { action: 'replace' }
