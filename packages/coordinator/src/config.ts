@@ -1,3 +1,4 @@
+import { MAX_FIRST_FRAME_BYTES, MAX_INFERENCE_REQUEST_BYTES, MAX_PROVIDER_FRAME_BYTES } from '@poolcoord/protocol'
 import { ConfigError } from './errors.js'
 
 /** Raw settings as strings, exactly as the environment gave them. */
@@ -123,8 +124,8 @@ export const defaultLimits: Limits = {
   idleTimeoutMs: 90_000,
   sweepIntervalMs: 5_000,
   heartbeatIntervalS: 30,
-  maxFrameBytes: 1024 * 1024,
-  maxHelloBytes: 16 * 1024,
+  maxFrameBytes: MAX_PROVIDER_FRAME_BYTES,
+  maxHelloBytes: MAX_FIRST_FRAME_BYTES,
   maxPendingConnections: 64,
   maxPendingPerIp: 8,
   maxSessions: 50_000,
@@ -136,7 +137,7 @@ export const defaultLimits: Limits = {
   maxResponseBytes: 16 * 1024 * 1024,
   maxBuyerBacklogBytes: 1024 * 1024,
   maxProviderBacklogBytes: 8 * 1024 * 1024,
-  maxDispatchFrameBytes: 4 * 1024 * 1024,
+  maxDispatchFrameBytes: MAX_INFERENCE_REQUEST_BYTES,
   maxBufferedBytesTotal: 256 * 1024 * 1024,
   writeStallTimeoutMs: 30_000,
   drainTimeoutMs: 30_000,

@@ -108,7 +108,7 @@ export class OperatorOps {
 
   async uncordon(providerId: string): Promise<CordonResponse> {
     checkProviderId(providerId)
-    const { live } = await this.cordons.uncordon(providerId, this.pool())
+    const live = await this.cordons.uncordon(providerId, this.pool())
     return { provider_id: providerId, cordoned: false, live }
   }
 

@@ -19,7 +19,6 @@ export function openDatabaseOperatorApi(config: Config, log: Logger, coordinator
   const open = () => (opened ??= openOps(config, log))
   const run = async <T>(fn: (ops: OperatorOps) => Promise<T>): Promise<T> => fn((await open()).ops)
   return {
-    via: 'database',
     listTokens: (activeOnly) => run((ops) => ops.listTokens(activeOnly)),
     issueToken: (providerId, name) => run((ops) => ops.issueToken(providerId, name)),
     revokeToken: (prefix, kick) => run((ops) => ops.revokeToken(prefix, kick)),

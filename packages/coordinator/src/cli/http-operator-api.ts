@@ -54,8 +54,6 @@ export async function probeCoordinator(baseUrl: string, key: string | null): Pro
 
 /** The admin API of a running coordinator (specs/operator-api.md), with the operator key. */
 export class HttpOperatorApi implements OperatorApi {
-  readonly via = 'coordinator'
-
   constructor(
     private readonly baseUrl: string,
     private readonly key: string,

@@ -7,7 +7,6 @@ import type { OperatorOps } from '../admin/operator-ops.js'
  * (database-operator-api.ts) when no coordinator answers.
  */
 export type OperatorApi = Pick<OperatorOps, 'listTokens' | 'issueToken' | 'revokeToken' | 'pruneTokens' | 'audit' | 'listCordons' | 'cordon' | 'uncordon'> & {
-  readonly via: 'coordinator' | 'database'
   /** The live pool; only a running coordinator has one. */
   pool(): Promise<PoolzResponse>
   close(): Promise<void>

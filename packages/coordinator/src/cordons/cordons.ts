@@ -45,12 +45,12 @@ export class Cordons {
     })
   }
 
-  /** Returns whether the id was cordoned, and whether a live session was released. */
-  uncordon(providerId: string, pool: CordonTarget): Promise<{ was: boolean; live: boolean }> {
+  /** Lifts the cordon. Returns whether a live session was released. */
+  uncordon(providerId: string, pool: CordonTarget): Promise<boolean> {
     return this.serial(async () => {
-      const was = await this.write(() => this.store.uncordon(providerId), pool)
+      await this.write(() => this.store.uncordon(providerId), pool)
       this.ids.delete(providerId)
-      return { was, live: pool.setCordoned(providerId, false) }
+      return pool.setCordoned(providerId, false)
     })
   }
 

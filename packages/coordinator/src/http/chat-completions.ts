@@ -53,7 +53,8 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
   } finally {
     bodyBytes.release()
   }
-  const durationMs = ctx.clock.now() - arrivedAt
+  const endedAt = ctx.clock.now()
+  const durationMs = endedAt - arrivedAt
   ctx.metrics.request({
     status: result.status,
     stream,
@@ -74,7 +75,7 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     usage: result.usage,
   }
   const failed = result.status !== 'complete' && result.status !== 'buyer_disconnected'
-  ctx.history.record(ctx.clock.now(), failed)
+  ctx.history.record(endedAt, failed)
   if (failed) ctx.log.warn(line, 'request failed')
   else ctx.log.info(line, 'request finished')
 }

@@ -14,8 +14,8 @@ import { retrieveModel } from './retrieve-model.js'
 import { methodsOf, RouteTable, wrapRoute, type Handler, type Route } from './route-table.js'
 
 /**
- * The coordinator's HTTP routes. Only POST /v1/chat/completions reads a body, and it bounds it;
- * a GET route never reads one. Keys are OpenAPI path templates (route-table.ts): every route but
+ * The coordinator's HTTP routes. Only POST /v1/chat/completions and the admin POSTs read a body,
+ * each bounded (the buyer limit; 16 KiB for admin bodies); a GET route never reads one. Keys are OpenAPI path templates (route-table.ts): every route but
  * the `page: true` ones must be described by /openapi.json (http/openapi.ts), and a test checks it.
  */
 export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => boolean }) {
