@@ -15,7 +15,7 @@
  *     take the context through the type-only app-context.ts.
  */
 const COORD = '^packages/coordinator/src/'
-const PURE_CORE = `${COORD}(pool/|admission/admission-machine\\.ts|routing/(select-provider|failure-policy|list-models)\\.ts|cluster/(fence-clock|lease-value|lease-decision)\\.ts)`
+const PURE_CORE = `${COORD}(pool/|admission/admission-machine\\.ts|routing/(select-provider|failure-policy|list-models)\\.ts|cluster/(fence-clock|lease-value|lease-decision|node-messages|pool-snapshot)\\.ts)`
 const IO_LIBS = 'node_modules/(ws|pg|pg-[a-z-]+|kysely|kysely-pglite-dialect|@electric-sql/pglite|@nats-io/[a-z-]+|prom-client|pino|yaml|commander)/'
 
 module.exports = {
@@ -59,7 +59,7 @@ module.exports = {
           `${COORD}tokens/token-store\\.ts`,
           `${COORD}routing/(dispatcher|exchange)`,
           `${COORD}(metrics|config|context|app-context)\\.ts`,
-          `${COORD}cluster/(?!(fence-clock|lease-value|lease-decision)\\.ts)`,
+          `${COORD}cluster/(?!(fence-clock|lease-value|lease-decision|node-messages|pool-snapshot)\\.ts)`,
           IO_LIBS,
         ],
         dependencyTypesNot: ['type-only'],

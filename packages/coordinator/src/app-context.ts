@@ -11,6 +11,14 @@ import type { Registry } from './pool/registry.js'
 import type { RequestHistory } from './request-history.js'
 import type { Dispatcher } from './routing/dispatcher.js'
 import type { TokenStore } from './tokens/token-store.js'
+import type { AttemptTarget } from './routing/attempt.js'
+import type { ClusterNode } from './cluster/cluster-node.js'
+
+/**
+ * The pool as routing and the views read it: the Registry on one node; in cluster mode the whole
+ * cluster's pool (cluster/cluster-pool.ts), of which the Registry holds this node's share.
+ */
+export type PoolView = Pick<Registry<ProviderLink>, 'sessionList' | 'liveSessions' | 'recordOutcome' | 'markBusy'>
 
 /** Everything the coordinator's shells need, built once and passed explicitly. */
 export interface AppContext {
@@ -25,6 +33,12 @@ export interface AppContext {
   readonly registry: Registry<ProviderLink>
   /** Requests in flight on provider sockets. */
   readonly dispatcher: Dispatcher
+  /** What selection, /v1/models, /poolz and /healthz read. */
+  readonly pool: PoolView
+  /** Where an exchange runs its attempts: the Dispatcher, or in cluster mode the node's target (local or remote). */
+  readonly target: AttemptTarget
+  /** null in single-node mode. */
+  readonly cluster: ClusterNode | null
   /** Bytes held for buyers across all requests (see routing/exchange.ts, http/response-writer.ts). */
   readonly buffers: ByteBudget
   readonly metrics: Metrics

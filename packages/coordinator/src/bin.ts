@@ -3,7 +3,6 @@ import type http from 'node:http'
 import { envToConfig, readEnv, type Config } from './config.js'
 import { readConfigFile } from './config-file.js'
 import { reloadLiveConfig } from './config-reload.js'
-import { ConfigError } from './errors.js'
 import { createLogger, type LogFormat } from './logger.js'
 import { Service, bindListener } from './service.js'
 import { explainStartupFailure, type StartupPhase } from './startup-error.js'
@@ -36,11 +35,6 @@ async function main(): Promise<void> {
   try {
     config = envToConfig(env, {}, env.configFile ? readConfigFile(env.configFile) : {})
     log.level = config.live.logLevel
-    // The settings are read and checked, but the node layer is not wired into the service yet:
-    // starting as one process while the operator asked for a cluster would split the pool.
-    if (config.cluster !== null) {
-      throw new ConfigError('COORD_NATS_URL asks for cluster mode, which this build does not run yet (specs/cluster.md): unset it to run one coordinator')
-    }
     log.info({ event: 'coordinator.starting', pid: process.pid }, 'starting')
     phase = 'listen'
     server = await bindListener(config)

@@ -20,6 +20,7 @@ export interface Env {
   drainTimeoutS?: string
   natsUrl?: string
   nodeId?: string
+  nodeTtlMs?: string
 }
 
 export interface Limits {
@@ -91,6 +92,12 @@ export interface ClusterConfig {
   natsServers: string[]
   /** COORD_NODE_ID; null: the id kept in <dataDir>/node-id, generated on first start (cluster/node-id.ts). */
   nodeId: string | null
+  /**
+   * COORD_NODE_TTL_MS (default 10 s): the pc_nodes TTL, from which the fence margin (30 %) and the
+   * renewal interval (20 %) follow (cluster/fence-clock.ts). Shorter means faster failover and
+   * less tolerance of a slow NATS; every node of a cluster must use the same value.
+   */
+  timing: { ttlMs: number; marginMs: number; renewIntervalMs: number }
 }
 
 export interface Config {
@@ -163,6 +170,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
     drainTimeoutS: env.COORD_DRAIN_TIMEOUT_S,
     natsUrl: env.COORD_NATS_URL,
     nodeId: env.COORD_NODE_ID,
+    nodeTtlMs: env.COORD_NODE_TTL_MS,
   }
 }
 
@@ -222,10 +230,16 @@ function clusterConfig(env: Env): ClusterConfig | null {
   const nodeId = nonEmpty(env.nodeId) ?? null
   if (raw === undefined) {
     if (nodeId !== null) throw new ConfigError('COORD_NODE_ID applies only in cluster mode: set COORD_NATS_URL too, or unset COORD_NODE_ID')
+    if (nonEmpty(env.nodeTtlMs) !== undefined) throw new ConfigError('COORD_NODE_TTL_MS applies only in cluster mode: set COORD_NATS_URL too, or unset it')
     return null
   }
   if (nodeId !== null) checkNodeId(nodeId, 'COORD_NODE_ID')
-  return { natsServers: parseNatsUrls(raw), nodeId }
+  return { natsServers: parseNatsUrls(raw), nodeId, timing: nodeTiming(parseBounded(env.nodeTtlMs, 'COORD_NODE_TTL_MS', 3000, 60_000) ?? 10_000) }
+}
+
+/** The fence timing for a node TTL: margin 30 %, renewal every 20 %, so three renewals fit before the deadline (specs/cluster.md §3.2). */
+export function nodeTiming(ttlMs: number): ClusterConfig['timing'] {
+  return { ttlMs, marginMs: Math.round(ttlMs * 0.3), renewIntervalMs: Math.round(ttlMs * 0.2) }
 }
 
 /** A node id from the environment or the node-id file; `source` names where it came from. */

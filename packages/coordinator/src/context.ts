@@ -18,6 +18,7 @@ import { Registry } from './pool/registry.js'
 import { RequestHistory } from './request-history.js'
 import { Dispatcher } from './routing/dispatcher.js'
 import { TokenStore } from './tokens/token-store.js'
+import { ClusterNode } from './cluster/cluster-node.js'
 
 /** The only injection seam: tests pass a clock, a capturing logger or a shared database. */
 export interface ContextOverrides {
@@ -50,6 +51,35 @@ export async function createContext(config: Config, overrides: ContextOverrides 
   }
   const registry = new Registry<ProviderLink>()
   const dispatcher = new Dispatcher(registry, config.limits.maxProviderBacklogBytes, log)
+  let cluster: ClusterNode | null = null
+  const metrics = createMetrics({
+    sessions: () => (cluster === null ? registry.liveSessions() : cluster.pool.liveSessions()),
+    inFlight: () => dispatcher.inFlight,
+    cluster:
+      config.cluster === null
+        ? undefined
+        : () => (cluster === null ? null : { live: cluster.isLive(), liveNodes: cluster.nodes().nodes.size, remoteInFlight: cluster.remote.inFlight }),
+    defaultMetrics: overrides.defaultMetrics,
+  })
+  if (config.cluster !== null) {
+    try {
+      cluster = await ClusterNode.start({
+        config: config.cluster,
+        // envToConfig refuses cluster mode without DATABASE_URL.
+        databaseUrl: config.databaseUrl as string,
+        dataDir: config.dataDir,
+        log,
+        registry,
+        local: dispatcher,
+        maxFrameBytes: config.limits.maxDispatchFrameBytes,
+        storeTimeoutMs: config.limits.storeTimeoutMs,
+        metrics,
+      })
+    } catch (err) {
+      if (ownsDb) await db.close()
+      throw err
+    }
+  }
   return {
     config,
     live: new LiveConfig(config.live),
@@ -60,12 +90,11 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     cordons,
     registry,
     dispatcher,
+    pool: cluster?.pool ?? registry,
+    target: cluster?.target ?? dispatcher,
+    cluster,
     buffers: new ByteBudget(config.limits.maxBufferedBytesTotal),
-    metrics: createMetrics({
-      sessions: () => registry.liveSessions(),
-      inFlight: () => dispatcher.inFlight,
-      defaultMetrics: overrides.defaultMetrics,
-    }),
+    metrics,
     history: new RequestHistory(),
     admissionLock: new KeyedMutex(config.limits.maxQueuedAdmissionsPerId),
     isOperator: createOperatorAuth(operatorKey),

@@ -19,13 +19,29 @@ export interface Metrics {
   request(r: { status: RequestStatus; stream: boolean; durationS: number; firstChunkS: number | null }): void
   failover(reason: AttemptFailure): void
   providerDisconnect(phase: DisconnectPhase): void
+  /** Cluster mode (cluster/cluster-node.ts ClusterMetrics). */
+  leaseClaim(outcome: string): void
+  remote(role: 'origin' | 'owner', outcome: string): void
+  fenced(): void
+}
+
+/** What the cluster gauges read; null in single-node mode. */
+export interface ClusterGauges {
+  live: boolean
+  liveNodes: number
+  remoteInFlight: number
 }
 
 /**
  * One prom-client registry per coordinator instance, so tests can run many in one process.
  * Labels take closed sets only: never a token, request id or provider-supplied string.
  */
-export function createMetrics(opts: { sessions: () => Iterable<ProviderSession>; inFlight: () => number; defaultMetrics?: boolean }): Metrics {
+export function createMetrics(opts: {
+  sessions: () => Iterable<ProviderSession>
+  inFlight: () => number
+  cluster?: () => ClusterGauges | null
+  defaultMetrics?: boolean
+}): Metrics {
   const registry = new PromRegistry()
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'poolcoord_' })
   const counter = (name: string, help: string, labelNames: string[]) => new Counter({ name, help, labelNames, registers: [registry] })
@@ -72,8 +88,33 @@ export function createMetrics(opts: { sessions: () => Iterable<ProviderSession>;
       this.set(opts.inFlight())
     },
   })
+  const claims = counter('poolcoord_cluster_lease_claims_total', 'Cluster mode: session lease claims at admission, by outcome.', ['outcome'])
+  const remote = counter(
+    'poolcoord_cluster_remote_attempts_total',
+    'Cluster mode: node-to-node attempts. role=origin: this node sent them (outcome accepted, refused, no_responders, timeout, lost, gap); role=owner: this node ran them for another (accepted, or why not).',
+    ['role', 'outcome'],
+  )
+  const fences = counter('poolcoord_cluster_fences_total', 'Cluster mode: times this node fenced itself (closing its provider sockets 4011).', [])
+  const clusterGauge = (name: string, help: string, read: (g: ClusterGauges) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const g = opts.cluster?.()
+        if (g !== null && g !== undefined) this.set(read(g))
+      },
+    })
+  if (opts.cluster !== undefined) {
+    clusterGauge('poolcoord_cluster_node_live', 'Cluster mode: 1 while this node may route, 0 while fenced.', (g) => (g.live ? 1 : 0))
+    clusterGauge('poolcoord_cluster_live_nodes', 'Cluster mode: coordinator nodes live in pc_nodes, as last polled.', (g) => g.liveNodes)
+    clusterGauge('poolcoord_cluster_remote_in_flight', 'Cluster mode: attempts this node runs on other nodes now.', (g) => g.remoteInFlight)
+  }
   return {
     registry,
+    leaseClaim: (outcome) => claims.inc({ outcome }),
+    remote: (role, outcome) => remote.inc({ role, outcome }),
+    fenced: () => fences.inc(),
     admission: (outcome) => admissions.inc({ outcome: outcome.slice('admission.'.length) }),
     request: (r) => {
       const stream = String(r.stream)

@@ -83,7 +83,10 @@ export class Service {
     this.sweepTimer = setInterval(() => this.sweepIdle(), this.ctx.config.limits.sweepIntervalMs)
     this.sweepTimer.unref()
     const addr = this.server.address() as AddressInfo
-    this.ctx.log.info({ event: 'coordinator.started', host: addr.address, port: addr.port, db: this.ctx.db.kind }, 'coordinator listening')
+    this.ctx.log.info(
+      { event: 'coordinator.started', host: addr.address, port: addr.port, db: this.ctx.db.kind, node_id: this.ctx.cluster?.nodeId },
+      'coordinator listening',
+    )
     return addr
   }
 
@@ -149,6 +152,7 @@ export class Service {
         await closed
       }
     } finally {
+      await this.ctx.cluster?.stop()
       await this.ctx.db.close()
       this.ctx.log.info({ event: 'coordinator.stopped' }, 'coordinator stopped')
     }

@@ -5,11 +5,13 @@
 import type { AuthState, ProviderStatus } from './messages.js'
 
 /** Why a connected session is not routable (routingEligible). */
-export type IneligibleReason = 'quarantined_duplicate' | 'cordoned' | 'draining' | 'not_ready' | 'no_free_slots'
+export type IneligibleReason = 'quarantined_duplicate' | 'lease_pending' | 'cordoned' | 'draining' | 'not_ready' | 'no_free_slots'
 
 export interface PoolzRow {
   provider_id: string
   assigned_id: string
+  /** Cluster mode only: the coordinator node that holds the provider's socket. */
+  node_id?: string
   auth_state: AuthState
   routing_eligible: boolean
   routing_ineligible_reason?: IneligibleReason
@@ -43,9 +45,18 @@ export interface PoolzSummary {
   models: Array<{ id: string; providers: number; routable: number }>
 }
 
+/** Cluster mode only: the answering node and every node it sees live. */
+export interface PoolzCluster {
+  node_id: string
+  incarnation: string
+  state: 'live' | 'fenced' | 'stopped'
+  nodes: Array<{ node_id: string; incarnation: string; host: string; started_at: string; sessions: number | null }>
+}
+
 export interface PoolzResponse {
   pool: PoolzRow[]
   summary: PoolzSummary
+  cluster?: PoolzCluster
 }
 
 /** A token as the admin API and the CLI show it: a prefix, never the token or its hash. */

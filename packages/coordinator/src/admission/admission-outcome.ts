@@ -11,3 +11,5 @@ export type AdmissionOutcome =
   | 'admission.pool_full'
   | 'admission.busy'
   | 'admission.abandoned'
+  /** Cluster mode: this node is fenced, or NATS could not be asked about the id's lease: fail closed (4005). */
+  | 'admission.cluster_unavailable'

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import type { AppContext } from '../app-context.js'
+import type { SessionRef } from '../cluster/lease-value.js'
 import type { ProviderLink } from '../pool/provider-link.js'
 import { ActiveTokenExistsError } from '../errors.js'
 import type { AdmissionOutcome } from './admission-outcome.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { Hello } from '../pool/provider-report.js'
 import type { IssuedToken } from '../tokens/token-store.js'
-import { initialState, transition, type Effect, type Input } from './admission-machine.js'
+import { initialState, transition, type AdmissionEvent, type Effect, type Input } from './admission-machine.js'
 
 export interface AdmitRequest {
   hello: Hello
@@ -19,13 +20,44 @@ export interface AdmitRequest {
 }
 
 export type AdmitResult =
-  { ok: true; session: ProviderSession; token: string | null; displaced: ProviderLink | null } | { ok: false; outcome: AdmissionOutcome }
+  | {
+      ok: true
+      session: ProviderSession
+      token: string | null
+      displaced: ProviderLink | null
+      /** Cluster mode: the lease this session holds, to release on close; null on one node. */
+      lease: SessionRef | null
+    }
+  | { ok: false; outcome: AdmissionOutcome }
+
+/** What was decided under the locks, before the session enters this node's pool. */
+type Decided =
+  | {
+      kind: 'admit'
+      event: AdmissionEvent
+      authState: ProviderSession['authState']
+      assignedId: string
+      lease: SessionRef | null
+      pending: boolean
+      prevIsOurs: boolean
+    }
+  | { kind: 'fail'; outcome: AdmissionOutcome; event?: AdmissionEvent; reason?: string }
 
 /**
  * Drives the admission machine for one hello and puts the outcome into the Registry. Everything
  * from the first store step to registration runs under the provider_id's lock, so the machine's
  * view of the live session cannot change underneath it. A token minted for a connection that
  * then does not enter the pool is revoked at once: nobody received it.
+ *
+ * Cluster mode (specs/cluster.md §7, §12) adds, in this order:
+ * - a fenced node admits nothing (4005);
+ * - a tokenless hello runs its token-store steps *and* its lease claim under a PostgreSQL advisory
+ *   transaction lock on the id (db/provider-lock.ts), so that a mint race spread over several
+ *   nodes is decided exactly as on one; "a live self-minted holder" is read from the id's lease;
+ * - the lease claim (the cross-node form of Registry.register's rule) comes before the session
+ *   enters the local pool. Refused: 4005; lost three compare-and-sets: 4429; NATS unreachable:
+ *   4005. A claim in handover enters the pool not routable (`leasePending`) until the old holder
+ *   let go.
  */
 export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitResult> {
   const { hello } = req
@@ -36,42 +68,41 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
   return { ok: false, outcome: 'admission.busy' }
 
   async function decide(): Promise<AdmitResult> {
+    const base = { provider_id: hello.providerId, peer: req.peer }
     // A socket that left while queued gets no store work at all: a flood of connect, hello,
     // close cannot make the store (or a victim's waiting hello) pay for it.
-    if (!req.isOpen()) return abandoned(null)
-    const live = ctx.registry.get(hello.providerId)
-    let step = transition(initialState, {
-      type: 'hello',
-      helloProviderId: hello.providerId,
-      bearerProviderId: req.bearer?.providerId ?? null,
-      liveSelfMinted: live?.authState === 'self_minted',
-    })
+    if (!req.isOpen()) return abandoned(null, null)
+    const cluster = ctx.cluster
+    if (cluster !== null && !cluster.isLive()) return fail({ kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'fenced' }, null, null)
     let issued: IssuedToken | null = null
-    while (step.effect.kind !== 'admit' && step.effect.kind !== 'reject') {
-      // Checked before every step, so that a claim which has already gone away cannot revoke
-      // (self-heal) a token on its way out.
-      if (!req.isOpen()) return abandoned(issued)
-      const input = await perform(step.effect)
-      if ('token' in input) issued = input.token
-      step = transition(step.state, input)
+    let lease: SessionRef | null = null
+    let d: Decided
+    try {
+      const shared = () =>
+        decideShared(
+          (t) => (issued = t),
+          (l) => (lease = l),
+        )
+      d = cluster !== null && req.bearer === null ? await cluster.admissionLock.run(hello.providerId, shared) : await shared()
+    } catch (err) {
+      // The cross-node lock could not be had, or was lost before its commit: whatever was
+      // decided under it ran unserialised and is undone.
+      ctx.log.error({ err, ...base }, 'admission lock failed; failing closed')
+      return fail({ kind: 'fail', outcome: 'admission.store_error', event: 'admission.store_error' }, issued, lease)
     }
-    const effect = step.effect
-    const base = { provider_id: hello.providerId, peer: req.peer }
-
-    if (effect.kind === 'reject') {
-      ctx.log.warn({ event: effect.event, ...base }, 'provider admission rejected')
-      ctx.metrics.admission(effect.event)
-      return { ok: false, outcome: effect.event }
+    if (d.kind === 'fail') return fail(d, issued, lease)
+    if (!req.isOpen()) return abandoned(issued, lease)
+    if (cluster !== null && (!cluster.isLive() || (lease !== null && (lease as SessionRef).incarnation !== cluster.incarnation))) {
+      // Fenced while claiming: the claim belongs to an incarnation that has ended.
+      return fail({ kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'fenced' }, issued, lease)
     }
-
-    if (!req.isOpen()) return abandoned(issued)
 
     const now = ctx.clock.now()
     const session: ProviderSession = {
       providerId: hello.providerId,
-      assignedId: randomUUID(),
-      authState: effect.authState,
-      tokenPrefix: issued?.tokenPrefix ?? req.bearer?.tokenPrefix ?? null,
+      assignedId: d.assignedId,
+      authState: d.authState,
+      tokenPrefix: (issued as IssuedToken | null)?.tokenPrefix ?? req.bearer?.tokenPrefix ?? null,
       hostname: hello.hostname,
       binaryVersion: hello.binaryVersion,
       modelId: hello.modelId,
@@ -87,38 +118,98 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       cooldownUntil: 0,
       drainRequested: false,
       cordoned: ctx.cordons.has(hello.providerId),
+      ...(cluster === null ? {} : { nodeId: cluster.nodeId, leasePending: d.pending }),
       connectedAt: now,
       lastHeartbeatAt: null,
       lastInboundAt: now,
     }
     const reg = ctx.registry.register(session, req.link)
     if (!reg.registered) {
-      ctx.log.info({ event: effect.event, ...base, auth_state: effect.authState, registered: false }, 'provider admission decided')
-      await undoMint(issued, base)
-      ctx.log.warn(
-        { event: 'admission.registration_refused', reason: reg.reason, auth_state: effect.authState, ...base },
-        'provider session refused by the pool',
-      )
-      ctx.metrics.admission('admission.registration_refused')
-      return { ok: false, outcome: 'admission.registration_refused' }
+      ctx.log.info({ event: d.event, ...base, auth_state: d.authState, registered: false }, 'provider admission decided')
+      return fail({ kind: 'fail', outcome: 'admission.registration_refused', reason: reg.reason }, issued, lease)
     }
+    // The session this node held for the id, if any, left the pool just now: a handover that
+    // names it can be confirmed at once instead of on the lease watch.
+    if (cluster !== null && d.prevIsOurs) cluster.keeper.confirmOwnHandover(hello.providerId)
+    const token = issued as IssuedToken | null
     ctx.log.info(
       {
-        event: effect.event,
+        event: d.event,
         ...base,
         assigned_id: session.assignedId,
         auth_state: session.authState,
         token_prefix: session.tokenPrefix,
         displaced_assigned_id: reg.displaced?.session.assignedId,
+        ...(cluster === null ? {} : { lease: d.pending ? 'handover' : 'active' }),
       },
       'provider admitted',
     )
-    ctx.metrics.admission(effect.event)
-    return { ok: true, session, token: issued?.token ?? null, displaced: reg.displaced?.handle ?? null }
+    ctx.metrics.admission(d.event)
+    return { ok: true, session, token: token?.token ?? null, displaced: reg.displaced?.handle ?? null, lease }
   }
 
-  async function abandoned(issued: IssuedToken | null): Promise<AdmitResult> {
+  /** The machine's steps and, in cluster mode, the lease claim: what must be serialised across nodes. */
+  async function decideShared(onIssued: (t: IssuedToken) => void, onLease: (l: SessionRef) => void): Promise<Decided> {
+    const cluster = ctx.cluster
+    let liveSelfMinted: boolean
+    if (cluster === null) liveSelfMinted = ctx.registry.get(hello.providerId)?.authState === 'self_minted'
+    else {
+      try {
+        liveSelfMinted = await cluster.keeper.liveSelfMinted(hello.providerId)
+      } catch (err) {
+        ctx.log.error({ err, provider_id: hello.providerId }, 'could not read the session lease; failing closed')
+        return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
+      }
+    }
+    let step = transition(initialState, {
+      type: 'hello',
+      helloProviderId: hello.providerId,
+      bearerProviderId: req.bearer?.providerId ?? null,
+      liveSelfMinted,
+    })
+    while (step.effect.kind !== 'admit' && step.effect.kind !== 'reject') {
+      // Checked before every step, so that a claim which has already gone away cannot revoke
+      // (self-heal) a token on its way out.
+      if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
+      const input = await perform(step.effect)
+      if ('token' in input) onIssued(input.token)
+      step = transition(step.state, input)
+    }
+    const effect = step.effect
+    if (effect.kind === 'reject') return { kind: 'fail', outcome: effect.event, event: effect.event }
+    const assignedId = randomUUID()
+    if (cluster === null) return { kind: 'admit', event: effect.event, authState: effect.authState, assignedId, lease: null, pending: false, prevIsOurs: false }
+    if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
+    const ref = cluster.ref({ assignedId })
+    let r
+    try {
+      r = await cluster.keeper.claim(hello.providerId, { ...ref, auth_state: effect.authState, status: 'ready' })
+    } catch (err) {
+      ctx.log.error({ err, provider_id: hello.providerId }, 'session lease claim failed; failing closed')
+      return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
+    }
+    if (!r.ok) return { kind: 'fail', outcome: r.reason === 'busy' ? 'admission.busy' : 'admission.registration_refused', reason: r.reason }
+    onLease(ref)
+    const prev = r.lease.prev
+    const prevIsOurs = prev !== undefined && prev.node_id === ref.node_id && prev.incarnation === ref.incarnation
+    return { kind: 'admit', event: effect.event, authState: effect.authState, assignedId, lease: ref, pending: r.lease.state === 'handover', prevIsOurs }
+  }
+
+  async function fail(d: Extract<Decided, { kind: 'fail' }>, issued: IssuedToken | null, lease: SessionRef | null): Promise<AdmitResult> {
+    if (d.outcome === 'admission.abandoned') return abandoned(issued, lease)
     const base = { provider_id: hello.providerId, peer: req.peer }
+    if (lease !== null) ctx.cluster?.keeper.release(hello.providerId, lease)
+    await undoMint(issued, base)
+    const level = d.outcome === 'admission.cluster_unavailable' || d.outcome === 'admission.store_error' ? 'error' : 'warn'
+    const message = d.outcome === 'admission.registration_refused' ? 'provider session refused by the pool' : 'provider admission rejected'
+    ctx.log[level]({ event: d.outcome, ...base, ...(d.reason === undefined ? {} : { reason: d.reason }) }, message)
+    ctx.metrics.admission(d.outcome)
+    return { ok: false, outcome: d.outcome }
+  }
+
+  async function abandoned(issued: IssuedToken | null, lease: SessionRef | null): Promise<AdmitResult> {
+    const base = { provider_id: hello.providerId, peer: req.peer }
+    if (lease !== null) ctx.cluster?.keeper.release(hello.providerId, lease)
     await undoMint(issued, base)
     ctx.log.info({ event: 'admission.abandoned', ...base }, 'provider left during admission')
     ctx.metrics.admission('admission.abandoned')

@@ -80,6 +80,12 @@ export class SessionLeases {
     return this.#io(() => readLease(this.kv, key))
   }
 
+  /** The lease with the liveness of the incarnations it names, read now: what decideClaim would see. */
+  async readLive(providerId: string): Promise<CurrentLease> {
+    const key = leaseKey(providerId)
+    return this.#withLiveness(await this.#io(() => readLease(this.kv, key)))
+  }
+
   /** Takes the provider_id's lease for `claimant`, if the rules allow (lease-decision.ts decideClaim). */
   async claim(providerId: string, claimant: Claimant): Promise<ClaimResult> {
     const key = leaseKey(providerId)

@@ -37,7 +37,7 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     }
     if (!bodyBytes.resize(2 * Buffer.byteLength(frame))) throw new CoordinatorBusyError()
     if (!(await ownsSocket(req, res, queued))) throw new BodyAbortedError('buyer left while pipelined')
-    const exchange = new Exchange(ctx, ctx.dispatcher, { requestId, model: chat.model, stream: chat.stream, frame, pin, arrivedAt })
+    const exchange = new Exchange(ctx, ctx.target, { requestId, model: chat.model, stream: chat.stream, frame, pin, arrivedAt })
     const Writer = chat.stream ? SseWriter : JsonWriter
     result = await exchange.run(new Writer(ctx, res, requestId, exchange))
   } catch (err) {

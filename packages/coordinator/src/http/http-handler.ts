@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { PoolzCluster } from '@poolcoord/protocol'
 import type { AppContext } from '../app-context.js'
 import { CoordinatorError, DrainingError, MethodNotAllowedError, NotFoundError, RequestTooLargeError, UnauthorizedError, UsageError } from '../errors.js'
 import { PROOF_NONCE_RE } from '../operator-auth.js'
@@ -44,9 +45,10 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
   const routes: Record<string, Route> = {
     '/healthz': {
       GET: (_req, res) => {
-        // A load balancer takes a draining instance out of rotation on the 503.
+        // A load balancer takes a draining or fenced instance out of rotation on the 503.
         const draining = lifecycle.draining()
-        sendJson(res, draining ? 503 : 200, { ...health(ctx), status: draining ? 'draining' : 'ok' })
+        const fenced = ctx.cluster !== null && !ctx.cluster.isLive()
+        sendJson(res, draining || fenced ? 503 : 200, { ...health(ctx), status: draining ? 'draining' : fenced ? 'fenced' : 'ok' })
       },
     },
     '/operator-proof': {
@@ -56,12 +58,12 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
         sendJson(res, 200, { proof: ctx.proveOperatorKey(nonce) })
       },
     },
-    '/poolz': { GET: operatorOnly((_req, res) => sendJson(res, 200, renderPoolz(ctx.registry.liveSessions()))) },
+    '/poolz': { GET: operatorOnly((_req, res) => sendJson(res, 200, renderPoolz(ctx.pool.liveSessions(), clusterSection(ctx)))) },
     '/metrics': { GET: ctx.config.metricsRequireKey ? operatorOnly(metrics) : metrics },
-    '/v1/models': { GET: buyerRoute((_req, res) => sendJson(res, 200, listModels(ctx.registry.liveSessions(), createdS))) },
+    '/v1/models': { GET: buyerRoute((_req, res) => sendJson(res, 200, listModels(ctx.pool.liveSessions(), createdS))) },
     '/v1/models/{id}': {
       greedy: true,
-      GET: buyerRoute((_req, res, p) => sendJson(res, 200, retrieveModel(ctx.registry.liveSessions(), createdS, p.id as string))),
+      GET: buyerRoute((_req, res, p) => sendJson(res, 200, retrieveModel(ctx.pool.liveSessions(), createdS, p.id as string))),
     },
     '/v1/chat/completions': { POST: buyerRoute((req, res) => chatCompletions(ctx, req, res, queued)) },
     // Public: the API's description holds no secret.
@@ -104,14 +106,35 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
 export function health(ctx: AppContext) {
   let routable = 0
   let total = 0
-  for (const s of ctx.registry.liveSessions()) {
+  for (const s of ctx.pool.liveSessions()) {
     total++
     if (routingEligible(s).eligible) routable++
   }
+  const c = ctx.cluster?.health()
   return {
     status: 'ok',
     version: ctx.version,
     uptime_s: Math.floor((ctx.clock.now() - ctx.startedAt) / 1000),
     pool: { total, routable },
+    ...(c === undefined
+      ? {}
+      : { node_id: c.node_id, cluster: { state: c.state, incarnation: c.incarnation, fence_reason: c.fence_reason, nats: c.nats, live_nodes: c.live_nodes } }),
   }
+}
+
+/** /poolz's cluster section: this node and every node the last poll of pc_nodes saw. */
+function clusterSection(ctx: AppContext): PoolzCluster | null {
+  const c = ctx.cluster
+  if (c === null) return null
+  const h = c.health()
+  const nodes = [...c.nodes().nodes.values()]
+    .map((n) => ({
+      node_id: n.node_id,
+      incarnation: n.incarnation,
+      host: n.host,
+      started_at: n.started_at,
+      sessions: c.pool.sessionsOf(n.node_id, n.incarnation),
+    }))
+    .sort((a, b) => a.node_id.localeCompare(b.node_id))
+  return { node_id: h.node_id, incarnation: h.incarnation, state: h.state, nodes }
 }

@@ -10,6 +10,7 @@ import {
   type CordonRow,
   type IneligibleReason,
   type IssuedTokenResponse,
+  type PoolzCluster,
   type PoolzResponse,
   type PoolzRow,
   type PoolzSummary,
@@ -23,10 +24,12 @@ import { arrayOf, bool, int, nullable, obj, oneOfValues, ref, str, time, type Sc
 
 /** GET /healthz. Not a protocol type: only load balancers and people read it. */
 interface Health {
-  status: 'ok' | 'draining'
+  status: 'ok' | 'draining' | 'fenced'
   version: string
   uptime_s: number
   pool: { total: number; routable: number }
+  node_id?: string
+  cluster?: { state: string; incarnation: string; fence_reason: string | null; nats: string; live_nodes: number }
 }
 
 /** POST /admin/providers/{provider_id}/drain and /kick. */
@@ -37,7 +40,7 @@ interface SessionAction {
   in_flight: number
 }
 
-const INELIGIBLE: readonly IneligibleReason[] = ['quarantined_duplicate', 'cordoned', 'draining', 'not_ready', 'no_free_slots']
+const INELIGIBLE: readonly IneligibleReason[] = ['quarantined_duplicate', 'lease_pending', 'cordoned', 'draining', 'not_ready', 'no_free_slots']
 const NO_CONTROL = '^[^\\u0000-\\u001f\\u007f]*$'
 
 export const providerId = str('1-64 characters of [A-Za-z0-9_.-]', { pattern: PROVIDER_ID_RE.source })
@@ -73,6 +76,7 @@ const poolzRow = obj<PoolzRow>(
   {
     provider_id: providerId,
     assigned_id: str('this connection'),
+    node_id: str('cluster mode only: the node that holds the socket'),
     auth_state: oneOfValues(AUTH_STATES),
     routing_eligible: bool('the result of routingEligible'),
     routing_ineligible_reason: oneOfValues(INELIGIBLE, 'present only when not eligible: the first reason that applies, in this order'),
@@ -95,7 +99,7 @@ const poolzRow = obj<PoolzRow>(
     last_heartbeat_at: nullable(time()),
     last_inbound_at: time(),
   },
-  { optional: ['routing_ineligible_reason'] },
+  { optional: ['routing_ineligible_reason', 'node_id'] },
 )
 
 const poolzSummary = obj<PoolzSummary>({
@@ -146,16 +150,54 @@ export const schemas: Record<string, Schema> = {
   },
   Model: model,
   ModelList: obj<{ object: 'list'; data: ModelEntry[] }>({ object: { const: 'list' }, data: arrayOf(ref('Model'), 'sorted by id') }),
-  Health: obj<Health>({
-    status: oneOfValues(['ok', 'draining']),
-    version: str("the coordinator's version"),
-    uptime_s: int(),
-    pool: obj<Health['pool']>({ total: int(), routable: int('sessions passing routingEligible') }),
-  }),
+  Health: obj<Health>(
+    {
+      status: oneOfValues(['ok', 'draining', 'fenced'], 'draining and fenced answer 503'),
+      version: str("the coordinator's version"),
+      uptime_s: int(),
+      pool: obj<Health['pool']>({ total: int('the whole pool: in cluster mode, every live node'), routable: int('sessions passing routingEligible') }),
+      node_id: str('cluster mode only: this node'),
+      cluster: obj<NonNullable<Health['cluster']>>(
+        {
+          state: oneOfValues(['live', 'fenced', 'stopped']),
+          incarnation: str('changes on every start and every unfence'),
+          fence_reason: nullable(oneOfValues(['deadline', 'key_lost', 'conflict'])),
+          nats: oneOfValues(['connected', 'disconnected', 'closed']),
+          live_nodes: int('nodes in pc_nodes at the last poll, this one included'),
+        },
+        { description: 'cluster mode only (specs/cluster.md §6)' },
+      ),
+    },
+    { optional: ['node_id', 'cluster'] },
+  ),
   OperatorProof: obj<{ proof: string }>({ proof: str('64 lowercase hex characters', { pattern: '^[0-9a-f]{64}$' }) }),
   PoolzRow: poolzRow,
   PoolzSummary: poolzSummary,
-  Poolz: obj<PoolzResponse>({ pool: arrayOf(ref('PoolzRow'), 'sorted by provider_id'), summary: ref('PoolzSummary') }),
+  Poolz: obj<PoolzResponse>(
+    {
+      pool: arrayOf(ref('PoolzRow'), 'sorted by provider_id'),
+      summary: ref('PoolzSummary'),
+      cluster: obj<PoolzCluster>(
+        {
+          node_id: str('the node that answered'),
+          incarnation: str(),
+          state: oneOfValues(['live', 'fenced', 'stopped']),
+          nodes: arrayOf(
+            obj<PoolzCluster['nodes'][number]>({
+              node_id: str(),
+              incarnation: str(),
+              host: str(),
+              started_at: str('when this incarnation began, on its wall clock'),
+              sessions: nullable(int('sessions its last snapshot lists; null before one arrived')),
+            }),
+            'every node in pc_nodes at the last poll, sorted by node_id',
+          ),
+        },
+        { description: 'cluster mode only (specs/cluster.md §11)' },
+      ),
+    },
+    { optional: ['cluster'] },
+  ),
   AdminToken: adminToken,
   TokenList: obj<{ tokens: AdminToken[] }>({ tokens: arrayOf(ref('AdminToken'), 'oldest first') }),
   IssuedToken: obj<IssuedTokenResponse>({

@@ -1,4 +1,4 @@
-import type { AuthState, PoolzResponse, PoolzRow } from '@poolcoord/protocol'
+import type { AuthState, PoolzCluster, PoolzResponse, PoolzRow } from '@poolcoord/protocol'
 import type { ProviderSession } from '../pool/provider-session.js'
 import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js'
 
@@ -6,7 +6,7 @@ import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js
  * The operator's view of the pool. Routability comes from routingEligible alone. Rows carry a
  * token prefix at most: never a token, never a hash.
  */
-export function renderPoolz(sessions: Iterable<ProviderSession>): PoolzResponse {
+export function renderPoolz(sessions: Iterable<ProviderSession>, cluster: PoolzCluster | null = null): PoolzResponse {
   const pool: PoolzRow[] = []
   const byAuth: Record<AuthState, number> = { bearer_validated: 0, self_minted: 0, bearerless_duplicate: 0 }
   const models = new Map<string, { providers: number; routable: number }>()
@@ -29,6 +29,7 @@ export function renderPoolz(sessions: Iterable<ProviderSession>): PoolzResponse 
     pool.push({
       provider_id: s.providerId,
       assigned_id: s.assignedId,
+      ...(s.nodeId === undefined ? {} : { node_id: s.nodeId }),
       auth_state: s.authState,
       routing_eligible: eligibility.eligible,
       ...(eligibility.eligible ? {} : { routing_ineligible_reason: eligibility.reason }),
@@ -54,6 +55,7 @@ export function renderPoolz(sessions: Iterable<ProviderSession>): PoolzResponse 
   }
   pool.sort((a, b) => a.provider_id.localeCompare(b.provider_id))
   return {
+    ...(cluster === null ? {} : { cluster }),
     pool,
     summary: {
       total: pool.length,

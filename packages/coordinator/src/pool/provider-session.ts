@@ -28,6 +28,17 @@ export interface ProviderSession {
   drainRequested: boolean
   /** An operator cordoned this provider_id: connected, never routable, until uncordoned. */
   cordoned: boolean
+  /**
+   * Cluster mode: the node that holds the socket (this node's id for its own sessions); absent in
+   * single-node mode. A session of another node is a copy from that node's pool snapshot.
+   */
+  nodeId?: string
+  /**
+   * Cluster mode: not routable yet, or no longer. A local session waits for the node that held
+   * the provider before it to let go (specs/cluster.md §7.4); another node's session is not the
+   * one its provider_id's lease names as active.
+   */
+  leasePending?: boolean
   connectedAt: number
   lastHeartbeatAt: number | null
   lastInboundAt: number

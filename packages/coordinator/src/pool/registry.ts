@@ -35,6 +35,9 @@ export class Registry<H> {
   private readonly list: ProviderSession[] = []
   private readonly listEntries: Entry<H>[] = []
 
+  /** Moves on every register and remove: a view built from the pool knows when to rebuild. */
+  version = 0
+
   constructor(private readonly random: () => number = Math.random) {}
 
   get size(): number {
@@ -59,6 +62,7 @@ export class Registry<H> {
     }
     this.byProvider.set(session.providerId, entry)
     this.byAssigned.set(session.assignedId, entry)
+    this.version++
     return { registered: true, displaced: existing ?? null }
   }
 
@@ -71,6 +75,7 @@ export class Registry<H> {
     this.swap(entry.index, this.list.length - 1)
     this.list.pop()
     this.listEntries.pop()
+    this.version++
     return true
   }
 

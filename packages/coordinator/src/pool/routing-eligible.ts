@@ -6,7 +6,7 @@ export type { IneligibleReason }
 export type Eligibility = { eligible: true } | { eligible: false; reason: IneligibleReason }
 
 type EligibilityFacts = Pick<ProviderSession, 'authState' | 'status' | 'slotsFree' | 'maxConcurrency' | 'inFlight'> &
-  Partial<Pick<ProviderSession, 'drainRequested' | 'cordoned'>>
+  Partial<Pick<ProviderSession, 'drainRequested' | 'cordoned' | 'leasePending'>>
 
 /**
  * Slots the coordinator may still use. The provider's report can lag behind our own dispatches,
@@ -24,6 +24,8 @@ export function routingEligible(s: EligibilityFacts): Eligibility {
   if (s.authState !== 'bearer_validated' && s.authState !== 'self_minted') {
     return { eligible: false, reason: 'quarantined_duplicate' }
   }
+  // Cluster mode: another session of this provider_id may still be routed until the handover ends.
+  if (s.leasePending === true) return { eligible: false, reason: 'lease_pending' }
   // An operator's cordon outranks everything the provider itself reports.
   if (s.cordoned === true) return { eligible: false, reason: 'cordoned' }
   if (s.drainRequested === true) return { eligible: false, reason: 'draining' }

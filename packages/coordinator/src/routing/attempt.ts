@@ -4,8 +4,10 @@ import type { ProviderSession } from '../pool/provider-session.js'
 export type AttemptEvent =
   | { kind: 'chunk'; data: string }
   | { kind: 'end'; end: ResponseEndMessage }
-  /** The provider's socket closed with the request unfinished. */
+  /** The provider's socket closed with the request unfinished, or (cluster mode) its node went silent. */
   | { kind: 'lost' }
+  /** Cluster mode: the provider's node turned the attempt down before the provider saw it. */
+  | { kind: 'refused' }
 
 export interface DispatchRequest {
   requestId: string

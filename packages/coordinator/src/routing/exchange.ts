@@ -70,7 +70,8 @@ export interface HeldReservation {
 /** What an exchange needs of the coordinator; AppContext has it all. */
 export interface ExchangeContext {
   readonly config: { readonly limits: Pick<Limits, 'requestTimeoutMs' | 'firstChunkTimeoutMs' | 'maxResponseBytes'> }
-  readonly registry: Pick<Registry<unknown>, 'sessionList' | 'recordOutcome' | 'markBusy'>
+  /** The pool selection reads: the Registry, or in cluster mode the whole cluster's (AppContext.pool). */
+  readonly pool: Pick<Registry<unknown>, 'sessionList' | 'recordOutcome' | 'markBusy'>
   readonly clock: Clock
   readonly buffers: { reservation(): HeldReservation }
   readonly metrics: Pick<Metrics, 'failover'>
@@ -146,7 +147,7 @@ export class Exchange {
   /** `fallback`: the answer if nobody is left to try, for a failover (the first failure's). */
   private tryNext(fallback: CoordinatorError | null): void {
     const r = this.request
-    const pool = this.ctx.registry.sessionList()
+    const pool = this.ctx.pool.sessionList()
     const sel = selectProvider(pool, { model: r.model, pin: r.pin, exclude: this.tried }, Math.random, this.ctx.clock.now())
     if (!sel.ok) {
       if (fallback !== null) return this.fail(fallback)
@@ -172,6 +173,7 @@ export class Exchange {
     clearTimeout(this.firstChunkTimer)
     this.attempt = null
     if (e.kind === 'lost') return this.onFailure('disconnect')
+    if (e.kind === 'refused') return this.onFailure('refused')
     const failure = failureOfEnd(e.end.status)
     if (failure !== null) {
       if (e.end.error !== undefined) {
@@ -220,8 +222,8 @@ export class Exchange {
     const d = decide(failure, this.state())
     if (d.cancel !== null) this.withdraw(d.cancel)
     const current = this.current
-    if (d.fault && current !== null) this.ctx.registry.recordOutcome(current.providerId, false, this.ctx.clock.now())
-    if (d.markBusy && current !== null) this.ctx.registry.markBusy(current.providerId, current.assignedId)
+    if (d.fault && current !== null) this.ctx.pool.recordOutcome(current.providerId, false, this.ctx.clock.now())
+    if (d.markBusy && current !== null) this.ctx.pool.markBusy(current.providerId, current.assignedId)
     if (d.action === 'failover') {
       this.failovers.push(d.reason)
       this.ctx.metrics.failover(d.reason)
@@ -236,7 +238,7 @@ export class Exchange {
 
   private complete(): void {
     const providerId = this.current!.providerId
-    if (movesHealth(this.state())) this.ctx.registry.recordOutcome(providerId, true, this.ctx.clock.now())
+    if (movesHealth(this.state())) this.ctx.pool.recordOutcome(providerId, true, this.ctx.clock.now())
     const body = this.request.stream ? null : this.held.join('')
     // A held answer is the provider's only now: until its end it could still fail over.
     if (this.phase === 'routing') {

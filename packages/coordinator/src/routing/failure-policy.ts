@@ -14,6 +14,12 @@ export type AttemptFailure =
   | 'disconnect'
   /** The chosen session could not take the frame: its socket was closing or not reading. */
   | 'unreachable'
+  /**
+   * Cluster mode: the node that holds the provider's socket turned the attempt down before the
+   * provider saw it (our view of its pool was stale: full, replaced, in handover), or that node
+   * did not answer. Not the provider's fault.
+   */
+  | 'refused'
   | 'queue_full'
   | 'model_not_loaded'
   | 'context_exceeded'
@@ -38,8 +44,8 @@ export const MAX_ATTEMPTS = 2
  * it or said it could not start it. A provider error or a timeout is not retried, because the
  * provider may have done (and may still be doing) the work.
  */
-export type FailoverCause = 'disconnect' | 'unreachable' | 'queue_full' | 'model_not_loaded'
-const FAILOVER_ON: ReadonlySet<Failure> = new Set<FailoverCause>(['disconnect', 'unreachable', 'queue_full', 'model_not_loaded'])
+export type FailoverCause = 'disconnect' | 'unreachable' | 'refused' | 'queue_full' | 'model_not_loaded'
+const FAILOVER_ON: ReadonlySet<Failure> = new Set<FailoverCause>(['disconnect', 'unreachable', 'refused', 'queue_full', 'model_not_loaded'])
 
 /**
  * Failures that say something about the provider, and so start its cooldown. A provider that
@@ -136,6 +142,7 @@ export function failureOfEnd(status: EndStatus): AttemptFailure | null {
 function errorFor(failure: Failure): CoordinatorError {
   switch (failure) {
     case 'unreachable':
+    case 'refused':
     case 'queue_full':
     case 'model_not_loaded':
       return new ProviderUnavailableError()

@@ -3,6 +3,7 @@ import { admit } from '../admission/admit.js'
 import type { AppContext } from '../app-context.js'
 import type { AdmissionOutcome } from '../admission/admission-outcome.js'
 import type { ProviderSession } from '../pool/provider-session.js'
+import type { SessionRef } from '../cluster/lease-value.js'
 import { Close, decodeJson, encode, helloAck, parseHello, parseProviderMessage, withField, type CloseSpec } from '@poolcoord/protocol'
 import { heartbeatOf, helloOf } from '../pool/provider-report.js'
 import { closeSocket, socketLink } from './socket-link.js'
@@ -27,6 +28,8 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
   const { limits } = ctx.config
   let phase: 'awaiting_hello' | 'admitting' | 'admitted' | 'closed' = 'awaiting_hello'
   let session: ProviderSession | null = null
+  /** Cluster mode: the lease the session holds. */
+  let lease: SessionRef | null = null
   let helloTimer: NodeJS.Timeout | undefined
 
   ws.on('error', (err) => ctx.log.debug({ err, peer: opts.peer }, 'provider socket error'))
@@ -37,6 +40,8 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     opts.release()
     if (was === 'admitted' && session !== null) {
       const removed = ctx.registry.remove(session.providerId, session.assignedId)
+      // Keyed by the session: a late close of a replaced socket leaves its successor's lease alone.
+      if (lease !== null) ctx.cluster?.keeper.release(session.providerId, lease)
       // After the removal, so that a failover cannot pick this session again.
       const activity = ctx.dispatcher.onSessionClosed(session)
       ctx.metrics.providerDisconnect(activity)
@@ -102,6 +107,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
       return closeSocket(ws, result.outcome === 'admission.busy' ? Close.admissionBusy : Close.invalidToken)
     }
     session = result.session
+    lease = result.lease
     phase = 'admitted'
     opts.release()
     result.displaced?.close(Close.replaced)
@@ -115,6 +121,31 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
         }),
       ),
     )
+    if (session.leasePending === true && lease !== null) void awaitHandover(session, lease)
+  }
+
+  /** Cluster mode: the session routes once the node that held the provider before let go (specs/cluster.md §7.4). */
+  async function awaitHandover(s: ProviderSession, ref: SessionRef): Promise<void> {
+    const cluster = ctx.cluster
+    if (cluster === null) return
+    const started = performance.now()
+    let closeWith: CloseSpec | null = null
+    try {
+      const r = await cluster.keeper.awaitRoutable(s.providerId, ref, cluster.handoverPollMs)
+      if (ctx.registry.get(s.providerId) !== s) return
+      if (r.routable && cluster.isLive()) {
+        s.leasePending = false
+        ctx.log.info(
+          { event: 'cluster.handover_done', provider_id: s.providerId, assigned_id: s.assignedId, waited_ms: Math.round(performance.now() - started) },
+          'the previous session let go; routable',
+        )
+      } else closeWith = r.routable ? Close.nodeFenced : Close.replaced
+    } catch (err) {
+      if (phase === 'closed') return // the socket left; release() aborted the wait
+      ctx.log.error({ err, provider_id: s.providerId }, 'waiting for a handover failed; failing closed')
+      closeWith = Close.invalidToken
+    }
+    if (closeWith !== null && ctx.registry.remove(s.providerId, s.assignedId)) closeSocket(ws, closeWith)
   }
 
   function onSessionFrame(s: ProviderSession, data: RawData, isBinary: boolean): void {
@@ -133,9 +164,13 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
         return
       case 'inference_response_end':
         return ctx.dispatcher.onEnd(s, m)
-      case 'heartbeat':
+      case 'heartbeat': {
+        const before = s.status
         ctx.registry.applyHeartbeat(s.providerId, s.assignedId, heartbeatOf(m), ctx.clock.now())
+        // The lease carries the status that decides who may replace this session (draining, unavailable).
+        if (s.status !== before && lease !== null) ctx.cluster?.keeper.setStatus(s.providerId, lease, s.status)
         return
+      }
     }
   }
 

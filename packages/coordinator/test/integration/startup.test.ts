@@ -47,11 +47,6 @@ t.test('settings that are wrong exit 2 and say what is valid', async (t) => {
       { COORD_NATS_URL: 'nats://127.0.0.1:4222' },
       /cluster mode \(COORD_NATS_URL\) needs PostgreSQL: set DATABASE_URL/,
     ],
-    [
-      'cluster mode, which this build does not run yet',
-      { COORD_NATS_URL: 'nats://127.0.0.1:4222', DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/postgres' },
-      /COORD_NATS_URL asks for cluster mode, which this build does not run yet/,
-    ],
   ]
   for (const [name, env, message] of cases) {
     const c = spawnCoordinator(t, { COORD_LOG_LEVEL: 'info', ...env })

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { LiveConfig, checkOperatorKey, defaultLimits, envToConfig, readEnv, type Env } from '../../src/config.js'
+import { LiveConfig, checkOperatorKey, defaultLimits, envToConfig, nodeTiming, readEnv, type Env } from '../../src/config.js'
 import { ConfigError } from '../../src/errors.js'
 
 /** Runs fn and returns the error it threw, or null. */
@@ -197,6 +197,7 @@ t.test('readEnv maps the environment names', async (t) => {
     COORD_DRAIN_TIMEOUT_S: '45',
     COORD_NATS_URL: 'nats://127.0.0.1:4222',
     COORD_NODE_ID: 'coord-a',
+    COORD_NODE_TTL_MS: '4000',
     UNRELATED: 'ignored',
   }
   const expected: Env = {
@@ -217,6 +218,7 @@ t.test('readEnv maps the environment names', async (t) => {
     drainTimeoutS: '45',
     natsUrl: 'nats://127.0.0.1:4222',
     nodeId: 'coord-a',
+    nodeTtlMs: '4000',
   }
   t.strictSame(readEnv(env), expected)
   t.strictSame(
@@ -239,11 +241,12 @@ t.test('readEnv maps the environment names', async (t) => {
       drainTimeoutS: undefined,
       natsUrl: undefined,
       nodeId: undefined,
+      nodeTtlMs: undefined,
     },
     'an empty env yields no values',
   )
   const c = envToConfig(readEnv(env))
-  t.strictSame(c.cluster, { natsServers: ['nats://127.0.0.1:4222'], nodeId: 'coord-a' })
+  t.strictSame(c.cluster, { natsServers: ['nats://127.0.0.1:4222'], nodeId: 'coord-a', timing: { ttlMs: 4_000, marginMs: 1_200, renewIntervalMs: 800 } })
   t.equal(c.port, 1234)
   t.equal(c.live.requireProviderTokens, true)
   t.equal(c.trustProxy, false)
@@ -309,7 +312,11 @@ t.test('cluster mode: COORD_NATS_URL, COORD_NODE_ID, and PostgreSQL required', a
     [Array.from({ length: 16 }, (_, i) => `nats://n${i}:4222`).join(','), Array.from({ length: 16 }, (_, i) => `nats://n${i}:4222`)],
   ]
   for (const [raw, servers] of urls) {
-    t.strictSame(envToConfig({ natsUrl: raw, databaseUrl: pg }).cluster, { natsServers: servers, nodeId: null }, raw.slice(0, 60))
+    t.strictSame(
+      envToConfig({ natsUrl: raw, databaseUrl: pg }).cluster,
+      { natsServers: servers, nodeId: null, timing: { ttlMs: 10_000, marginMs: 3_000, renewIntervalMs: 2_000 } },
+      raw.slice(0, 60),
+    )
   }
   const badUrls: Array<[string, RegExp]> = [
     ['http://a:4222', /must start with nats:\/\//],
@@ -352,4 +359,18 @@ t.test('cluster mode: COORD_NATS_URL, COORD_NODE_ID, and PostgreSQL required', a
   const stray = thrown(() => envToConfig({ nodeId: 'coord-a' }))
   t.ok(stray instanceof ConfigError && /COORD_NODE_ID applies only in cluster mode/.test(stray.message), 'COORD_NODE_ID alone is refused')
   t.equal(envToConfig({ natsUrl: '  ', nodeId: '' }).cluster, null, 'blank values leave cluster mode off')
+  t.strictSame(envToConfig({ natsUrl: 'nats://a:1', databaseUrl: pg, nodeTtlMs: '4000' }).cluster?.timing, {
+    ttlMs: 4000,
+    marginMs: 1200,
+    renewIntervalMs: 800,
+  })
+  for (const ttl of ['2999', '60001', '4s', '-1']) {
+    const err = thrown(() => envToConfig({ natsUrl: 'nats://a:1', databaseUrl: pg, nodeTtlMs: ttl }))
+    t.ok(err instanceof ConfigError && /COORD_NODE_TTL_MS must be an integer from 3000 to 60000/.test(err.message), `COORD_NODE_TTL_MS=${ttl} is refused`)
+  }
+  const { checkFenceTiming } = await import('../../src/cluster/fence-clock.js')
+  for (const ttl of [3000, 3001, 4000, 10_000, 59_999, 60_000])
+    t.doesNotThrow(() => checkFenceTiming(nodeTiming(ttl)), `the timing for ${ttl} ms obeys the fence rules`)
+  const strayTtl = thrown(() => envToConfig({ nodeTtlMs: '4000' }))
+  t.ok(strayTtl instanceof ConfigError && /COORD_NODE_TTL_MS applies only in cluster mode/.test(strayTtl.message), 'COORD_NODE_TTL_MS alone is refused')
 })

@@ -70,7 +70,7 @@ function setup(o: Setup = {}) {
   const failovers: string[] = []
   const ctx: ExchangeContext = {
     config: { limits: { requestTimeoutMs: 10_000, firstChunkTimeoutMs: 10_000, maxResponseBytes: 1 << 20, ...o.limits } },
-    registry,
+    pool: registry,
     clock,
     buffers,
     metrics: { failover: (reason) => void failovers.push(reason) },

@@ -1,0 +1,189 @@
+import { Close, type CloseSpec } from '@poolcoord/protocol'
+import type { ClusterConfig } from '../config.js'
+import { ProviderLock } from '../db/provider-lock.js'
+import type { Logger } from '../logger.js'
+import type { ProviderLink } from '../pool/provider-link.js'
+import type { ProviderSession } from '../pool/provider-session.js'
+import type { Registry } from '../pool/registry.js'
+import type { AttemptTarget } from '../routing/attempt.js'
+import { ClusterPool } from './cluster-pool.js'
+import { LeaseKeeper, type ClaimOutcome } from './lease-keeper.js'
+import type { ClusterHealth } from './liveness-events.js'
+import { NatsLink } from './nats-link.js'
+import { resolveNodeId } from './node-id.js'
+import { NodeLiveness, type NodesView } from './node-liveness.js'
+import { RemoteAttempts, defaultRemoteTiming, type RemoteOutcome } from './remote-attempts.js'
+import { RemoteServer, type ServedOutcome } from './remote-server.js'
+import { SessionLeases } from './session-leases.js'
+
+/** What the cluster reports to the node's metrics (metrics.ts). */
+export interface ClusterMetrics {
+  leaseClaim(outcome: ClaimOutcome): void
+  remote(role: 'origin' | 'owner', outcome: RemoteOutcome | ServedOutcome): void
+  fenced(): void
+}
+
+export interface ClusterNodeDeps {
+  config: ClusterConfig
+  databaseUrl: string
+  dataDir: string
+  log: Logger
+  registry: Registry<ProviderLink>
+  /** This node's own sockets: the Dispatcher. */
+  local: AttemptTarget
+  maxFrameBytes: number
+  storeTimeoutMs: number
+  metrics: ClusterMetrics
+  /** How often this node republishes its pool snapshot when it changed. */
+  poolPublishMs?: number
+}
+
+/**
+ * One coordinator as a member of a cluster (specs/cluster.md): its NATS link, its liveness key
+ * and self-fence, the session leases it holds, the cluster-wide pool view, and both halves of
+ * remote attempts. Built at start-up, before the listener serves anything; the rest of the
+ * coordinator sees `isLive`, the lease operations of admission, `target` and `pool`.
+ *
+ * On a fence this node stops routing at once (isLive reads the clock) and closes every provider
+ * socket with 4011 node_fenced; the providers reconnect, through the load balancer, to a live
+ * node. It unfences by itself, under a new incarnation, when NATS is back.
+ */
+export class ClusterNode {
+  /** Sessions waiting for a handover poll the lease this often. */
+  readonly handoverPollMs = 200
+
+  private constructor(
+    readonly nodeId: string,
+    readonly link: NatsLink,
+    readonly liveness: NodeLiveness,
+    readonly keeper: LeaseKeeper,
+    readonly pool: ClusterPool,
+    readonly remote: RemoteAttempts,
+    private readonly server: RemoteServer,
+    readonly admissionLock: ProviderLock,
+    readonly target: AttemptTarget,
+  ) {}
+
+  static async start(d: ClusterNodeDeps): Promise<ClusterNode> {
+    const nodeId = resolveNodeId(d.config.nodeId, d.dataDir, d.log)
+    const link = await NatsLink.connect({ servers: d.config.natsServers, name: nodeId, log: d.log })
+    const cleanup: Array<() => unknown> = [() => link.close()]
+    try {
+      const liveness = await NodeLiveness.start({ link, nodeId, log: d.log, timing: d.config.timing })
+      cleanup.unshift(() => liveness.stop())
+      const leases = await SessionLeases.open({ link, log: d.log })
+      let pool: ClusterPool | null = null
+      const closeLocal = (providerId: string, assignedId: string, spec: CloseSpec): void => {
+        const handle = d.registry.handle(providerId, assignedId)
+        if (handle === undefined) return
+        d.registry.remove(providerId, assignedId)
+        handle.close(spec)
+      }
+      const keeper = new LeaseKeeper(
+        leases,
+        liveness,
+        { get: (id) => d.registry.get(id), close: closeLocal },
+        { changed: () => pool?.invalidate(), claimed: (o) => d.metrics.leaseClaim(o) },
+        d.log,
+      )
+      pool = await ClusterPool.open({
+        link,
+        nodeId,
+        incarnation: () => liveness.incarnation,
+        isLive: () => liveness.isLive(),
+        registry: d.registry,
+        leases: keeper.current,
+        liveNodes: () => liveness.liveNodes(),
+        publishMs: d.poolPublishMs ?? 250,
+        log: d.log,
+      })
+      const clusterPool = pool
+      cleanup.unshift(() => clusterPool.stop())
+      await keeper.start()
+      cleanup.unshift(() => keeper.stop())
+      const remote = new RemoteAttempts(link.nc, { nodeId, incarnation: () => liveness.incarnation }, (o) => d.metrics.remote('origin', o), d.log)
+      cleanup.unshift(() => remote.close())
+      const server = new RemoteServer({
+        nc: link.nc,
+        nodeId,
+        isLive: () => liveness.isLive(),
+        originLive: (id, inc) => originLive(liveness.liveNodes(), id, inc),
+        registry: d.registry,
+        local: d.local,
+        maxFrameBytes: d.maxFrameBytes,
+        keepaliveMs: defaultRemoteTiming.keepaliveMs,
+        served: (o) => d.metrics.remote('owner', o),
+        log: d.log,
+      })
+      cleanup.unshift(() => server.close())
+      const admissionLock = new ProviderLock(d.databaseUrl, { log: d.log, waitTimeoutMs: d.storeTimeoutMs })
+      const target: AttemptTarget = {
+        // Every dispatch, local or remote, first asks the fence clock: a paused or cut-off node
+        // routes nothing past its deadline, whatever its timers have not yet noticed.
+        dispatch: (s, req, onEvent) => {
+          if (!liveness.isLive()) return null
+          return s.nodeId === undefined || s.nodeId === nodeId ? d.local.dispatch(s, req, onEvent) : remote.dispatch(s, req, onEvent)
+        },
+      }
+      const node = new ClusterNode(nodeId, link, liveness, keeper, clusterPool, remote, server, admissionLock, target)
+      liveness.on('fenced', (e) => {
+        d.metrics.fenced()
+        d.log.error({ event: 'cluster.fenced', reason: e.reason, sessions: d.registry.size }, 'this node is fenced: closing every provider socket with 4011')
+        keeper.fenced()
+        remote.abortAll()
+        for (const s of d.registry.sessions()) closeLocal(s.providerId, s.assignedId, Close.nodeFenced)
+        clusterPool.invalidate()
+      })
+      liveness.on('unfenced', (e) => {
+        d.log.info({ event: 'cluster.unfenced', incarnation: e.incarnation, fenced_for_ms: Math.round(e.fencedForMs) }, 'this node is live again')
+        clusterPool.invalidate()
+      })
+      liveness.on('nodes', () => clusterPool.invalidate())
+      return node
+    } catch (err) {
+      for (const f of cleanup) await Promise.resolve(f()).catch(() => undefined)
+      throw err
+    }
+  }
+
+  get incarnation(): string {
+    return this.liveness.incarnation
+  }
+
+  isLive(): boolean {
+    return this.liveness.isLive()
+  }
+
+  health(): ClusterHealth {
+    return this.liveness.health()
+  }
+
+  nodes(): NodesView {
+    return this.liveness.liveNodes()
+  }
+
+  /** This node's session as the leases name it. */
+  ref(s: Pick<ProviderSession, 'assignedId'>, incarnation = this.incarnation) {
+    return { node_id: this.nodeId, incarnation, assigned_id: s.assignedId }
+  }
+
+  /** Leaves the cluster: stops serving other nodes, deletes this node's snapshot and key, closes the link. Never throws. */
+  async stop(): Promise<void> {
+    // First, and synchronously: isLive() turns false, so nothing is routed from here on, not
+    // even the failovers of the attempts cut below.
+    const leaving = this.liveness.stop()
+    this.server.close()
+    this.remote.close()
+    this.keeper.stop()
+    await leaving
+    await this.pool.stop()
+    await this.admissionLock.close().catch(() => undefined)
+    await this.link.close()
+  }
+}
+
+function originLive(view: NodesView, nodeId: string, incarnation: string): boolean {
+  // Before the first poll nothing is known: unknown is never dead.
+  if (view.takenAt === null) return true
+  return view.nodes.get(nodeId)?.incarnation === incarnation
+}

@@ -1,0 +1,187 @@
+import { setTimeout as delay } from 'node:timers/promises'
+import { Close, type CloseSpec, type ProviderStatus } from '@poolcoord/protocol'
+import type { Logger } from '../logger.js'
+import { handoverDuty, isOrphan, sessionVerdict, type Claimant } from './lease-decision.js'
+import { sessionRef, type IncarnationRef, type SessionLease, type SessionRef } from './lease-value.js'
+import type { NodeLiveness } from './node-liveness.js'
+import type { ClaimResult, LeaseEvent, LeaseWatch, RoutableResult, SessionLeases } from './session-leases.js'
+
+/** What the keeper needs of the node's own pool: the session it holds for an id, and a way to close it. */
+export interface LocalSessions {
+  get(providerId: string): { assignedId: string } | undefined
+  /** Removes the session from the pool and closes its socket, if it is still the one held for the id. */
+  close(providerId: string, assignedId: string, spec: CloseSpec): void
+}
+
+export type ClaimOutcome = 'create' | 'take_over_dead' | 'replace_with_handover' | 'refused' | 'busy' | 'unreadable' | 'error'
+
+export interface LeaseKeeperHooks {
+  /** A lease changed: the cluster view must be rebuilt. */
+  changed(providerId: string): void
+  claimed(outcome: ClaimOutcome): void
+}
+
+/**
+ * The node's side of session ownership (specs/cluster.md §7): the one lease watch, and the duties
+ * it brings; the claims of this node's admissions; and releases on close.
+ *
+ * - A handover addressed to this incarnation: close the named local session 4006, *then* confirm,
+ *   which is what lets the newcomer on the other node route.
+ * - A lease that moved past a local session (a revision newer than the one that made it ours,
+ *   naming someone else): that session was displaced; close it 4006.
+ * - An orphan (an active lease naming this incarnation but no session it holds or is claiming):
+ *   delete it, so it cannot block the provider's next tokenless claim.
+ *
+ * `current` mirrors every lease as the watch last delivered it: the cluster view reads it to show
+ * at most one routable session per provider_id.
+ */
+export class LeaseKeeper {
+  readonly current = new Map<string, SessionLease>()
+  /** Local sessions that hold, or wait for, their id's lease: the revision that made it theirs. */
+  readonly #held = new Map<string, { assignedId: string; revision: number }>()
+  /** Claims in flight, by provider_id: their leases may land before they return. */
+  readonly #claiming = new Map<string, number>()
+  readonly #waits = new Map<string, AbortController>()
+  #watch: LeaseWatch | null = null
+  #stopped = false
+
+  constructor(
+    private readonly leases: SessionLeases,
+    private readonly node: NodeLiveness,
+    private readonly local: LocalSessions,
+    private readonly hooks: LeaseKeeperHooks,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.#watch = await this.leases.watch((e) => this.#onEvent(e))
+    void this.#rewatch(this.#watch)
+  }
+
+  stop(): void {
+    this.#stopped = true
+    this.#watch?.stop()
+    for (const c of this.#waits.values()) c.abort()
+  }
+
+  me(): IncarnationRef {
+    return { node_id: this.node.nodeId, incarnation: this.node.incarnation }
+  }
+
+  /** Is a self-minted session of this id live anywhere in the cluster? (admission.md §3.2, cluster form.) */
+  async liveSelfMinted(providerId: string): Promise<boolean> {
+    const c = await this.leases.readLive(providerId)
+    return c.kind === 'lease' && c.ownerLive && c.lease.auth_state === 'self_minted'
+  }
+
+  /** Claims the id's lease for a session this node is admitting. Throws NatsUnavailableError: fail closed. */
+  async claim(providerId: string, claimant: Claimant): Promise<ClaimResult> {
+    this.#claiming.set(providerId, (this.#claiming.get(providerId) ?? 0) + 1)
+    try {
+      const r = await this.leases.claim(providerId, claimant)
+      this.hooks.claimed(r.ok ? r.action : r.reason === 'busy' ? 'busy' : r.reason === 'lease_unreadable' ? 'unreadable' : 'refused')
+      if (r.ok) this.#held.set(providerId, { assignedId: claimant.assigned_id, revision: r.revision })
+      return r
+    } catch (err) {
+      this.hooks.claimed('error')
+      throw err
+    } finally {
+      const n = (this.#claiming.get(providerId) ?? 1) - 1
+      if (n === 0) this.#claiming.delete(providerId)
+      else this.#claiming.set(providerId, n)
+    }
+  }
+
+  /** Waits until a session admitted in handover may route (§7.4). Aborted by release(). */
+  async awaitRoutable(providerId: string, mine: SessionRef, pollMs: number): Promise<RoutableResult> {
+    const ctl = new AbortController()
+    this.#waits.set(mine.assigned_id, ctl)
+    try {
+      const r = await this.leases.awaitRoutable(providerId, mine, { signal: ctl.signal, pollMs })
+      const held = this.#held.get(providerId)
+      if (r.routable && held?.assignedId === mine.assigned_id) held.revision = Math.max(held.revision, r.revision)
+      return r
+    } finally {
+      this.#waits.delete(mine.assigned_id)
+    }
+  }
+
+  /** This node let go of its own session named as `prev` (same-node replacement): confirm now rather than on the watch. */
+  confirmOwnHandover(providerId: string): void {
+    this.leases.confirmHandover(providerId, this.me()).catch((err: unknown) => this.#logFailure('confirm', providerId, err))
+  }
+
+  /** The session's socket closed: give its lease up, if it still names it. Never throws. */
+  release(providerId: string, mine: SessionRef): void {
+    this.#waits.get(mine.assigned_id)?.abort()
+    const held = this.#held.get(providerId)
+    if (held?.assignedId === mine.assigned_id) this.#held.delete(providerId)
+    this.leases.release(providerId, mine).catch((err: unknown) => this.#logFailure('release', providerId, err))
+  }
+
+  /** A heartbeat changed the session's status: record it on the lease when it matters (§7.6). */
+  setStatus(providerId: string, mine: SessionRef, status: ProviderStatus): void {
+    this.leases.setStatus(providerId, mine, status).catch((err: unknown) => this.#logFailure('status', providerId, err))
+  }
+
+  /** The node fenced: every session it held was closed, and its incarnation's leases are void. */
+  fenced(): void {
+    this.#held.clear()
+    for (const c of this.#waits.values()) c.abort()
+  }
+
+  #onEvent({ providerId, entry }: LeaseEvent): void {
+    const lease = entry.kind === 'lease' ? entry.lease : null
+    if (lease === null) this.current.delete(providerId)
+    else this.current.set(providerId, lease)
+    this.hooks.changed(providerId)
+    if (lease === null || !this.node.isLive()) return
+    const me = this.me()
+    const local = this.local.get(providerId)
+    const duty = handoverDuty(lease, me, local?.assignedId)
+    if (duty !== null) {
+      // Close first: confirming is what lets the newcomer route.
+      if (duty.close !== null) this.local.close(providerId, duty.close, Close.replaced)
+      this.leases.confirmHandover(providerId, me).catch((err: unknown) => this.#logFailure('confirm', providerId, err))
+      return
+    }
+    const held = this.#held.get(providerId)
+    if (local !== undefined && held?.assignedId === local.assignedId && entry.revision > held.revision) {
+      const mine = { ...me, assigned_id: local.assignedId }
+      if (sessionVerdict(lease, mine, false) === 'displaced') {
+        this.log.info({ event: 'cluster.session_displaced', provider_id: providerId, assigned_id: local.assignedId }, 'a newer session took the lease')
+        this.#held.delete(providerId)
+        this.local.close(providerId, local.assignedId, Close.replaced)
+        return
+      }
+    }
+    // A lease this node just won is held before its session is registered: not an orphan.
+    if (held?.assignedId === lease.assigned_id) return
+    if (!this.#claiming.has(providerId) && isOrphan(lease, me, local?.assignedId)) {
+      this.log.info({ event: 'cluster.lease_orphan', provider_id: providerId }, 'deleting a lease of this node that names no session it holds')
+      this.leases.release(providerId, sessionRef(lease)).catch((err: unknown) => this.#logFailure('orphan', providerId, err))
+    }
+  }
+
+  /** A watch that ends by itself is replaced: it replays every lease, so nothing addressed to us is missed for good. */
+  async #rewatch(watch: LeaseWatch): Promise<void> {
+    const err = await watch.ended
+    if (this.#stopped || this.#watch !== watch) return
+    this.log.warn({ event: 'cluster.lease_watch_ended', err }, 'the session lease watch ended; starting a new one')
+    while (!this.#stopped) {
+      await delay(1000)
+      if (this.#stopped) return
+      try {
+        this.#watch = await this.leases.watch((e) => this.#onEvent(e))
+        void this.#rewatch(this.#watch)
+        return
+      } catch (e) {
+        this.log.debug({ event: 'cluster.lease_watch_retry', err: e }, 'could not start the lease watch yet')
+      }
+    }
+  }
+
+  #logFailure(op: string, providerId: string, err: unknown): void {
+    this.log.warn({ event: 'cluster.lease_op_failed', op, provider_id: providerId, err }, 'a session lease operation failed')
+  }
+}

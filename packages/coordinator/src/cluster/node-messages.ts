@@ -1,0 +1,155 @@
+/**
+ * The node-to-node messages of a remote attempt (specs/cluster.md §10): subjects, and how each
+ * message is laid out in bytes. Pure: no NATS, no I/O; the shells (remote-attempts.ts on the
+ * buyer's node, remote-server.ts on the provider's owner) send and receive what this builds.
+ *
+ * The inference_request frame travels as the origin built it, after one JSON line of routing
+ * metadata: no re-encoding and no escaping of a body of up to 4 MiB. Events back are one kind
+ * letter, a sequence number and a newline, then the payload: a chunk's data as UTF-8, an end as
+ * the provider's end message, re-checked by the protocol's parser on arrival.
+ */
+import { CANCEL_REASONS, PROVIDER_ID_RE, type CancelReason } from '@poolcoord/protocol'
+import { LEASE_NODE_ID_RE } from './lease-value.js'
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+const NL = 0x0a
+
+/** Requests for providers whose socket `nodeId` holds. */
+export function dispatchSubject(nodeId: string): string {
+  return `pc.n.${nodeId}.dispatch`
+}
+
+/** Cancels of attempts `nodeId` runs for other nodes. */
+export function cancelSubject(nodeId: string): string {
+  return `pc.n.${nodeId}.cancel`
+}
+
+/** Where one attempt's events go: on the origin's own subtree, named by a random attempt id. */
+export function eventsSubject(originNodeId: string, attemptId: string): string {
+  return `pc.n.${originNodeId}.r.${attemptId}`
+}
+
+/** Attempt ids are 32 hex digits (a UUID without dashes): always a valid subject token. */
+export const ATTEMPT_ID_RE = /^[0-9a-f]{32}$/
+const INCARNATION_RE = /^[A-Za-z0-9_-]{1,64}$/
+const ASSIGNED_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
+const REQUEST_ID_RE = /^[A-Za-z0-9_-]{1,128}$/
+/** The metadata line is a few hundred bytes; anything longer is not ours. */
+const MAX_META_BYTES = 1024
+
+export interface DispatchMeta {
+  /** The attempt id: names the events subject and the cancel. */
+  attempt: string
+  request_id: string
+  provider_id: string
+  assigned_id: string
+  origin: string
+  origin_incarnation: string
+}
+
+export function encodeDispatch(meta: DispatchMeta, frame: string): Uint8Array {
+  return enc.encode(`${JSON.stringify(meta)}\n${frame}`)
+}
+
+export type ParsedDispatch = { ok: true; meta: DispatchMeta; frame: string } | { ok: false }
+
+export function parseDispatch(bytes: Uint8Array, maxFrameBytes: number): ParsedDispatch {
+  const nl = bytes.indexOf(NL)
+  if (nl <= 0 || nl > MAX_META_BYTES || bytes.length - nl - 1 > maxFrameBytes) return { ok: false }
+  const m = parseJson(bytes.subarray(0, nl))
+  if (m === null) return { ok: false }
+  const ok =
+    typeof m.attempt === 'string' &&
+    ATTEMPT_ID_RE.test(m.attempt) &&
+    typeof m.request_id === 'string' &&
+    REQUEST_ID_RE.test(m.request_id) &&
+    typeof m.provider_id === 'string' &&
+    PROVIDER_ID_RE.test(m.provider_id) &&
+    typeof m.assigned_id === 'string' &&
+    ASSIGNED_ID_RE.test(m.assigned_id) &&
+    typeof m.origin === 'string' &&
+    LEASE_NODE_ID_RE.test(m.origin) &&
+    typeof m.origin_incarnation === 'string' &&
+    INCARNATION_RE.test(m.origin_incarnation)
+  if (!ok) return { ok: false }
+  const meta: DispatchMeta = {
+    attempt: m.attempt as string,
+    request_id: m.request_id as string,
+    provider_id: m.provider_id as string,
+    assigned_id: m.assigned_id as string,
+    origin: m.origin as string,
+    origin_incarnation: m.origin_incarnation as string,
+  }
+  return { ok: true, meta, frame: dec.decode(bytes.subarray(nl + 1)) }
+}
+
+/**
+ * The owner's answer to a dispatch. `not_current`: the session is gone or replaced. `ineligible`:
+ * routingEligible says no now (full, busy, draining, cordoned, in handover). `unreachable`: its
+ * socket is not taking frames. `fenced`: the owner is fenced. `invalid`: the message is not one.
+ * Every refusal comes before the provider saw anything, so the origin may fail over.
+ */
+export const REFUSALS = ['not_current', 'ineligible', 'unreachable', 'fenced', 'invalid'] as const
+export type Refusal = (typeof REFUSALS)[number]
+export type DispatchReply = { accepted: true } | { accepted: false; reason: Refusal }
+
+export function encodeReply(r: DispatchReply): Uint8Array {
+  return enc.encode(r.accepted ? 'accepted' : `refused:${r.reason}`)
+}
+
+export function parseReply(bytes: Uint8Array): DispatchReply | null {
+  const s = bytes.length > 64 ? '' : dec.decode(bytes)
+  if (s === 'accepted') return { accepted: true }
+  const reason = s.startsWith('refused:') ? s.slice('refused:'.length) : ''
+  return (REFUSALS as readonly string[]).includes(reason) ? { accepted: false, reason: reason as Refusal } : null
+}
+
+/** `c` chunk, `e` end, `l` lost (the provider's socket closed), `k` keepalive. */
+export type EventKind = 'c' | 'e' | 'l' | 'k'
+export interface NodeEvent {
+  kind: EventKind
+  seq: number
+  /** The chunk's data or the end message's JSON; empty for `l` and `k`. */
+  payload: string
+}
+
+export function encodeEvent(kind: EventKind, seq: number, payload = ''): Uint8Array {
+  return enc.encode(`${kind}${seq}\n${payload}`)
+}
+
+export function parseEvent(bytes: Uint8Array): NodeEvent | null {
+  const nl = bytes.indexOf(NL)
+  if (nl < 2 || nl > 17) return null
+  const head = dec.decode(bytes.subarray(0, nl))
+  const kind = head[0]
+  if (kind !== 'c' && kind !== 'e' && kind !== 'l' && kind !== 'k') return null
+  const digits = head.slice(1)
+  if (!/^\d{1,15}$/.test(digits)) return null
+  return { kind, seq: Number(digits), payload: dec.decode(bytes.subarray(nl + 1)) }
+}
+
+export interface CancelMessage {
+  attempt: string
+  reason: CancelReason
+}
+
+export function encodeCancel(c: CancelMessage): Uint8Array {
+  return enc.encode(`${c.attempt} ${c.reason}`)
+}
+
+export function parseCancel(bytes: Uint8Array): CancelMessage | null {
+  if (bytes.length > 128) return null
+  const [attempt, reason, extra] = dec.decode(bytes).split(' ')
+  if (extra !== undefined || attempt === undefined || !ATTEMPT_ID_RE.test(attempt)) return null
+  return (CANCEL_REASONS as readonly string[]).includes(reason ?? '') ? { attempt, reason: reason as CancelReason } : null
+}
+
+function parseJson(bytes: Uint8Array): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(dec.decode(bytes))
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null
+  } catch {
+    return null
+  }
+}

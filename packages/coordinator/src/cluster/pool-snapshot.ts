@@ -1,0 +1,167 @@
+/**
+ * A node's pool as the other nodes see it (specs/cluster.md §11): every session it holds, with
+ * what selection, /v1/models and /poolz read. Pure: plain data in and out, no NATS.
+ *
+ * A snapshot is a hint, never an authority. Selection on another node reads it; the owner
+ * re-checks routingEligible and its own slot count when the dispatch arrives, and a stale
+ * snapshot costs a refused dispatch and a failover, never a second routable session.
+ */
+import { AUTH_STATES, PROVIDER_ID_RE, PROVIDER_STATUSES, type AuthState, type ProviderStatus } from '@poolcoord/protocol'
+import type { ProviderSession } from '../pool/provider-session.js'
+import { LEASE_NODE_ID_RE } from './lease-value.js'
+
+/** The most sessions one snapshot may list; a node holds at most COORD's maxSessions (50,000). */
+export const MAX_SNAPSHOT_ROWS = 50_000
+
+export interface PoolSnapshot {
+  v: 1
+  node_id: string
+  incarnation: string
+  sessions: SnapshotRow[]
+}
+
+/** One session, in short keys: a snapshot of thousands of sessions is rewritten several times a second. */
+export interface SnapshotRow {
+  p: string // provider_id
+  a: string // assigned_id
+  au: AuthState
+  st: ProviderStatus
+  sf: number // slots_free
+  stt: number // slots_total
+  f: number // in flight, as the owner counts it
+  mc: number // max_concurrency
+  mx: number // max_context_tokens
+  tp: number | null // throughput_tps
+  m: string[] // models, the first being model_id
+  h: string // hostname
+  bv: string // binary_version
+  tk: string | null // token prefix
+  cd: boolean // cordoned
+  dr: boolean // drain requested
+  lp: boolean // lease pending (handover)
+  cf: number // consecutive failures
+  cu: number // cooldown until (epoch ms, 0 when healthy)
+  ca: number // connected at (epoch ms)
+  hb: number | null // last heartbeat at
+  li: number // last inbound at
+}
+
+export function snapshotRow(s: ProviderSession): SnapshotRow {
+  return {
+    p: s.providerId,
+    a: s.assignedId,
+    au: s.authState,
+    st: s.status,
+    sf: s.slotsFree,
+    stt: s.slotsTotal,
+    f: s.inFlight,
+    mc: s.maxConcurrency,
+    mx: s.maxContextTokens,
+    tp: s.throughputTps,
+    m: s.models,
+    h: s.hostname,
+    bv: s.binaryVersion,
+    tk: s.tokenPrefix,
+    cd: s.cordoned,
+    dr: s.drainRequested,
+    lp: s.leasePending === true,
+    cf: s.consecutiveFailures,
+    cu: s.cooldownUntil,
+    ca: s.connectedAt,
+    hb: s.lastHeartbeatAt,
+    li: s.lastInboundAt,
+  }
+}
+
+export function encodeSnapshot(nodeId: string, incarnation: string, sessions: Iterable<ProviderSession>): string {
+  const rows: SnapshotRow[] = []
+  for (const s of sessions) rows.push(snapshotRow(s))
+  const snap: PoolSnapshot = { v: 1, node_id: nodeId, incarnation, sessions: rows }
+  return JSON.stringify(snap)
+}
+
+/** The sessions a snapshot lists, as another node's ProviderSessions; null for a value that is not a snapshot. Bad rows are dropped one by one. */
+export function parseSnapshot(text: string): { nodeId: string; incarnation: string; sessions: ProviderSession[] } | null {
+  let v: unknown
+  try {
+    v = JSON.parse(text)
+  } catch {
+    return null
+  }
+  if (!isRecord(v) || v.v !== 1 || typeof v.node_id !== 'string' || !LEASE_NODE_ID_RE.test(v.node_id)) return null
+  if (typeof v.incarnation !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(v.incarnation)) return null
+  if (!Array.isArray(v.sessions) || v.sessions.length > MAX_SNAPSHOT_ROWS) return null
+  const nodeId = v.node_id
+  const sessions: ProviderSession[] = []
+  for (const r of v.sessions as unknown[]) {
+    const s = sessionOfRow(r, nodeId)
+    if (s !== null) sessions.push(s)
+  }
+  return { nodeId, incarnation: v.incarnation, sessions }
+}
+
+function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
+  if (!isRecord(r)) return null
+  const str = (x: unknown, max: number): x is string => typeof x === 'string' && x.length <= max
+  const count = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 1_000_000
+  const time = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0
+  const ok =
+    str(r.p, 128) &&
+    PROVIDER_ID_RE.test(r.p) &&
+    str(r.a, 64) &&
+    AUTH_STATES.includes(r.au as AuthState) &&
+    PROVIDER_STATUSES.includes(r.st as ProviderStatus) &&
+    count(r.sf) &&
+    count(r.stt) &&
+    count(r.f) &&
+    count(r.mc) &&
+    count(r.mx) &&
+    (r.tp === null || time(r.tp)) &&
+    Array.isArray(r.m) &&
+    r.m.length >= 1 &&
+    r.m.length <= 64 &&
+    r.m.every((m) => str(m, 256)) &&
+    str(r.h, 256) &&
+    str(r.bv, 128) &&
+    (r.tk === null || str(r.tk, 12)) &&
+    typeof r.cd === 'boolean' &&
+    typeof r.dr === 'boolean' &&
+    typeof r.lp === 'boolean' &&
+    count(r.cf) &&
+    time(r.cu) &&
+    time(r.ca) &&
+    (r.hb === null || time(r.hb)) &&
+    time(r.li)
+  if (!ok) return null
+  const models = r.m as string[]
+  return {
+    providerId: r.p as string,
+    assignedId: r.a as string,
+    authState: r.au as AuthState,
+    tokenPrefix: r.tk as string | null,
+    hostname: r.h as string,
+    binaryVersion: r.bv as string,
+    modelId: models[0] as string,
+    models,
+    maxConcurrency: r.mc as number,
+    maxContextTokens: r.mx as number,
+    throughputTps: r.tp as number | null,
+    status: r.st as ProviderStatus,
+    slotsFree: r.sf as number,
+    slotsTotal: r.stt as number,
+    inFlight: r.f as number,
+    consecutiveFailures: r.cf as number,
+    cooldownUntil: r.cu as number,
+    drainRequested: r.dr as boolean,
+    cordoned: r.cd as boolean,
+    nodeId,
+    leasePending: r.lp as boolean,
+    connectedAt: r.ca as number,
+    lastHeartbeatAt: r.hb as number | null,
+    lastInboundAt: r.li as number,
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}

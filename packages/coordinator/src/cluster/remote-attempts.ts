@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto'
+import type { NatsConnection, Subscription } from '@nats-io/transport-node'
+import { decodeJson, parseProviderMessage, type CancelReason } from '@poolcoord/protocol'
+import type { Logger } from '../logger.js'
+import type { ProviderSession } from '../pool/provider-session.js'
+import type { AttemptEvent, AttemptHandle, DispatchRequest } from '../routing/attempt.js'
+import { cancelSubject, dispatchSubject, encodeCancel, encodeDispatch, eventsSubject, parseEvent, parseReply } from './node-messages.js'
+
+export interface RemoteTiming {
+  /** How long the owner has to accept or refuse a dispatch. */
+  replyTimeoutMs: number
+  /** The owner sends a keepalive when an attempt has been silent this long; three missed ones mean lost. */
+  keepaliveMs: number
+}
+
+export const defaultRemoteTiming: RemoteTiming = { replyTimeoutMs: 2_000, keepaliveMs: 2_000 }
+
+export type RemoteOutcome = 'accepted' | 'refused' | 'no_responders' | 'timeout' | 'lost' | 'gap'
+
+interface Running {
+  readonly id: string
+  readonly owner: string
+  readonly session: ProviderSession
+  readonly onEvent: (e: AttemptEvent) => void
+  readonly sub: Subscription
+  nextSeq: number
+  lastHeardAt: number
+  accepted: boolean
+  done: boolean
+}
+
+/**
+ * The buyer's node's half of a remote attempt (specs/cluster.md §10): the provider's socket is on
+ * another node, its owner. It subscribes to the attempt's events subject *before* it sends the
+ * dispatch, so nothing the owner sends can be missed, then presents the owner's events to the
+ * exchange as an ordinary attempt: the exchange never knows the provider is remote.
+ *
+ * - A refusal, no responders (the owner is gone) or no answer in time: `refused`, before the
+ *   provider saw anything, so the exchange may fail over.
+ * - A gap in the event sequence (core NATS is at-most-once) or three keepalive intervals of
+ *   silence: `lost`, and the owner is told to cancel.
+ * - The subscription's callback never waits for the buyer: the exchange's sink applies the
+ *   unread-bytes limit and withdraws the attempt, which becomes a cancel to the owner.
+ *
+ * The slot count on our copy of the session moves with our own attempts, so that selection here
+ * sees them before the owner's next snapshot does.
+ */
+export class RemoteAttempts {
+  readonly #running = new Map<string, Running>()
+  readonly #timer: NodeJS.Timeout
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly me: { nodeId: string; incarnation: () => string },
+    private readonly outcome: (o: RemoteOutcome) => void,
+    private readonly log: Logger,
+    private readonly timing: RemoteTiming = defaultRemoteTiming,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.#timer = setInterval(() => this.#checkSilence(), timing.keepaliveMs)
+    this.#timer.unref()
+  }
+
+  get inFlight(): number {
+    return this.#running.size
+  }
+
+  dispatch(session: ProviderSession, req: DispatchRequest, onEvent: (e: AttemptEvent) => void): AttemptHandle {
+    const owner = session.nodeId as string
+    const id = randomUUID().replaceAll('-', '')
+    const sub = this.nc.subscribe(eventsSubject(this.me.nodeId, id), { callback: (err, msg) => (err === null ? this.#onMessage(a, msg.data) : undefined) })
+    const a: Running = { id, owner, session, onEvent, sub, nextSeq: 0, lastHeardAt: this.now(), accepted: false, done: false }
+    this.#running.set(id, a)
+    session.inFlight++
+    const body = encodeDispatch(
+      {
+        attempt: id,
+        request_id: req.requestId,
+        provider_id: session.providerId,
+        assigned_id: session.assignedId,
+        origin: this.me.nodeId,
+        origin_incarnation: this.me.incarnation(),
+      },
+      req.frame,
+    )
+    this.nc.request(dispatchSubject(owner), body, { timeout: this.timing.replyTimeoutMs }).then(
+      (msg) => {
+        const reply = parseReply(msg.data)
+        if (reply?.accepted === true) {
+          a.accepted = true
+          a.lastHeardAt = this.now()
+          return this.outcome('accepted')
+        }
+        this.outcome('refused')
+        this.#refuse(a)
+      },
+      (err: unknown) => {
+        // Events arrived, so the owner accepted; only its answer was lost or late.
+        if (a.accepted || a.done) return
+        const noResponders = err instanceof Error && 'isNoResponders' in err && typeof err.isNoResponders === 'function' && err.isNoResponders() === true
+        this.outcome(noResponders ? 'no_responders' : 'timeout')
+        // The dispatch may have reached the owner and only the answer was lost: tell it to stop.
+        if (!noResponders) this.#sendCancel(a, 'timeout')
+        this.#refuse(a)
+      },
+    )
+    return {
+      session,
+      cancel: (reason) => {
+        if (a.done) return
+        this.#finish(a)
+        this.#sendCancel(a, reason)
+      },
+    }
+  }
+
+  /** Every attempt in flight ends as lost: the link to the other nodes is gone (fence, shutdown). */
+  abortAll(): void {
+    for (const a of [...this.#running.values()]) this.#lose(a, 'lost')
+  }
+
+  close(): void {
+    clearInterval(this.#timer)
+    this.abortAll()
+  }
+
+  #onMessage(a: Running, data: Uint8Array): void {
+    if (a.done) return
+    const e = parseEvent(data)
+    if (e === null || e.seq !== a.nextSeq) return this.#lose(a, 'gap')
+    a.nextSeq++
+    a.accepted = true
+    a.lastHeardAt = this.now()
+    switch (e.kind) {
+      case 'k':
+        return
+      case 'c':
+        return this.#emit(a, { kind: 'chunk', data: e.payload })
+      case 'l':
+        this.#finish(a)
+        return this.#emit(a, { kind: 'lost' })
+      case 'e': {
+        const json = decodeJson(Buffer.from(e.payload))
+        const parsed = json === null ? null : parseProviderMessage(json)
+        if (parsed === null || !parsed.ok || parsed.value?.type !== 'inference_response_end') return this.#lose(a, 'gap')
+        this.#finish(a)
+        return this.#emit(a, { kind: 'end', end: parsed.value })
+      }
+    }
+  }
+
+  #checkSilence(): void {
+    const limit = this.now() - 3 * this.timing.keepaliveMs
+    for (const a of [...this.#running.values()]) if (a.accepted && a.lastHeardAt < limit) this.#lose(a, 'lost')
+  }
+
+  #refuse(a: Running): void {
+    if (a.done) return
+    this.#finish(a)
+    this.#emit(a, { kind: 'refused' })
+  }
+
+  #lose(a: Running, why: 'lost' | 'gap'): void {
+    if (a.done) return
+    this.outcome(why)
+    this.#finish(a)
+    this.#sendCancel(a, 'timeout')
+    this.#emit(a, { kind: 'lost' })
+  }
+
+  #finish(a: Running): void {
+    a.done = true
+    a.sub.unsubscribe()
+    this.#running.delete(a.id)
+    a.session.inFlight = Math.max(0, a.session.inFlight - 1)
+  }
+
+  #sendCancel(a: Running, reason: CancelReason): void {
+    try {
+      this.nc.publish(cancelSubject(a.owner), encodeCancel({ attempt: a.id, reason }))
+    } catch (err) {
+      // NATS is down: the owner cancels by itself once this node's incarnation is dead.
+      this.log.debug({ err, attempt: a.id }, 'could not send a cancel to the owner node')
+    }
+  }
+
+  #emit(a: Running, e: AttemptEvent): void {
+    try {
+      a.onEvent(e)
+    } catch (err) {
+      this.log.error({ err, provider_id: a.session.providerId }, 'request handler failed')
+    }
+  }
+}

@@ -1,0 +1,159 @@
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
+import { encode, type CancelReason } from '@poolcoord/protocol'
+import type { Logger } from '../logger.js'
+import type { ProviderLink } from '../pool/provider-link.js'
+import type { Registry } from '../pool/registry.js'
+import { routingEligible } from '../pool/routing-eligible.js'
+import type { AttemptEvent, AttemptHandle, AttemptTarget } from '../routing/attempt.js'
+import {
+  cancelSubject,
+  dispatchSubject,
+  encodeEvent,
+  encodeReply,
+  eventsSubject,
+  parseCancel,
+  parseDispatch,
+  type DispatchMeta,
+  type DispatchReply,
+  type EventKind,
+} from './node-messages.js'
+
+export type ServedOutcome = 'accepted' | DispatchReplyReason | 'origin_dead'
+type DispatchReplyReason = Extract<DispatchReply, { accepted: false }>['reason']
+
+export interface RemoteServerDeps {
+  nc: NatsConnection
+  nodeId: string
+  /** May this node route now (node-liveness.ts isLive)? Checked on every dispatch. */
+  isLive: () => boolean
+  /** Is this node incarnation live, as the last poll of pc_nodes saw it? Unknown counts as live. */
+  originLive: (nodeId: string, incarnation: string) => boolean
+  registry: Registry<ProviderLink>
+  /** The node's own sockets (routing/dispatcher.ts). */
+  local: AttemptTarget
+  maxFrameBytes: number
+  keepaliveMs: number
+  served: (o: ServedOutcome) => void
+  log: Logger
+}
+
+interface Served {
+  readonly meta: DispatchMeta
+  readonly subject: string
+  handle: AttemptHandle | null
+  seq: number
+  lastSentAt: number
+}
+
+/**
+ * The owner's half of a remote attempt (specs/cluster.md §10). The owner is the only authority on
+ * its sessions' slots: a dispatch from another node passes the same checks as a local one
+ * (routingEligible on the current session, then the Dispatcher's), so max_concurrency holds
+ * however many nodes dispatch at once. Events go back in order with a sequence number; an attempt
+ * silent for a keepalive interval gets a keepalive, and one whose origin incarnation died is
+ * cancelled, since nobody is left to read it.
+ */
+export class RemoteServer {
+  readonly #served = new Map<string, Served>()
+  readonly #subs: Subscription[]
+  readonly #timer: NodeJS.Timeout
+
+  constructor(private readonly d: RemoteServerDeps) {
+    this.#subs = [
+      d.nc.subscribe(dispatchSubject(d.nodeId), { callback: (err, msg) => (err === null ? this.#onDispatch(msg) : undefined) }),
+      d.nc.subscribe(cancelSubject(d.nodeId), { callback: (err, msg) => (err === null ? this.#onCancel(msg) : undefined) }),
+    ]
+    this.#timer = setInterval(() => this.#tick(), d.keepaliveMs)
+    this.#timer.unref()
+  }
+
+  get serving(): number {
+    return this.#served.size
+  }
+
+  close(): void {
+    clearInterval(this.#timer)
+    for (const s of this.#subs) s.unsubscribe()
+    for (const s of [...this.#served.values()]) this.#cancel(s, 'buyer_disconnected')
+  }
+
+  #onDispatch(msg: Msg): void {
+    const parsed = parseDispatch(msg.data, this.d.maxFrameBytes)
+    if (!parsed.ok) return this.#reply(msg, { accepted: false, reason: 'invalid' })
+    const { meta, frame } = parsed
+    if (!this.d.isLive()) return this.#reply(msg, { accepted: false, reason: 'fenced' })
+    if (this.#served.has(meta.attempt)) return this.#reply(msg, { accepted: false, reason: 'invalid' })
+    const session = this.d.registry.get(meta.provider_id)
+    if (session === undefined || session.assignedId !== meta.assigned_id) return this.#reply(msg, { accepted: false, reason: 'not_current' })
+    if (!routingEligible(session).eligible) return this.#reply(msg, { accepted: false, reason: 'ineligible' })
+    const served: Served = { meta, subject: eventsSubject(meta.origin, meta.attempt), handle: null, seq: 0, lastSentAt: performance.now() }
+    let handle: AttemptHandle | null
+    try {
+      handle = this.d.local.dispatch(session, { requestId: meta.request_id, frame }, (e) => this.#onEvent(served, e))
+    } catch (err) {
+      // The request id is already in flight here: a duplicate, never a second dispatch.
+      this.d.log.warn({ err, provider_id: meta.provider_id }, 'refused a remote dispatch')
+      handle = null
+    }
+    if (handle === null) return this.#reply(msg, { accepted: false, reason: 'unreachable' })
+    served.handle = handle
+    this.#served.set(meta.attempt, served)
+    this.#reply(msg, { accepted: true })
+  }
+
+  #onEvent(s: Served, e: AttemptEvent): void {
+    switch (e.kind) {
+      case 'chunk':
+        return this.#send(s, 'c', e.data)
+      case 'end':
+        this.#served.delete(s.meta.attempt)
+        return this.#send(s, 'e', encode(e.end))
+      case 'lost':
+      case 'refused':
+        this.#served.delete(s.meta.attempt)
+        return this.#send(s, 'l')
+    }
+  }
+
+  #onCancel(msg: Msg): void {
+    const c = parseCancel(msg.data)
+    const s = c === null ? undefined : this.#served.get(c.attempt)
+    if (s !== undefined && c !== null) this.#cancel(s, c.reason)
+  }
+
+  #cancel(s: Served, reason: CancelReason): void {
+    this.#served.delete(s.meta.attempt)
+    s.handle?.cancel(reason)
+  }
+
+  #tick(): void {
+    const quiet = performance.now() - this.d.keepaliveMs
+    for (const s of [...this.#served.values()]) {
+      if (!this.d.originLive(s.meta.origin, s.meta.origin_incarnation)) {
+        this.d.served('origin_dead')
+        this.d.log.info({ event: 'cluster.origin_dead', provider_id: s.meta.provider_id, origin: s.meta.origin }, 'cancelling a request whose node died')
+        this.#cancel(s, 'buyer_disconnected')
+      } else if (s.lastSentAt <= quiet) this.#send(s, 'k')
+    }
+  }
+
+  #send(s: Served, kind: EventKind, payload?: string): void {
+    s.lastSentAt = performance.now()
+    try {
+      this.d.nc.publish(s.subject, encodeEvent(kind, s.seq++, payload))
+    } catch (err) {
+      // NATS is down: the origin sees silence and ends the attempt; cancel ours now.
+      this.d.log.debug({ err }, 'could not relay a remote attempt event')
+      if (kind !== 'e' && kind !== 'l') this.#cancel(s, 'buyer_disconnected')
+    }
+  }
+
+  #reply(msg: Msg, r: DispatchReply): void {
+    this.d.served(r.accepted ? 'accepted' : r.reason)
+    try {
+      msg.respond(encodeReply(r))
+    } catch (err) {
+      this.d.log.debug({ err }, 'could not answer a remote dispatch')
+    }
+  }
+}
