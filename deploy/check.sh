@@ -5,8 +5,12 @@
 #   - nginx -t on the site, with a self-signed certificate made for this run;
 #   - the site in a real nginx in front of a real coordinator: TLS, a provider's WebSocket
 #     handshake through the proxy, the operator paths refused to other addresses, the body limit,
-#     and no query string in the access log.
-# Ports 18443 (nginx) and 18481 (coordinator) on 127.0.0.1 must be free.
+#     and no query string in the access log;
+#   - several upstream nodes: the site with a dead node first in its upstream, and the compose
+#     load balancer (deploy/nginx/compose-lb) with a draining node first; requests and provider
+#     handshakes still reach the coordinator.
+# Ports 18443, 18480 (nginx), 18481 (coordinator), 18483 (load balancer) and 18484 (a stand-in
+# draining node) on 127.0.0.1 must be free, and nothing may listen on 18482 (the dead node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,17 +43,22 @@ sed -e "s#/etc/letsencrypt/live/coordinator.example.com/#$work/#" \
     -e "s#listen 80;#listen 127.0.0.1:18480;#" \
     -e "s#server 127.0.0.1:8080;#server 127.0.0.1:18481;#" \
     deploy/nginx/poolcoord.conf >"$work/site.conf"
-cat >"$work/nginx.conf" <<EOF
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-worker_processes 1;
-events { worker_connections 256; }
-http {
-  client_body_temp_path $work/body;
-  proxy_temp_path $work/proxy;
-  include $work/site.conf;
+nginx_conf() { # nginx_conf <out> <site>…: a main config for this sandbox, including the sites
+  local out=$1 site
+  shift
+  {
+    echo "pid $work/nginx.pid;"
+    echo "error_log $work/error.log warn;"
+    echo "worker_processes 1;"
+    echo "events { worker_connections 256; }"
+    echo "http {"
+    echo "  client_body_temp_path $work/body;"
+    echo "  proxy_temp_path $work/proxy;"
+    for site in "$@"; do echo "  include $site;"; done
+    echo "}"
+  } >"$out"
 }
-EOF
+nginx_conf "$work/nginx.conf" "$work/site.conf"
 nginx -t -q -p "$work" -c "$work/nginx.conf" || fail "nginx -t"
 echo "nginx -t: ok"
 
@@ -144,4 +153,78 @@ for log in "$work/poolcoord.access.log" "$work/poolcoord.error.log" "$work/error
   grep -q "abababab" "$log" && fail "$(basename "$log") kept the token from a query string"
 done
 echo "access and error logs: no token"
+
+echo "-- several upstream nodes"
+# The site as above with two nodes in its upstream, the first one dead: nothing listens on 18482.
+if (exec 3<>/dev/tcp/127.0.0.1/18482) 2>/dev/null; then fail "something listens on 127.0.0.1:18482, the dead node's port"; fi
+sed -e "s#server 127.0.0.1:18481;#server 127.0.0.1:18482 max_fails=1 fail_timeout=10s;\n    server 127.0.0.1:18481 max_fails=1 fail_timeout=10s;#" \
+  "$work/site.conf" >"$work/site-cluster.conf"
+grep -q "server 127.0.0.1:18482 " "$work/site-cluster.conf" || fail "no upstream line to turn into two nodes"
+# The compose load balancer, its two nodes moved to a stand-in draining node (18484) and the
+# running coordinator. Debian's nginx 1.22 predates `resolve` in an upstream, and Docker's DNS is
+# not here, so both go.
+sed -e 's#server coord-1:8080 \(.*\) resolve;#server 127.0.0.1:18484 \1;#' \
+    -e 's#server coord-2:8080 \(.*\) resolve;#server 127.0.0.1:18481 \1;#' \
+    -e '/^ *resolver /d' \
+    -e 's#listen 8080;#listen 127.0.0.1:18483;#' \
+    -e "s#/var/log/nginx/#$work/lb-#" \
+    deploy/nginx/compose-lb/poolcoord-lb.conf >"$work/lb.conf"
+if ! grep -q "server 127.0.0.1:18484 " "$work/lb.conf" || grep -q "coord-[12]:\| resolve;\|^ *resolver " "$work/lb.conf"; then
+  fail "deploy/nginx/compose-lb/poolcoord-lb.conf no longer has the upstream lines this check rewrites"
+fi
+nginx_conf "$work/nginx-cluster.conf" "$work/site-cluster.conf" "$work/lb.conf"
+nginx -t -q -p "$work" -c "$work/nginx-cluster.conf" || fail "nginx -t with two upstream nodes"
+echo "nginx -t, the site and the load balancer with two upstream nodes: ok"
+# A fresh nginx: no node may start out marked failed by the requests above.
+kill -QUIT "$(cat "$work/nginx.pid")"
+for _ in $(seq 1 50); do
+  [ -f "$work/nginx.pid" ] || break
+  sleep 0.1
+done
+[ ! -f "$work/nginx.pid" ] || fail "nginx did not stop"
+nginx -p "$work" -c "$work/nginx-cluster.conf"
+# Round robin starts with the first node, so the first request meets the dead one.
+for i in 1 2 3; do expect 200 "healthz through the site, first node dead ($i)" "$base/healthz"; done
+# Tried by the first request only: max_fails=1 then keeps it out for fail_timeout.
+tries=$(grep -c "Connection refused) while connecting to upstream.*127.0.0.1:18482" "$work/poolcoord.error.log" || true)
+[ "$tries" = 1 ] || fail "the dead node was tried $tries times, want 1 (0: the requests above proved nothing)"
+echo "the dead node was tried once, then skipped for its fail_timeout"
+
+NODE_EXTRA_CA_CERTS="$work/fullchain.pem" node --input-type=module -e '
+import http from "node:http"
+import WebSocket from "ws"
+const timer = setTimeout(() => { console.error("no answer within 10 s"); process.exit(1) }, 10000)
+// What a draining coordinator does to an upgrade: 503.
+let refused = 0
+const draining = http.createServer((_req, res) => res.writeHead(503).end())
+draining.on("upgrade", (_req, socket) => { refused++; socket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n") })
+await new Promise((resolve) => draining.listen(18484, "127.0.0.1", resolve))
+function handshake(url, id, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const p = new WebSocket(url, opts)
+    p.on("open", () => p.send(JSON.stringify({ type: "hello", version: 1, provider_id: id,
+      hostname: "ci", model_id: "m", binary_version: "check", max_concurrency: 1, max_context_tokens: 4096 })))
+    p.on("message", (m) => { p.close(1000); resolve(JSON.parse(String(m)).type) })
+    p.on("unexpected-response", (_req, res) => reject(new Error(`${id}: HTTP ${res.statusCode}`)))
+    p.on("error", reject)
+  })
+}
+try {
+  const site = await handshake("wss://127.0.0.1:18443/ws/provider", "deploy-check-site", { servername: "coordinator.example.com" })
+  if (site !== "hello_ack") throw new Error(`through the site: ${site}`)
+  console.log("provider handshake through the site, two upstream nodes: hello_ack")
+  for (const id of ["deploy-check-lb-1", "deploy-check-lb-2"]) {
+    const got = await handshake("ws://127.0.0.1:18483/ws/provider", id)
+    if (got !== "hello_ack") throw new Error(`${id} through the load balancer: ${got}`)
+  }
+  if (refused === 0) throw new Error("the load balancer never tried the draining node, so the handshakes proved nothing")
+  console.log(`provider handshakes through the load balancer, draining node first: hello_ack twice, ${refused} upgrade refused with 503 and retried on the next node`)
+  clearTimeout(timer)
+  draining.close()
+  process.exit(0)
+} catch (e) {
+  console.error(e.message)
+  process.exit(1)
+}
+' || { cat "$work/coordinator.log" "$work/error.log" >&2; fail "WebSocket through several upstream nodes"; }
 echo "deploy check: ok"

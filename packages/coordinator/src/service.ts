@@ -68,7 +68,9 @@ export class Service {
     server.on('request', (req, res) => void handler(req, res))
     server.on(
       'upgrade',
-      createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started'),
+      // A fenced node takes no provider connections: the 503 sends the provider (through the load
+      // balancer, which sees /healthz fail too) to a live node, with its ordinary backoff.
+      createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started' && (ctx.cluster === null || ctx.cluster.isLive())),
     )
     return svc
   }

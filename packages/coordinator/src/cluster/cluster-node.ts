@@ -139,6 +139,11 @@ export class ClusterNode {
         clusterPool.invalidate()
       })
       liveness.on('nodes', () => clusterPool.invalidate())
+      link.on('status', (status) => {
+        if (status !== 'connected') return
+        void clusterPool.resync()
+        void keeper.resync()
+      })
       return node
     } catch (err) {
       for (const f of cleanup) await Promise.resolve(f()).catch(() => undefined)

@@ -11,6 +11,12 @@ import type { NatsLink } from './nats-link.js'
 import type { NodesView } from './nodes-poller.js'
 import { encodeSnapshot, parseSnapshot } from './pool-snapshot.js'
 
+/** Memory storage: a snapshot is rewritten several times a second, and a restarted server needs none of them (each node publishes again). */
+async function openPoolBucket(link: NatsLink): Promise<KV> {
+  const replicas = link.nc.info?.cluster === undefined ? 1 : 3
+  return new Kvm(link.js).create(POOL_BUCKET, { history: 1, replicas, storage: 'memory' })
+}
+
 /** The KV bucket of pool snapshots, `p.<node_id>`: each node's sessions, for the others' routing views. */
 export const POOL_BUCKET = 'pc_pool'
 
@@ -53,24 +59,37 @@ export class ClusterPool {
   #stopped = false
   readonly #timer: NodeJS.Timeout
   #stopWatch: (() => void) | null = null
+  /** Bumped by resync(): a watch loop of an older generation stops instead of restarting itself. */
+  #generation = 0
 
   private constructor(
     private readonly d: ClusterPoolDeps,
-    private readonly kv: KV,
+    private kv: KV,
   ) {
     this.#timer = setInterval(() => void this.#publish(), d.publishMs)
     this.#timer.unref()
   }
 
   static async open(d: ClusterPoolDeps): Promise<ClusterPool> {
-    const kvm = new Kvm(d.link.js)
-    const replicas = d.link.nc.info?.cluster === undefined ? 1 : 3
-    // Memory storage: a snapshot is rewritten several times a second, and a restarted server
-    // needs none of them (each node publishes again within publishMs).
-    const kv = await kvm.create(POOL_BUCKET, { history: 1, replicas, storage: 'memory' })
-    const pool = new ClusterPool(d, kv)
-    await pool.#watch()
+    const pool = new ClusterPool(d, await openPoolBucket(d.link))
+    await pool.#watch(pool.#generation)
     return pool
+  }
+
+  /**
+   * NATS came back: the bucket may be gone with a restarted server (it is kept in memory), and
+   * the watch may have ended. Open the bucket again, watch it afresh, and publish at once.
+   */
+  async resync(): Promise<void> {
+    const generation = ++this.#generation
+    this.#stopWatch?.()
+    this.#lastPublished = null
+    try {
+      this.kv = await openPoolBucket(this.d.link)
+      if (generation === this.#generation) await this.#watch(generation)
+    } catch (err) {
+      this.d.log.warn({ event: 'cluster.pool_resync_failed', err }, 'could not reopen the pool snapshot bucket; retrying on the next reconnect')
+    }
   }
 
   /** Something the view is built from changed: a lease, the nodes' membership. */
@@ -124,6 +143,12 @@ export class ClusterPool {
     this.#dirty = false
     this.#builtAt = this.d.registry.version
     const list: ProviderSession[] = [...this.d.registry.sessionList()]
+    // A fenced node knows nothing current about the others: it shows its own share (none, once
+    // its sockets are closed) rather than snapshots it can no longer check.
+    if (!this.d.isLive()) {
+      this.#list = list
+      return
+    }
     const localIds = new Set(list.map((s) => s.providerId))
     const live = this.d.liveNodes().nodes
     for (const [nodeId, snap] of this.#remote) {
@@ -168,9 +193,11 @@ export class ClusterPool {
     }
   }
 
-  async #watch(): Promise<void> {
+  async #watch(generation: number): Promise<void> {
     const iter = await this.kv.watch({ key: 'p.>' })
     this.#stopWatch = () => iter.stop()
+    this.#remote.clear()
+    this.#dirty = true
     void (async () => {
       try {
         for await (const e of iter) {
@@ -184,10 +211,10 @@ export class ClusterPool {
       } catch (err) {
         this.d.log.debug({ event: 'cluster.pool_watch_failed', err }, 'the pool snapshot watch failed')
       }
-      while (!this.#stopped) {
+      while (!this.#stopped && generation === this.#generation) {
         await delay(1000)
         try {
-          if (!this.#stopped) await this.#watch()
+          if (!this.#stopped && generation === this.#generation) await this.#watch(generation)
           return
         } catch {
           // NATS still away: try again.

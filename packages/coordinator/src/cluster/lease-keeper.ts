@@ -58,6 +58,18 @@ export class LeaseKeeper {
     void this.#rewatch(this.#watch)
   }
 
+  /** NATS came back: a watch that outlived the outage may have missed nothing, or may be dead; a new one replays every lease. */
+  async resync(): Promise<void> {
+    const old = this.#watch
+    try {
+      this.#watch = await this.leases.watch((e) => this.#onEvent(e))
+      old?.stop()
+      void this.#rewatch(this.#watch)
+    } catch (err) {
+      this.log.warn({ event: 'cluster.lease_resync_failed', err }, 'could not restart the lease watch; the old one goes on')
+    }
+  }
+
   stop(): void {
     this.#stopped = true
     this.#watch?.stop()
