@@ -19,6 +19,7 @@ import { RequestHistory } from './request-history.js'
 import { Dispatcher } from './routing/dispatcher.js'
 import { TokenStore } from './tokens/token-store.js'
 import { ClusterNode } from './cluster/cluster-node.js'
+import { drainSession, kickSession } from './pool/pool-control.js'
 
 /** The only injection seam: tests pass a clock, a capturing logger or a shared database. */
 export interface ContextOverrides {
@@ -74,6 +75,15 @@ export async function createContext(config: Config, overrides: ContextOverrides 
         maxFrameBytes: config.limits.maxDispatchFrameBytes,
         storeTimeoutMs: config.limits.storeTimeoutMs,
         metrics,
+        act: (action, providerId) => {
+          const session = registry.get(providerId)
+          if (session === undefined) return null
+          const deps = { registry, dispatcher, log }
+          const done = action === 'drain' ? drainSession(deps, session, { close: true }) : kickSession(deps, session)
+          return done ? { provider_id: session.providerId, assigned_id: session.assignedId, in_flight: session.inFlight } : null
+        },
+        refreshCordons: () => cordons.refresh(registry),
+        isCordoned: (providerId) => cordons.has(providerId),
       })
     } catch (err) {
       if (ownsDb) await db.close()

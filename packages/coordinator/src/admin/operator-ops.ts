@@ -25,7 +25,8 @@ const CONTROL_RE = /[\u0000-\u001f\u007f]/
 export interface LivePool {
   sessions(): PoolzSession[]
   /** Closes the live session of providerId now (4007); false when it has none. */
-  kick(providerId: string): boolean
+  /** Closes the provider's session wherever it is; cluster mode may have to ask another node. */
+  kick(providerId: string): boolean | Promise<boolean>
   setCordoned(providerId: string, cordoned: boolean): boolean
 }
 
@@ -62,7 +63,7 @@ export class OperatorOps {
     if (!TOKEN_PREFIX_RE.test(prefix)) throw new TokenPrefixInvalidError()
     const tk = await this.tokens.revokeByPrefix(prefix)
     // Without a coordinator there is no live session to close.
-    const kicked = kick ? (this.live?.kick(tk.providerId) ?? false) : null
+    const kicked = kick ? ((await this.live?.kick(tk.providerId)) ?? false) : null
     return { ...adminToken(tk), kicked }
   }
 

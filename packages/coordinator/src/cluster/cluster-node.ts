@@ -15,6 +15,7 @@ import { NodeLiveness, type NodesView } from './node-liveness.js'
 import { RemoteAttempts, defaultRemoteTiming, type RemoteOutcome } from './remote-attempts.js'
 import { RemoteServer, type ServedOutcome } from './remote-server.js'
 import { SessionLeases } from './session-leases.js'
+import { ClusterOps, type SessionAction, type SessionActionResult } from './cluster-ops.js'
 
 /** What the cluster reports to the node's metrics (metrics.ts). */
 export interface ClusterMetrics {
@@ -36,6 +37,12 @@ export interface ClusterNodeDeps {
   metrics: ClusterMetrics
   /** How often this node republishes its pool snapshot when it changed. */
   poolPublishMs?: number
+  /** An operator's drain or kick on this node's own session for the id (pool/pool-control.ts). */
+  act(action: SessionAction, providerId: string): SessionActionResult | null
+  /** Re-reads the cordons and applies them to this node's sessions. */
+  refreshCordons(): Promise<void>
+  /** This node's copy of the cordon set: applied to other nodes' rows at once, before their owners republish. */
+  isCordoned(providerId: string): boolean
 }
 
 /**
@@ -62,6 +69,7 @@ export class ClusterNode {
     private readonly server: RemoteServer,
     readonly admissionLock: ProviderLock,
     readonly target: AttemptTarget,
+    readonly ops: ClusterOps,
   ) {}
 
   static async start(d: ClusterNodeDeps): Promise<ClusterNode> {
@@ -94,6 +102,7 @@ export class ClusterNode {
         registry: d.registry,
         leases: keeper.current,
         liveNodes: () => liveness.liveNodes(),
+        cordoned: d.isCordoned,
         publishMs: d.poolPublishMs ?? 250,
         log: d.log,
       })
@@ -125,7 +134,19 @@ export class ClusterNode {
           return s.nodeId === undefined || s.nodeId === nodeId ? d.local.dispatch(s, req, onEvent) : remote.dispatch(s, req, onEvent)
         },
       }
-      const node = new ClusterNode(nodeId, link, liveness, keeper, clusterPool, remote, server, admissionLock, target)
+      const ops = new ClusterOps({
+        nc: link.nc,
+        nodeId,
+        act: d.act,
+        refreshCordons: async () => {
+          await d.refreshCordons()
+          clusterPool.invalidate()
+        },
+        ownerOf: (id) => keeper.current.get(id)?.node_id,
+        log: d.log,
+      })
+      cleanup.unshift(() => ops.close())
+      const node = new ClusterNode(nodeId, link, liveness, keeper, clusterPool, remote, server, admissionLock, target, ops)
       liveness.on('fenced', (e) => {
         d.metrics.fenced()
         d.log.error({ event: 'cluster.fenced', reason: e.reason, sessions: d.registry.size }, 'this node is fenced: closing every provider socket with 4011')
@@ -167,6 +188,12 @@ export class ClusterNode {
     return this.liveness.liveNodes()
   }
 
+  /** A cordon or uncordon committed through this node: this node's view and every other node follow. */
+  cordonsChanged(): void {
+    this.pool.invalidate()
+    this.ops.announceCordons()
+  }
+
   /** This node's session as the leases name it. */
   ref(s: Pick<ProviderSession, 'assignedId'>, incarnation = this.incarnation) {
     return { node_id: this.nodeId, incarnation, assigned_id: s.assignedId }
@@ -177,6 +204,7 @@ export class ClusterNode {
     // First, and synchronously: isLive() turns false, so nothing is routed from here on, not
     // even the failovers of the attempts cut below.
     const leaving = this.liveness.stop()
+    this.ops.close()
     this.server.close()
     this.remote.close()
     this.keeper.stop()

@@ -29,6 +29,8 @@ export interface ClusterPoolDeps {
   /** Every lease as the watch last delivered it (lease-keeper.ts). */
   leases: ReadonlyMap<string, SessionLease>
   liveNodes: () => NodesView
+  /** This node's copy of the cordon set, which may be ahead of another node's snapshot. */
+  cordoned: (providerId: string) => boolean
   publishMs: number
   log: Logger
 }
@@ -163,7 +165,7 @@ export class ClusterPool {
           lease.node_id === nodeId &&
           lease.incarnation === snap.incarnation &&
           lease.assigned_id === s.assignedId
-        list.push({ ...s, leasePending: s.leasePending === true || !named })
+        list.push({ ...s, leasePending: s.leasePending === true || !named, cordoned: s.cordoned || this.d.cordoned(s.providerId) })
       }
     }
     // Selection samples runs of the list (select-provider.ts): connection order, or node order,

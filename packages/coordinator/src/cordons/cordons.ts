@@ -31,6 +31,19 @@ export class Cordons {
     this.ids = new Set((await this.store.list()).map((c) => c.providerId))
   }
 
+  /**
+   * Reads the set again and applies it to the live pool: cluster mode, after another node
+   * changed it (cluster/cluster-ops.ts). Queued behind this node's own operations.
+   */
+  refresh(pool: CordonTarget): Promise<void> {
+    return this.serial(async () => {
+      const stored = new Set((await this.store.list()).map((c) => c.providerId))
+      for (const id of this.ids) if (!stored.has(id)) pool.setCordoned(id, false)
+      for (const id of stored) pool.setCordoned(id, true)
+      this.ids = stored
+    })
+  }
+
   has(providerId: string): boolean {
     return this.ids.has(providerId)
   }

@@ -22,15 +22,17 @@ const MAX_ADMIN_BODY_BYTES = 16 * 1024
 export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record<string, Route> {
   const live: LivePool = {
     sessions: () =>
-      Array.from(ctx.registry.liveSessions(), (s) => ({
+      Array.from(ctx.pool.liveSessions(), (s) => ({
         provider_id: s.providerId,
         assigned_id: s.assignedId,
         auth_state: s.authState,
         token_prefix: s.tokenPrefix,
       })),
-    kick: (providerId) => {
+    kick: async (providerId) => {
       const session = ctx.registry.get(providerId)
-      return session !== undefined && kickSession(ctx, session)
+      if (session !== undefined) return kickSession(ctx, session)
+      // Cluster mode: the provider's socket may be on another node.
+      return (await ctx.cluster?.ops.remote('kick', providerId)) != null
     },
     setCordoned: (providerId, cordoned) => ctx.registry.setCordoned(providerId, cordoned),
   }
@@ -39,13 +41,20 @@ export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record
   /** Drain and kick act on the live session only: without one, there is nothing to do (404). */
   const sessionAction =
     (action: 'drain' | 'kick'): Handler =>
-    (_req, res, p) => {
-      const session = ctx.registry.get(p.provider_id as string)
-      if (session === undefined) throw new NotFoundError()
-      if (action === 'drain') drainSession(ctx, session, { close: true })
-      else kickSession(ctx, session)
-      const body = { provider_id: session.providerId, assigned_id: session.assignedId, action, in_flight: session.inFlight }
-      sendJson(res, action === 'drain' ? 202 : 200, body)
+    async (_req, res, p) => {
+      const providerId = p.provider_id as string
+      const session = ctx.registry.get(providerId)
+      let done: { provider_id: string; assigned_id: string; in_flight: number } | null = null
+      if (session !== undefined) {
+        if (action === 'drain') drainSession(ctx, session, { close: true })
+        else kickSession(ctx, session)
+        done = { provider_id: session.providerId, assigned_id: session.assignedId, in_flight: session.inFlight }
+      } else if (ctx.cluster !== null) {
+        // Cluster mode: the node whose lease names the provider acts on its own session.
+        done = await ctx.cluster.ops.remote(action, providerId)
+      }
+      if (done === null) throw new NotFoundError()
+      sendJson(res, action === 'drain' ? 202 : 200, { ...done, action })
     }
   return {
     '/admin/tokens': {
@@ -77,11 +86,15 @@ export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record
       POST: async (req, res, p) => {
         const body = await jsonBody(req)
         sendJson(res, 200, await ops.cordon(p.provider_id as string, str(body, 'reason', false)))
+        ctx.cluster?.cordonsChanged()
       },
     },
     '/admin/providers/{provider_id}/uncordon': {
       params: byProvider,
-      POST: async (_req, res, p) => sendJson(res, 200, await ops.uncordon(p.provider_id as string)),
+      POST: async (_req, res, p) => {
+        sendJson(res, 200, await ops.uncordon(p.provider_id as string))
+        ctx.cluster?.cordonsChanged()
+      },
     },
     '/admin/providers/{provider_id}/drain': { params: byProvider, POST: sessionAction('drain') },
     '/admin/providers/{provider_id}/kick': { params: byProvider, POST: sessionAction('kick') },
