@@ -54,7 +54,8 @@ export async function createContext(config: Config, overrides: ContextOverrides 
   const dispatcher = new Dispatcher(registry, config.limits.maxProviderBacklogBytes, log)
   let cluster: ClusterNode | null = null
   const metrics = createMetrics({
-    sessions: () => (cluster === null ? registry.liveSessions() : cluster.pool.liveSessions()),
+    // This node's own sessions: summed over the nodes of a cluster, each session counts once.
+    sessions: () => registry.liveSessions(),
     inFlight: () => dispatcher.inFlight,
     cluster:
       config.cluster === null

@@ -50,7 +50,7 @@ export function createMetrics(opts: {
   const admissions = counter('poolcoord_admissions_total', 'Provider admission outcomes.', ['outcome'])
   new Gauge({
     name: 'poolcoord_pool_sessions',
-    help: 'Admitted provider sessions by auth state and routability.',
+    help: 'Admitted provider sessions on this node (in cluster mode: the sockets this node holds) by auth state and routability.',
     labelNames: ['auth_state', 'routable'],
     registers: [registry],
     collect() {
