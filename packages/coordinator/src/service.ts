@@ -114,14 +114,17 @@ export class Service {
   async drainAndStop(drainMs: number): Promise<void> {
     if (this.state !== 'started') return this.destroy()
     this.state = 'draining'
-    const inFlight = this.ctx.dispatcher.inFlight
+    const inFlight = this.ctx.dispatcher.inFlight + (this.ctx.cluster?.remote.inFlight ?? 0)
     this.ctx.log.info({ event: 'coordinator.draining', in_flight: inFlight, deadline_ms: drainMs }, 'draining: no new work')
     for (const session of this.ctx.registry.sessions()) drainSession(this.ctx, session, { close: false })
     // Idle keep-alive buyer connections would only bring new requests: close them now.
     this.server.closeIdleConnections()
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), drainMs)))
-    const outcome = await Promise.race([this.ctx.dispatcher.whenIdle(null).then(() => 'idle' as const), deadline])
+    // In cluster mode this node's buyers may be streaming from providers on other nodes, and other
+    // nodes' buyers from this node's providers (those are on the Dispatcher too): wait for both.
+    const idle = Promise.all([this.ctx.dispatcher.whenIdle(null), this.ctx.cluster?.remote.whenIdle()])
+    const outcome = await Promise.race([idle.then(() => 'idle' as const), deadline])
     clearTimeout(timer)
     this.ctx.log.info(
       { event: 'coordinator.drained', outcome, cut: this.ctx.dispatcher.inFlight },

@@ -123,6 +123,10 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       lastHeartbeatAt: null,
       lastInboundAt: now,
     }
+    if (cluster !== null && lease !== null && cluster.keeper.displacedBeforeRegistration(hello.providerId, d.assignedId)) {
+      // A newer claim named this one as the session to replace before it entered the pool.
+      return fail({ kind: 'fail', outcome: 'admission.registration_refused', reason: 'replaced' }, issued, lease)
+    }
     const reg = ctx.registry.register(session, req.link)
     if (!reg.registered) {
       ctx.log.info({ event: d.event, ...base, auth_state: d.authState, registered: false }, 'provider admission decided')

@@ -15,6 +15,8 @@ import { NodeLiveness, type NodesView } from './node-liveness.js'
 import { RemoteAttempts, defaultRemoteTiming, type RemoteOutcome } from './remote-attempts.js'
 import { RemoteServer, type ServedOutcome } from './remote-server.js'
 import { SessionLeases } from './session-leases.js'
+import { openNodesBucket } from './nodes-bucket.js'
+import { openSessionsBucket } from './sessions-bucket.js'
 import { ClusterOps, type SessionAction, type SessionActionResult } from './cluster-ops.js'
 
 /** What the cluster reports to the node's metrics (metrics.ts). */
@@ -116,7 +118,7 @@ export class ClusterNode {
         nc: link.nc,
         nodeId,
         isLive: () => liveness.isLive(),
-        originLive: (id, inc) => originLive(liveness.liveNodes(), id, inc),
+        originDead: (id, inc, since) => originDead(liveness.liveNodes(), id, inc, since),
         registry: d.registry,
         local: d.local,
         maxFrameBytes: d.maxFrameBytes,
@@ -160,11 +162,29 @@ export class ClusterNode {
         clusterPool.invalidate()
       })
       liveness.on('nodes', () => clusterPool.invalidate())
+      // NATS came back: it may be a server that lost its JetStream store (replaced, or its volume
+      // lost). The buckets are created again if missing (their handles work on a new stream of the
+      // same name), then the watches start afresh. A fenced node on a live link also checks every
+      // few seconds: a bucket deleted by hand fails every renewal until it exists again.
+      const restore = async (): Promise<void> => {
+        try {
+          await openNodesBucket(link, d.config.timing, d.log)
+          await openSessionsBucket(link, d.log)
+        } catch (err) {
+          d.log.warn({ event: 'cluster.buckets_unavailable', err }, 'could not open the cluster buckets; retrying')
+          return
+        }
+        await clusterPool.resync()
+        await keeper.resync()
+      }
       link.on('status', (status) => {
-        if (status !== 'connected') return
-        void clusterPool.resync()
-        void keeper.resync()
+        if (status === 'connected') void restore()
       })
+      const watchdog = setInterval(() => {
+        if (link.status === 'connected' && !liveness.isLive()) void restore()
+      }, 5_000)
+      watchdog.unref()
+      cleanup.unshift(() => clearInterval(watchdog))
       return node
     } catch (err) {
       for (const f of cleanup) await Promise.resolve(f()).catch(() => undefined)
@@ -215,8 +235,13 @@ export class ClusterNode {
   }
 }
 
-function originLive(view: NodesView, nodeId: string, incarnation: string): boolean {
-  // Before the first poll nothing is known: unknown is never dead.
-  if (view.takenAt === null) return true
-  return view.nodes.get(nodeId)?.incarnation === incarnation
+/**
+ * Dead only on positive evidence: a poll of pc_nodes that began after the attempt started and
+ * did not find the origin's incarnation. The origin was live when it dispatched, so its key was
+ * there before that poll began; if the poll missed it, the key is gone. A node that just joined or
+ * unfenced and is not yet in an older view is not dead.
+ */
+function originDead(view: NodesView, nodeId: string, incarnation: string, since: number): boolean {
+  if (view.askedAt === null || view.askedAt <= since) return false
+  return view.nodes.get(nodeId)?.incarnation !== incarnation
 }

@@ -41,6 +41,9 @@ const dec = new TextDecoder()
 export class ClusterOps {
   readonly #subs: Subscription[]
   readonly #timer: NodeJS.Timeout
+  /** A read running, and whether another was asked for meanwhile: a burst of announcements costs two reads, not one each. */
+  #refreshing: Promise<void> | null = null
+  #again = false
 
   constructor(
     private readonly d: ClusterOpsDeps,
@@ -85,7 +88,17 @@ export class ClusterOps {
   }
 
   #refresh(): void {
-    this.d.refreshCordons().catch((err: unknown) => this.d.log.warn({ event: 'cluster.cordon_refresh_failed', err }, 'could not read the cordons'))
+    if (this.#refreshing !== null) {
+      this.#again = true
+      return
+    }
+    this.#refreshing = (async () => {
+      do {
+        this.#again = false
+        await this.d.refreshCordons().catch((err: unknown) => this.d.log.warn({ event: 'cluster.cordon_refresh_failed', err }, 'could not read the cordons'))
+      } while (this.#again)
+      this.#refreshing = null
+    })()
   }
 
   #onAdmin(msg: Msg): void {

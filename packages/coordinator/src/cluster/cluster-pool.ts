@@ -9,7 +9,7 @@ import type { Registry } from '../pool/registry.js'
 import type { SessionLease } from './lease-value.js'
 import type { NatsLink } from './nats-link.js'
 import type { NodesView } from './nodes-poller.js'
-import { encodeSnapshot, parseSnapshot } from './pool-snapshot.js'
+import { encodeSnapshot, parseChunk, parseManifest } from './pool-snapshot.js'
 
 /** Memory storage: a snapshot is rewritten several times a second, and a restarted server needs none of them (each node publishes again). */
 async function openPoolBucket(link: NatsLink): Promise<KV> {
@@ -53,11 +53,26 @@ const EMPTY: readonly ProviderSession[] = Object.freeze([])
  */
 export class ClusterPool {
   readonly #remote = new Map<string, { incarnation: string; sessions: ProviderSession[] }>()
+  /**
+   * What this node learnt of other nodes' providers from its own attempts: their failure
+   * cooldowns, and "queue full" until the provider's next heartbeat. Kept here, keyed by
+   * provider_id and by session, and applied at every rebuild: the owner's next snapshot would
+   * otherwise wipe them within a quarter second, and a provider that fails every request at once
+   * would win every selection on every other node.
+   */
+  readonly #health = new Map<string, Pick<ProviderSession, 'consecutiveFailures' | 'cooldownUntil'>>()
+  readonly #busy = new Map<string, number | null>()
   #list: ProviderSession[] = []
   #dirty = true
   #builtAt = -1
   #lastPublished: string | null = null
+  /** Chunks this node wrote last time: keys past the new count are deleted. */
+  #publishedChunks = 0
+  #seq = 0
+  #publishFailing = false
   #publishing = false
+  /** Chunks received per node, assembled into `#remote` when their manifest arrives. */
+  readonly #chunks = new Map<string, Map<number, { seq: number; incarnation: string; sessions: ProviderSession[] }>>()
   #stopped = false
   readonly #timer: NodeJS.Timeout
   #stopWatch: (() => void) | null = null
@@ -125,12 +140,22 @@ export class ClusterPool {
   recordOutcome(providerId: string, ok: boolean, now: number): void {
     this.d.registry.recordOutcome(providerId, ok, now)
     if (this.d.registry.get(providerId) !== undefined) return
-    for (const s of this.all()) if (s.providerId === providerId) Object.assign(s, ok ? afterSuccess() : afterFailure(s, now))
+    const remote = this.all().find((s) => s.providerId === providerId)
+    if (ok) this.#health.delete(providerId)
+    else {
+      this.#health.set(providerId, afterFailure(this.#health.get(providerId) ?? remote ?? afterSuccess(), now))
+      if (this.#health.size > 10_000) for (const [id, h] of this.#health) if (h.cooldownUntil <= now) this.#health.delete(id)
+    }
+    if (remote !== undefined) Object.assign(remote, this.#health.get(providerId) ?? afterSuccess())
   }
 
   markBusy(providerId: string, assignedId: string): void {
     this.d.registry.markBusy(providerId, assignedId)
-    for (const s of this.all()) if (s.providerId === providerId && s.assignedId === assignedId && s.status === 'ready') s.status = 'busy'
+    for (const s of this.all()) {
+      if (s.nodeId === this.d.nodeId || s.providerId !== providerId || s.assignedId !== assignedId) continue
+      if (s.status === 'ready') s.status = 'busy'
+      this.#busy.set(`${s.nodeId}/${assignedId}`, s.lastHeartbeatAt)
+    }
   }
 
   async stop(): Promise<void> {
@@ -139,6 +164,7 @@ export class ClusterPool {
     this.#stopWatch?.()
     // A clean leave: the others drop our rows at once instead of at the next poll of pc_nodes.
     await this.kv.delete(`p.${this.d.nodeId}`).catch(() => undefined)
+    for (let i = 0; i < this.#publishedChunks; i++) await this.kv.delete(`p.${this.d.nodeId}.${i}`).catch(() => undefined)
   }
 
   #rebuild(): void {
@@ -152,6 +178,7 @@ export class ClusterPool {
       return
     }
     const localIds = new Set(list.map((s) => s.providerId))
+    const busySeen = new Set<string>()
     const live = this.d.liveNodes().nodes
     for (const [nodeId, snap] of this.#remote) {
       const node = live.get(nodeId)
@@ -165,9 +192,20 @@ export class ClusterPool {
           lease.node_id === nodeId &&
           lease.incarnation === snap.incarnation &&
           lease.assigned_id === s.assignedId
-        list.push({ ...s, leasePending: s.leasePending === true || !named, cordoned: s.cordoned || this.d.cordoned(s.providerId) })
+        const copy = { ...s, leasePending: s.leasePending === true || !named, cordoned: s.cordoned || this.d.cordoned(s.providerId) }
+        const health = this.#health.get(s.providerId)
+        if (health !== undefined) Object.assign(copy, health)
+        const busyKey = `${nodeId}/${s.assignedId}`
+        if (this.#busy.has(busyKey)) {
+          busySeen.add(busyKey)
+          // Busy until a heartbeat newer than the one we marked it at says otherwise.
+          if (this.#busy.get(busyKey) === s.lastHeartbeatAt) copy.status = copy.status === 'ready' ? 'busy' : copy.status
+          else this.#busy.delete(busyKey)
+        }
+        list.push(copy)
       }
     }
+    for (const key of this.#busy.keys()) if (!busySeen.has(key)) this.#busy.delete(key)
     // Selection samples runs of the list (select-provider.ts): connection order, or node order,
     // must not decide who competes with whom.
     for (let i = list.length - 1; i > 0; i--) {
@@ -183,33 +221,80 @@ export class ClusterPool {
     if (this.#publishing || this.#stopped || !this.d.isLive()) return
     this.#publishing = true
     try {
-      const text = encodeSnapshot(this.d.nodeId, this.d.incarnation(), this.d.registry.sessionList())
-      if (text === this.#lastPublished) return
-      await this.kv.put(`p.${this.d.nodeId}`, text)
-      this.#lastPublished = text
+      // Encoded with sequence number 0, so that an unchanged pool compares equal; the number is
+      // put in only when something changed. It is the first "seq" of each text (the header comes
+      // before the rows, and no row can hold an unescaped quote).
+      const probe = encodeSnapshot(this.d.nodeId, this.d.incarnation(), 0, this.d.registry.sessionList())
+      const key = probe.manifest + probe.chunks.join('\n')
+      if (key === this.#lastPublished) return
+      const seq = ++this.#seq
+      const withSeq = (text: string): string => text.replace('"seq":0,', `"seq":${seq},`)
+      const snap = { manifest: withSeq(probe.manifest), chunks: probe.chunks.map(withSeq) }
+      const base = `p.${this.d.nodeId}`
+      // Chunks first, the manifest last: a reader assembles a snapshot only once it has every chunk the manifest names.
+      for (const [i, chunk] of snap.chunks.entries()) await this.kv.put(`${base}.${i}`, chunk)
+      await this.kv.put(base, snap.manifest)
+      for (let i = snap.chunks.length; i < this.#publishedChunks; i++) await this.kv.delete(`${base}.${i}`).catch(() => undefined)
+      this.#publishedChunks = snap.chunks.length
+      this.#lastPublished = key
+      if (this.#publishFailing) this.d.log.info({ event: 'cluster.pool_publish_recovered' }, 'publishing this node’s pool snapshot again')
+      this.#publishFailing = false
     } catch (err) {
       this.#lastPublished = null
-      this.d.log.debug({ event: 'cluster.pool_publish_failed', err }, 'could not publish this node’s pool snapshot')
+      // While NATS is away every node is fenced anyway; a failure on a live link means the others do not see this node's providers.
+      if (!this.#publishFailing && this.d.link.status === 'connected') {
+        this.d.log.warn(
+          { event: 'cluster.pool_publish_failed', err },
+          'could not publish this node’s pool snapshot: the other nodes do not see its latest sessions',
+        )
+      }
+      this.#publishFailing = true
     } finally {
       this.#publishing = false
     }
+  }
+
+  /** One pool key changed: a chunk is kept until its manifest arrives; a manifest assembles the node's snapshot. */
+  #onEntry(key: string, text: string | null): void {
+    const [, nodeId, index, extra] = key.split('.')
+    if (nodeId === undefined || nodeId === this.d.nodeId || extra !== undefined) return
+    let chunks = this.#chunks.get(nodeId)
+    if (index !== undefined) {
+      const c = text === null ? null : parseChunk(text)
+      if (c === null || c.nodeId !== nodeId || String(c.i) !== index) return void chunks?.delete(Number(index))
+      if (chunks === undefined) this.#chunks.set(nodeId, (chunks = new Map()))
+      chunks.set(c.i, { seq: c.seq, incarnation: c.incarnation, sessions: c.sessions })
+      return
+    }
+    const m = text === null ? null : parseManifest(text)
+    if (m === null || m.node_id !== nodeId) {
+      // Deleted (a clean leave) or unreadable: the node's rows go.
+      this.#remote.delete(nodeId)
+      this.#chunks.delete(nodeId)
+      this.#dirty = true
+      return
+    }
+    const sessions: ProviderSession[] = []
+    for (let i = 0; i < m.chunks; i++) {
+      const c = chunks?.get(i)
+      // Not every chunk of this publish is here yet (a watch that started mid-publish): keep the last whole snapshot.
+      if (c === undefined || c.seq !== m.seq || c.incarnation !== m.incarnation) return
+      for (const s of c.sessions) sessions.push(s)
+    }
+    if (chunks !== undefined) for (const i of chunks.keys()) if (i >= m.chunks) chunks.delete(i)
+    this.#remote.set(nodeId, { incarnation: m.incarnation, sessions })
+    this.#dirty = true
   }
 
   async #watch(generation: number): Promise<void> {
     const iter = await this.kv.watch({ key: 'p.>' })
     this.#stopWatch = () => iter.stop()
     this.#remote.clear()
+    this.#chunks.clear()
     this.#dirty = true
     void (async () => {
       try {
-        for await (const e of iter) {
-          const nodeId = e.key.slice(2)
-          if (nodeId === this.d.nodeId) continue
-          const snap = e.operation === 'PUT' ? parseSnapshot(e.string()) : null
-          if (snap === null || snap.nodeId !== nodeId) this.#remote.delete(nodeId)
-          else this.#remote.set(nodeId, { incarnation: snap.incarnation, sessions: snap.sessions })
-          this.#dirty = true
-        }
+        for await (const e of iter) this.#onEntry(e.key, e.operation === 'PUT' ? e.string() : null)
       } catch (err) {
         this.d.log.debug({ event: 'cluster.pool_watch_failed', err }, 'the pool snapshot watch failed')
       }

@@ -38,10 +38,12 @@ export interface LeaseKeeperHooks {
 export class LeaseKeeper {
   readonly current = new Map<string, SessionLease>()
   /** Local sessions that hold, or wait for, their id's lease: the revision that made it theirs. */
-  readonly #held = new Map<string, { assignedId: string; revision: number }>()
+  readonly #held = new Map<string, { assignedId: string; revision: number; displaced?: boolean }>()
   /** Claims in flight, by provider_id: their leases may land before they return. */
   readonly #claiming = new Map<string, number>()
   readonly #waits = new Map<string, AbortController>()
+  /** Status writes, one at a time per provider_id; `again` asks for one more run with the then current status. */
+  readonly #statusWrites = new Map<string, { again: boolean }>()
   #watch: LeaseWatch | null = null
   #stopped = false
 
@@ -118,6 +120,16 @@ export class LeaseKeeper {
     }
   }
 
+  /**
+   * Did a handover name this claimed session as `prev` before it entered the pool? Then it must
+   * never route: admission gives up (and release() confirms the handover). Checked in the same
+   * synchronous step as the registration, so no event can slip in between.
+   */
+  displacedBeforeRegistration(providerId: string, assignedId: string): boolean {
+    const held = this.#held.get(providerId)
+    return held?.assignedId === assignedId && held.displaced === true
+  }
+
   /** This node let go of its own session named as `prev` (same-node replacement): confirm now rather than on the watch. */
   confirmOwnHandover(providerId: string): void {
     this.leases.confirmHandover(providerId, this.me()).catch((err: unknown) => this.#logFailure('confirm', providerId, err))
@@ -128,12 +140,47 @@ export class LeaseKeeper {
     this.#waits.get(mine.assigned_id)?.abort()
     const held = this.#held.get(providerId)
     if (held?.assignedId === mine.assigned_id) this.#held.delete(providerId)
-    this.leases.release(providerId, mine).catch((err: unknown) => this.#logFailure('release', providerId, err))
+    const confirm = held?.assignedId === mine.assigned_id && held.displaced === true
+    this.leases
+      .release(providerId, mine)
+      // A handover that named this session while it was not yet in the pool waited for this.
+      .then(() => (confirm ? this.leases.confirmHandover(providerId, this.me()) : null))
+      .catch((err: unknown) => this.#logFailure('release', providerId, err))
   }
 
-  /** A heartbeat changed the session's status: record it on the lease when it matters (§7.6). */
-  setStatus(providerId: string, mine: SessionRef, status: ProviderStatus): void {
-    this.leases.setStatus(providerId, mine, status).catch((err: unknown) => this.#logFailure('status', providerId, err))
+  /**
+   * A heartbeat changed the session's status: record it on the lease when it matters (§7.6).
+   * Writes for one id run one at a time, and each writes the status as it is when it runs, read
+   * through `status()`: two writes racing on one revision could otherwise leave the lease saying
+   * `draining` for a session that is `ready` again, which would let a weaker credential replace
+   * it. A failed write is retried every second while the session holds the lease.
+   */
+  setStatus(providerId: string, mine: SessionRef, status: () => ProviderStatus): void {
+    const running = this.#statusWrites.get(providerId)
+    if (running !== undefined) {
+      running.again = true
+      return
+    }
+    const state = { again: false }
+    this.#statusWrites.set(providerId, state)
+    void (async () => {
+      try {
+        for (let failures = 0; ;) {
+          state.again = false
+          if (this.#stopped || this.#held.get(providerId)?.assignedId !== mine.assigned_id) return
+          try {
+            await this.leases.setStatus(providerId, mine, status())
+            failures = 0
+            if (!state.again) return
+          } catch (err) {
+            if (failures++ === 0) this.#logFailure('status', providerId, err)
+            await delay(1000)
+          }
+        }
+      } finally {
+        this.#statusWrites.delete(providerId)
+      }
+    })()
   }
 
   /** The node fenced: every session it held was closed, and its incarnation's leases are void. */
@@ -147,17 +194,28 @@ export class LeaseKeeper {
     if (lease === null) this.current.delete(providerId)
     else this.current.set(providerId, lease)
     this.hooks.changed(providerId)
-    if (lease === null || !this.node.isLive()) return
+    if (lease === null) return
     const me = this.me()
     const local = this.local.get(providerId)
+    const held = this.#held.get(providerId)
+    // Handover duties are done even while not live: letting go is always safe, and a duty dropped
+    // in a moment of lag (a late renewal that turns the node live again) would leave the
+    // newcomer waiting for as long as this incarnation lives.
     const duty = handoverDuty(lease, me, local?.assignedId)
     if (duty !== null) {
+      const prev = lease.prev
+      if (duty.close === null && held !== undefined && held.assignedId !== local?.assignedId && prev?.assigned_id === held.assignedId) {
+        // Our claim for it is won but not yet in the pool: it must never route. Admission sees
+        // this before it registers and gives up; its release then confirms.
+        held.displaced = true
+        return
+      }
       // Close first: confirming is what lets the newcomer route.
       if (duty.close !== null) this.local.close(providerId, duty.close, Close.replaced)
       this.leases.confirmHandover(providerId, me).catch((err: unknown) => this.#logFailure('confirm', providerId, err))
       return
     }
-    const held = this.#held.get(providerId)
+    if (!this.node.isLive()) return
     if (local !== undefined && held?.assignedId === local.assignedId && entry.revision > held.revision) {
       const mine = { ...me, assigned_id: local.assignedId }
       if (sessionVerdict(lease, mine, false) === 'displaced') {

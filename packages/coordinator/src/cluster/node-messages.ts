@@ -81,7 +81,11 @@ export function parseDispatch(bytes: Uint8Array, maxFrameBytes: number): ParsedD
     origin: m.origin as string,
     origin_incarnation: m.origin_incarnation as string,
   }
-  return { ok: true, meta, frame: dec.decode(bytes.subarray(nl + 1)) }
+  const frame = dec.decode(bytes.subarray(nl + 1))
+  // The frame is the origin's own inference_request (encode() writes type and request_id first):
+  // one that names another request would be answered under a request id nobody waits for.
+  if (!frame.startsWith(`{"type":"inference_request","request_id":${JSON.stringify(meta.request_id)},`)) return { ok: false }
+  return { ok: true, meta, frame }
 }
 
 /**

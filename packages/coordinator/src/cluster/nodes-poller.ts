@@ -7,6 +7,8 @@ import { readNodes, type NodeRecord } from './nodes-bucket.js'
 export interface NodesView {
   /** When the last successful poll finished (monotonic); null before the first. */
   takenAt: number | null
+  /** When that poll started reading: a key written before this moment and still live is in `nodes`. */
+  askedAt: number | null
   nodes: ReadonlyMap<string, NodeRecord & { revision: number }>
 }
 
@@ -16,7 +18,7 @@ export interface NodesView {
  * node/incarnation pairs changes; a failed poll keeps the last view (its `takenAt` tells its age).
  */
 export class NodesPoller extends EventEmitter<{ nodes: [NodesView] }> {
-  #view: NodesView = { takenAt: null, nodes: new Map() }
+  #view: NodesView = { takenAt: null, askedAt: null, nodes: new Map() }
   #timer: NodeJS.Timeout | undefined
   #stopped = false
 
@@ -53,9 +55,10 @@ export class NodesPoller extends EventEmitter<{ nodes: [NodesView] }> {
 
   async #poll(): Promise<void> {
     try {
+      const askedAt = this.now()
       const nodes = await readNodes(this.link, this.kv)
       if (this.#stopped) return
-      const view: NodesView = { takenAt: this.now(), nodes: new Map([...nodes].map(([id, e]) => [id, { ...e.record, revision: e.revision }])) }
+      const view: NodesView = { takenAt: this.now(), askedAt, nodes: new Map([...nodes].map(([id, e]) => [id, { ...e.record, revision: e.revision }])) }
       const changed = membership(view) !== membership(this.#view)
       this.#view = view
       if (changed) this.emit('nodes', view)

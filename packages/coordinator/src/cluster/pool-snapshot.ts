@@ -10,13 +10,36 @@ import { AUTH_STATES, PROVIDER_ID_RE, PROVIDER_STATUSES, type AuthState, type Pr
 import type { ProviderSession } from '../pool/provider-session.js'
 import { LEASE_NODE_ID_RE } from './lease-value.js'
 
-/** The most sessions one snapshot may list; a node holds at most COORD's maxSessions (50,000). */
-export const MAX_SNAPSHOT_ROWS = 50_000
+/** The most rows one chunk may list. */
+export const MAX_CHUNK_ROWS = 50_000
+/** A chunk is cut once its rows pass this many bytes: far below any max_payload cluster mode accepts (§2.2). */
+export const CHUNK_BYTES = 256 * 1024
+/** The most chunks one snapshot may have: 4096 × 256 KiB is far more than a node's 50,000 sessions. */
+export const MAX_CHUNKS = 4096
 
-export interface PoolSnapshot {
+/**
+ * A node's snapshot is cut into chunks of at most about CHUNK_BYTES, one KV key each
+ * (`p.<node>.<i>`), and a manifest (`p.<node>`) written after them, naming the snapshot's sequence
+ * number and its chunk count. Every chunk carries the sequence number of the snapshot it belongs
+ * to, so a reader assembles a snapshot only when it holds every chunk of that sequence: never half
+ * of one publish and half of another. One value per node would be simpler, but a node with many
+ * sessions, or sessions with long model lists, would outgrow max_payload and vanish from the
+ * other nodes' views.
+ */
+export interface SnapshotManifest {
   v: 1
   node_id: string
   incarnation: string
+  seq: number
+  chunks: number
+}
+
+export interface SnapshotChunk {
+  v: 1
+  node_id: string
+  incarnation: string
+  seq: number
+  i: number
   sessions: SnapshotRow[]
 }
 
@@ -73,31 +96,62 @@ export function snapshotRow(s: ProviderSession): SnapshotRow {
   }
 }
 
-export function encodeSnapshot(nodeId: string, incarnation: string, sessions: Iterable<ProviderSession>): string {
-  const rows: SnapshotRow[] = []
-  for (const s of sessions) rows.push(snapshotRow(s))
-  const snap: PoolSnapshot = { v: 1, node_id: nodeId, incarnation, sessions: rows }
-  return JSON.stringify(snap)
+export function encodeSnapshot(nodeId: string, incarnation: string, seq: number, sessions: Iterable<ProviderSession>): { manifest: string; chunks: string[] } {
+  const chunks: string[] = []
+  let rows: string[] = []
+  let bytes = 0
+  const cut = (): void => {
+    chunks.push(
+      `{"v":1,"node_id":${JSON.stringify(nodeId)},"incarnation":${JSON.stringify(incarnation)},"seq":${seq},"i":${chunks.length},"sessions":[${rows.join(',')}]}`,
+    )
+    rows = []
+    bytes = 0
+  }
+  for (const s of sessions) {
+    const row = JSON.stringify(snapshotRow(s))
+    if (rows.length > 0 && bytes + row.length > CHUNK_BYTES) cut()
+    rows.push(row)
+    bytes += row.length + 1
+  }
+  if (rows.length > 0 || chunks.length === 0) cut()
+  const manifest: SnapshotManifest = { v: 1, node_id: nodeId, incarnation, seq, chunks: chunks.length }
+  return { manifest: JSON.stringify(manifest), chunks }
 }
 
-/** The sessions a snapshot lists, as another node's ProviderSessions; null for a value that is not a snapshot. Bad rows are dropped one by one. */
-export function parseSnapshot(text: string): { nodeId: string; incarnation: string; sessions: ProviderSession[] } | null {
-  let v: unknown
-  try {
-    v = JSON.parse(text)
-  } catch {
+export function parseManifest(text: string): SnapshotManifest | null {
+  const v = parseJson(text)
+  if (v === null || v.v !== 1 || !nodeAndIncarnation(v)) return null
+  if (!Number.isSafeInteger(v.seq) || (v.seq as number) < 0 || !Number.isInteger(v.chunks) || (v.chunks as number) < 1 || (v.chunks as number) > MAX_CHUNKS)
     return null
-  }
-  if (!isRecord(v) || v.v !== 1 || typeof v.node_id !== 'string' || !LEASE_NODE_ID_RE.test(v.node_id)) return null
-  if (typeof v.incarnation !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(v.incarnation)) return null
-  if (!Array.isArray(v.sessions) || v.sessions.length > MAX_SNAPSHOT_ROWS) return null
-  const nodeId = v.node_id
+  return { v: 1, node_id: v.node_id as string, incarnation: v.incarnation as string, seq: v.seq as number, chunks: v.chunks as number }
+}
+
+/** A chunk's header and its sessions, as another node's ProviderSessions; bad rows are dropped one by one. */
+export function parseChunk(text: string): { nodeId: string; incarnation: string; seq: number; i: number; sessions: ProviderSession[] } | null {
+  const v = parseJson(text)
+  if (v === null || v.v !== 1 || !nodeAndIncarnation(v)) return null
+  if (!Number.isSafeInteger(v.seq) || !Number.isInteger(v.i) || (v.i as number) < 0 || (v.i as number) >= MAX_CHUNKS) return null
+  if (!Array.isArray(v.sessions) || v.sessions.length > MAX_CHUNK_ROWS) return null
+  const nodeId = v.node_id as string
   const sessions: ProviderSession[] = []
   for (const r of v.sessions as unknown[]) {
     const s = sessionOfRow(r, nodeId)
     if (s !== null) sessions.push(s)
   }
-  return { nodeId, incarnation: v.incarnation, sessions }
+  return { nodeId, incarnation: v.incarnation as string, seq: v.seq as number, i: v.i as number, sessions }
+}
+
+function parseJson(text: string): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(text)
+    return isRecord(v) ? v : null
+  } catch {
+    return null
+  }
+}
+
+function nodeAndIncarnation(v: Record<string, unknown>): boolean {
+  return typeof v.node_id === 'string' && LEASE_NODE_ID_RE.test(v.node_id) && typeof v.incarnation === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(v.incarnation)
 }
 
 function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {

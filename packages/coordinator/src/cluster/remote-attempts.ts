@@ -48,6 +48,7 @@ interface Running {
 export class RemoteAttempts {
   readonly #running = new Map<string, Running>()
   readonly #timer: NodeJS.Timeout
+  #idleWaiters: Array<() => void> = []
 
   constructor(
     private readonly nc: NatsConnection,
@@ -63,6 +64,12 @@ export class RemoteAttempts {
 
   get inFlight(): number {
     return this.#running.size
+  }
+
+  /** Resolves once no attempt of this node runs on another node: for the drain on SIGTERM. */
+  whenIdle(): Promise<void> {
+    if (this.#running.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
   }
 
   dispatch(session: ProviderSession, req: DispatchRequest, onEvent: (e: AttemptEvent) => void): AttemptHandle {
@@ -173,6 +180,11 @@ export class RemoteAttempts {
     a.sub.unsubscribe()
     this.#running.delete(a.id)
     a.session.inFlight = Math.max(0, a.session.inFlight - 1)
+    if (this.#running.size === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters
+      this.#idleWaiters = []
+      for (const resolve of waiters) queueMicrotask(resolve)
+    }
   }
 
   #sendCancel(a: Running, reason: CancelReason): void {

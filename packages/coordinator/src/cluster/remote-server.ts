@@ -26,8 +26,8 @@ export interface RemoteServerDeps {
   nodeId: string
   /** May this node route now (node-liveness.ts isLive)? Checked on every dispatch. */
   isLive: () => boolean
-  /** Is this node incarnation live, as the last poll of pc_nodes saw it? Unknown counts as live. */
-  originLive: (nodeId: string, incarnation: string) => boolean
+  /** Has this node incarnation died since `since` (performance.now())? Only on positive evidence (cluster-node.ts originDead). */
+  originDead: (nodeId: string, incarnation: string, since: number) => boolean
   registry: Registry<ProviderLink>
   /** The node's own sockets (routing/dispatcher.ts). */
   local: AttemptTarget
@@ -43,6 +43,7 @@ interface Served {
   handle: AttemptHandle | null
   seq: number
   lastSentAt: number
+  readonly startedAt: number
 }
 
 /**
@@ -86,7 +87,14 @@ export class RemoteServer {
     const session = this.d.registry.get(meta.provider_id)
     if (session === undefined || session.assignedId !== meta.assigned_id) return this.#reply(msg, { accepted: false, reason: 'not_current' })
     if (!routingEligible(session).eligible) return this.#reply(msg, { accepted: false, reason: 'ineligible' })
-    const served: Served = { meta, subject: eventsSubject(meta.origin, meta.attempt), handle: null, seq: 0, lastSentAt: performance.now() }
+    const served: Served = {
+      meta,
+      subject: eventsSubject(meta.origin, meta.attempt),
+      handle: null,
+      seq: 0,
+      lastSentAt: performance.now(),
+      startedAt: performance.now(),
+    }
     let handle: AttemptHandle | null
     try {
       handle = this.d.local.dispatch(session, { requestId: meta.request_id, frame }, (e) => this.#onEvent(served, e))
@@ -129,10 +137,12 @@ export class RemoteServer {
   #tick(): void {
     const quiet = performance.now() - this.d.keepaliveMs
     for (const s of [...this.#served.values()]) {
-      if (!this.d.originLive(s.meta.origin, s.meta.origin_incarnation)) {
+      if (this.d.originDead(s.meta.origin, s.meta.origin_incarnation, s.startedAt)) {
         this.d.served('origin_dead')
         this.d.log.info({ event: 'cluster.origin_dead', provider_id: s.meta.provider_id, origin: s.meta.origin }, 'cancelling a request whose node died')
         this.#cancel(s, 'buyer_disconnected')
+        // Should the origin be alive after all, it hears at once that the attempt is over.
+        this.#send(s, 'l')
       } else if (s.lastSentAt <= quiet) this.#send(s, 'k')
     }
   }

@@ -168,7 +168,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
         const before = s.status
         ctx.registry.applyHeartbeat(s.providerId, s.assignedId, heartbeatOf(m), ctx.clock.now())
         // The lease carries the status that decides who may replace this session (draining, unavailable).
-        if (s.status !== before && lease !== null) ctx.cluster?.keeper.setStatus(s.providerId, lease, s.status)
+        if (s.status !== before && lease !== null) ctx.cluster?.keeper.setStatus(s.providerId, lease, () => s.status)
         return
       }
     }
