@@ -58,8 +58,8 @@ export interface ClusterNodeDeps {
  * node. It unfences by itself, under a new incarnation, when NATS is back.
  */
 export class ClusterNode {
-  /** Sessions waiting for a handover poll the lease this often. */
-  readonly handoverPollMs = 200
+  /** Sessions waiting for a handover read the lease on every change that concerns them, and at least this often. */
+  readonly handoverPollMs = 1000
 
   private constructor(
     readonly nodeId: string,

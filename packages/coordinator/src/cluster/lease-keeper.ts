@@ -42,6 +42,8 @@ export class LeaseKeeper {
   /** Claims in flight, by provider_id: their leases may land before they return. */
   readonly #claiming = new Map<string, number>()
   readonly #waits = new Map<string, AbortController>()
+  /** Sessions in handover waiting for a reason to read their lease again, by provider_id. */
+  readonly #changeWaiters = new Map<string, Set<() => void>>()
   /** Status writes, one at a time per provider_id; `again` asks for one more run with the then current status. */
   readonly #statusWrites = new Map<string, { again: boolean }>()
   #watch: LeaseWatch | null = null
@@ -56,6 +58,8 @@ export class LeaseKeeper {
   ) {}
 
   async start(): Promise<void> {
+    // A node left or changed incarnation: a newcomer waiting on it may now take over.
+    this.node.on('nodes', () => this.#wake(null))
     this.#watch = await this.leases.watch((e) => this.#onEvent(e))
     void this.#rewatch(this.#watch)
   }
@@ -106,12 +110,19 @@ export class LeaseKeeper {
     }
   }
 
-  /** Waits until a session admitted in handover may route (§7.4). Aborted by release(). */
+  /**
+   * Waits until a session admitted in handover may route (§7.4). Aborted by release(). Between
+   * reads of the lease it waits for a reason to read again: a watch event for the id (the old
+   * holder confirmed, or a newer claim displaced us), a change in the nodes' membership (the old
+   * holder's incarnation may be dead), or `pollMs` at the latest. After a node crash thousands of
+   * providers wait here at once; a fixed fast poll would put thousands of reads a second on the
+   * JetStream leader that every node's renewals also need.
+   */
   async awaitRoutable(providerId: string, mine: SessionRef, pollMs: number): Promise<RoutableResult> {
     const ctl = new AbortController()
     this.#waits.set(mine.assigned_id, ctl)
     try {
-      const r = await this.leases.awaitRoutable(providerId, mine, { signal: ctl.signal, pollMs })
+      const r = await this.leases.awaitRoutable(providerId, mine, { signal: ctl.signal, until: (signal) => this.#nextChange(providerId, pollMs, signal) })
       const held = this.#held.get(providerId)
       if (r.routable && held?.assignedId === mine.assigned_id) held.revision = Math.max(held.revision, r.revision)
       return r
@@ -194,6 +205,7 @@ export class LeaseKeeper {
     if (lease === null) this.current.delete(providerId)
     else this.current.set(providerId, lease)
     this.hooks.changed(providerId)
+    this.#wake(providerId)
     if (lease === null) return
     const me = this.me()
     const local = this.local.get(providerId)
@@ -249,6 +261,34 @@ export class LeaseKeeper {
         this.log.debug({ event: 'cluster.lease_watch_retry', err: e }, 'could not start the lease watch yet')
       }
     }
+  }
+
+  #nextChange(providerId: string, pollMs: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', aborted)
+        const list = this.#changeWaiters.get(providerId)
+        list?.delete(done)
+        if (list?.size === 0) this.#changeWaiters.delete(providerId)
+        resolve()
+      }
+      const aborted = (): void => {
+        done()
+        reject(signal?.reason)
+      }
+      // Jittered, so that thousands of waits started together do not read together.
+      const timer = setTimeout(done, pollMs * (0.75 + Math.random() / 2))
+      signal?.addEventListener('abort', aborted, { once: true })
+      let list = this.#changeWaiters.get(providerId)
+      if (list === undefined) this.#changeWaiters.set(providerId, (list = new Set()))
+      list.add(done)
+    })
+  }
+
+  #wake(providerId: string | null): void {
+    const lists = providerId === null ? [...this.#changeWaiters.values()] : [this.#changeWaiters.get(providerId)]
+    for (const list of lists) for (const done of [...(list ?? [])]) done()
   }
 
   #logFailure(op: string, providerId: string, err: unknown): void {

@@ -117,7 +117,11 @@ export class SessionLeases {
    * expires (NATS 2.9), and a poll does not depend on a watch that may have missed a write.
    * Rejects (AbortError) when the signal aborts: the socket closed meanwhile.
    */
-  async awaitRoutable(providerId: string, mine: SessionRef, opts: { signal?: AbortSignal; pollMs?: number } = {}): Promise<RoutableResult> {
+  async awaitRoutable(
+    providerId: string,
+    mine: SessionRef,
+    opts: { signal?: AbortSignal; pollMs?: number; until?: (signal: AbortSignal | undefined) => Promise<void> } = {},
+  ): Promise<RoutableResult> {
     const key = leaseKey(providerId)
     for (;;) {
       opts.signal?.throwIfAborted()
@@ -138,7 +142,9 @@ export class SessionLeases {
           break // the lease moved: read it again at once
         }
         case 'wait':
-          await delay(opts.pollMs ?? 200, undefined, { signal: opts.signal })
+          // `until`: the caller's "something may have changed" (a lease event, a node gone), so
+          // that a node with thousands of providers waiting does not poll the store for each.
+          await (opts.until?.(opts.signal) ?? delay(opts.pollMs ?? 200, undefined, { signal: opts.signal }))
       }
     }
   }
