@@ -12,12 +12,13 @@ import { summarizeProfiles } from './lib/cpu-profile.mjs'
 import { dropOwnedDatabases, dropStaleDatabases } from './lib/database.mjs'
 import { machineInfo, writeResults } from './lib/report.mjs'
 import { runAdmission } from './scenarios/admission.mjs'
+import { runCluster } from './scenarios/cluster.mjs'
 import { runHerd } from './scenarios/herd.mjs'
 import { runHttp } from './scenarios/http.mjs'
 import { runRouting } from './scenarios/routing.mjs'
 import { runScale } from './scenarios/scale.mjs'
 
-const SECTIONS = { routing: runRouting, http: runHttp, admission: runAdmission, herd: runHerd, scale: runScale }
+const SECTIONS = { routing: runRouting, http: runHttp, admission: runAdmission, herd: runHerd, scale: runScale, cluster: runCluster }
 
 const FULL = {
   warmupS: 2,
@@ -37,6 +38,21 @@ const FULL = {
   herdBaseMs: 250,
   herdCapMs: 5000,
   herdTimeoutS: 60,
+  // c1 for the latency goal, c16 for CPU under load.
+  clusterCells: [
+    { stream: false, c: 1 },
+    { stream: true, c: 1 },
+    { stream: false, c: 16 },
+    { stream: true, c: 16 },
+  ],
+  clusterWarmupS: 2,
+  clusterDurationS: 5,
+  clusterHerd: 5000,
+  // The coordinator's default: the failover time it measures is the one operators get.
+  clusterTtlMs: 10_000,
+  clusterHerdTimeoutS: 90,
+  // A quiet window with the herd connected and heartbeating, against one before it connected.
+  clusterHoldS: 5,
 }
 const QUICK = {
   ...FULL,
@@ -53,6 +69,18 @@ const QUICK = {
   heartbeatWindowMs: 2000,
   herd: 100,
   herdTimeoutS: 30,
+  // Three targets per cell make this the slowest section per cell: c1 only, and short windows.
+  clusterCells: [
+    { stream: false, c: 1 },
+    { stream: true, c: 1 },
+  ],
+  clusterWarmupS: 0.25,
+  clusterDurationS: 0.5,
+  clusterHerd: 300,
+  // The shortest TTL the coordinator accepts, so that the failover fits CI's budget.
+  clusterTtlMs: 3000,
+  clusterHerdTimeoutS: 30,
+  clusterHoldS: 0,
 }
 
 const { values: args } = parseArgs({
@@ -64,6 +92,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string' },
     sessions: { type: 'string' },
     herd: { type: 'string' },
+    'cluster-herd': { type: 'string' },
     admissions: { type: 'string' },
     'pg-url': { type: 'string', default: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
     out: { type: 'string' },
@@ -73,16 +102,18 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   console.log(`usage: npm run bench -- [--quick] [--only ${Object.keys(SECTIONS).join(',')}] [--profile]
-       [--rounds N] [--duration S] [--sessions N] [--herd N] [--admissions N] [--pg-url URL] [--out DIR]`)
+       [--rounds N] [--duration S] [--sessions N] [--herd N] [--cluster-herd N] [--admissions N] [--pg-url URL] [--out DIR]`)
   process.exit(0)
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const sizes = { ...(args.quick ? QUICK : FULL) }
 if (args.rounds) sizes.rounds = positive(args.rounds, '--rounds')
-if (args.duration) sizes.durationS = positive(args.duration, '--duration')
+if (args.duration) sizes.durationS = sizes.clusterDurationS = positive(args.duration, '--duration')
 if (args.sessions) sizes.sessions = Math.min(positive(args.sessions, '--sessions'), 19_900)
 if (args.herd) sizes.herd = positive(args.herd, '--herd')
+// Every provider's socket sits in one of the fleet's processes and on one of three nodes: far below the fd limit either way.
+if (args['cluster-herd']) sizes.clusterHerd = Math.min(positive(args['cluster-herd'], '--cluster-herd'), 15_000)
 if (args.admissions) sizes.admissions = positive(args.admissions, '--admissions')
 const only = args.only ? args.only.split(',').map((s) => s.trim()) : Object.keys(SECTIONS)
 for (const s of only) if (!(s in SECTIONS)) fail(`unknown section ${s}; known: ${Object.keys(SECTIONS).join(', ')}`)

@@ -18,3 +18,14 @@ export function absoluteRow({ scenario, measure, unit, value, goal, met, note = 
 export function reportRow({ scenario, measure, unit, value, baseline = null, note = '' }) {
   return { ...row({ scenario, measure, unit, value, baseline }), goal: 'report', met: '—', note }
 }
+
+/**
+ * A row whose goal is an allowance over the baseline (value ≤ baseline + margin) rather than a
+ * ratio: for latencies, where a fixed cost such as one more hop matters and a ratio of two
+ * sub-millisecond figures would exaggerate it. The ratio is still shown.
+ */
+export function marginRow({ scenario, measure, unit, value, baseline, margin, note = '' }) {
+  const r = row({ scenario, measure, unit, value, baseline, better: 'lower' })
+  const met = value === null || baseline === null ? '—' : value <= baseline + margin ? 'yes' : 'no'
+  return { ...r, goal: `<= baseline + ${margin} ${unit}`, met, note }
+}

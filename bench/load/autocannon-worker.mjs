@@ -18,6 +18,8 @@ function run(durationS, latencies) {
         body: opts.body,
         connections: opts.connections,
         duration: durationS,
+        // autocannon checks for the end of a run once per sample: sub-second runs would last 1 s.
+        sampleInt: Math.min(1000, durationS * 1000),
         timeout: 10,
       },
       (err, result) => (err ? reject(err) : resolve(result)),

@@ -5,8 +5,9 @@
 //   connect    {url, protocol: poolcoord|raw, from, count, auth: seeded|none, idPrefix, block, inflight, maxConcurrency, answer}
 //   heartbeats {intervalMs}   start (0: stop) heartbeats, spread evenly over the interval
 //   count      heartbeats sent, open sessions
-//   herd       {baseMs, capMs, deadlineMs}  from now on, reconnect lost sessions with capped
-//              exponential backoff and full jitter
+//   herd       {baseMs, capMs, deadlineMs, urls?}  from now on, reconnect lost sessions with capped
+//              exponential backoff and full jitter; to their own url, or, given `urls`, to one of
+//              those (the same one for a connection every time), as a load balancer would send them
 //   herd-stats
 //   close-all
 import { authorizationHeader, encode, heartbeat, hello, responseChunk, responseEnd } from '@poolcoord/protocol'
@@ -62,7 +63,7 @@ function attempt(c) {
   return new Promise((resolve) => {
     const started = performance.now()
     const headers = c.token !== null && settings.protocol === 'poolcoord' ? { authorization: authorizationHeader(c.token) } : undefined
-    const ws = new WebSocket(settings.url, { headers, perMessageDeflate: false, localAddress: c.addr, handshakeTimeout: 20_000 })
+    const ws = new WebSocket(c.url, { headers, perMessageDeflate: false, localAddress: c.addr, handshakeTimeout: 20_000 })
     let settled = false
     const settle = (outcome) => {
       if (settled) return
@@ -113,6 +114,7 @@ async function reconnect(c) {
   for (let n = 0; h === herd && performance.now() < h.deadline; n++) {
     await new Promise((r) => setTimeout(r, Math.random() * Math.min(h.capMs, h.baseMs * 2 ** n)))
     if (h !== herd) return
+    if (h.urls !== null) c.url = h.urls[c.seq % h.urls.length]
     h.attempts++
     const out = await attempt(c)
     if (out.kind === 'ok') {
@@ -127,7 +129,7 @@ async function reconnect(c) {
 
 const handlers = {
   async connect(m) {
-    settings = { url: m.url, protocol: m.protocol, maxConcurrency: m.maxConcurrency ?? 4, answer: m.answer ?? false }
+    settings = { protocol: m.protocol, maxConcurrency: m.maxConcurrency ?? 4, answer: m.answer ?? false }
     const batch = []
     for (let k = 0; k < m.count; k++) {
       const i = m.from + k
@@ -135,6 +137,9 @@ const handlers = {
       const c = {
         id: seeded ? seededProviderId(i) : `${m.idPrefix}${i}`,
         token: seeded ? benchToken(i) : null,
+        // Per connection: one process may hold connections to several coordinators (cluster nodes).
+        url: m.url,
+        seq: conns.length,
         addr: address(m.block, i),
         ws: null,
         authState: null,
@@ -190,14 +195,28 @@ const handlers = {
   },
 
   herd(m) {
-    herd = { baseMs: m.baseMs, capMs: m.capMs, deadline: performance.now() + m.deadlineMs, back: 0, attempts: 0, lastBackAt: null, lost: {}, outcomes: {} }
+    herd = {
+      baseMs: m.baseMs,
+      capMs: m.capMs,
+      urls: m.urls ?? null,
+      deadline: performance.now() + m.deadlineMs,
+      back: 0,
+      attempts: 0,
+      lastBackAt: null,
+      lost: {},
+      outcomes: {},
+    }
     return {}
   },
 
   'herd-stats'() {
     const h = herd
-    const open = conns.filter((c) => c.ws !== null && c.ws.readyState === WebSocket.OPEN).length
-    return h === null ? { open } : { open, back: h.back, attempts: h.attempts, lastBackAt: h.lastBackAt, lost: h.lost, outcomes: h.outcomes }
+    const openByUrl = {}
+    for (const c of conns) if (c.ws !== null && c.ws.readyState === WebSocket.OPEN) bump(openByUrl, c.url)
+    const open = Object.values(openByUrl).reduce((a, b) => a + b, 0)
+    return h === null
+      ? { open, openByUrl }
+      : { open, openByUrl, back: h.back, attempts: h.attempts, lastBackAt: h.lastBackAt, lost: h.lost, outcomes: h.outcomes }
   },
 
   async 'close-all'() {

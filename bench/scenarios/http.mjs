@@ -2,8 +2,9 @@ import { forkChild, nextMessage, stopChild } from '../lib/children.mjs'
 import { freePort, startCoordinator } from '../lib/coordinator.mjs'
 import { createDatabase, dropDatabase, seedTokens } from '../lib/database.mjs'
 import { closeAll, connectAll, startFleet, stopFleet } from '../lib/fleet.mjs'
-import { httpLoad } from '../lib/load.mjs'
+import { checkAnswers } from '../lib/check-answers.mjs'
 import { SSE_CHUNKS, chatBody } from '../lib/payloads.mjs'
+import { FOREIGN_LOAD_LIMIT_PCT, quietLoad } from '../lib/quiet-load.mjs'
 import { row, reportRow } from '../lib/rows.mjs'
 import { median } from '../lib/stats.mjs'
 
@@ -55,6 +56,7 @@ export async function runHttp(env) {
         for (const name of order) {
           env.log(`http: ${name} stream=${cell.stream} c=${cell.c} round ${round + 1}`)
           const r = await quietLoad(env, {
+            label: 'http',
             ...targets[name],
             body: chatBody(cell.stream),
             connections: cell.c,
@@ -87,7 +89,14 @@ export async function runHttp(env) {
     env.log(`http: ${joined.ok} pool providers joined; routable ${health.pool.routable}`)
     const pooled = []
     for (let round = 0; round < env.rounds; round++) {
-      const r = await quietLoad(env, { ...targets.poolcoord, body: chatBody(false), connections: 16, warmupS: sizes.warmupS, durationS: sizes.durationS })
+      const r = await quietLoad(env, {
+        label: 'http',
+        ...targets.poolcoord,
+        body: chatBody(false),
+        connections: 16,
+        warmupS: sizes.warmupS,
+        durationS: sizes.durationS,
+      })
       pooled.push({ target: 'poolcoord+pool', stream: false, c: 16, round, ...r })
     }
     await closeAll(fleet)
@@ -98,40 +107,6 @@ export async function runHttp(env) {
     if (coord !== null) await coord.stop()
     await dropDatabase(adminUrl, db.name)
   }
-}
-
-/** Foreign load above this (% of one core) makes a window suspect: it is run again. */
-export const FOREIGN_LOAD_LIMIT_PCT = 15
-
-/**
- * One load pass; if someone else's processes took more than FOREIGN_LOAD_LIMIT_PCT of a core
- * during it, up to two more, keeping the quietest. The box is shared: this keeps other
- * sessions' test runs out of the ratios as far as it can, and says so when it cannot.
- */
-async function quietLoad(env, opts) {
-  // --quick figures mean nothing anyway: no retries there, so that CI stays fast.
-  const tries = env.quick ? 1 : 3
-  let best = null
-  for (let attempt = 1; attempt <= tries; attempt++) {
-    const r = await httpLoad(opts)
-    if (best === null || r.otherPct < best.otherPct) best = { ...r, attempts: attempt }
-    if (r.otherPct <= FOREIGN_LOAD_LIMIT_PCT || attempt === tries) break
-    env.log(`http: foreign load ${r.otherPct.toFixed(0)}% of a core during the window; again`)
-  }
-  return best
-}
-
-/** Both targets must give the same answers before their speed means anything. */
-async function checkAnswers(url) {
-  const sse = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(true) })
-  const text = await sse.text()
-  const events = text.match(/^data: /gm)?.length ?? 0
-  if (sse.status !== 200 || events !== SSE_CHUNKS + 1 || !text.endsWith('data: [DONE]\n\n')) {
-    throw new Error(`${url}: streamed answer has ${events} events (status ${sse.status}), expected ${SSE_CHUNKS + 1}`)
-  }
-  const json = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(false) })
-  const body = await json.json()
-  if (json.status !== 200 || body.object !== 'chat.completion') throw new Error(`${url}: bad JSON answer (status ${json.status})`)
 }
 
 function slim(r) {

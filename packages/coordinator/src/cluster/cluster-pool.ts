@@ -36,6 +36,8 @@ export interface ClusterPoolDeps {
 }
 
 const EMPTY: readonly ProviderSession[] = Object.freeze([])
+/** How stale another node's view of this node's heartbeat times may get. */
+const VOLATILE_EVERY_MS = 5_000
 
 /**
  * The whole cluster's pool as this node sees it (specs/cluster.md §11): this node's sessions
@@ -65,7 +67,9 @@ export class ClusterPool {
   #list: ProviderSession[] = []
   #dirty = true
   #builtAt = -1
+  /** The last published snapshot without its volatile times, and when it was published. */
   #lastPublished: string | null = null
+  #lastPublishedAt = -Infinity
   /** Chunks this node wrote last time: keys past the new count are deleted. */
   #publishedChunks = 0
   #seq = 0
@@ -221,12 +225,17 @@ export class ClusterPool {
     if (this.#publishing || this.#stopped || !this.d.isLive()) return
     this.#publishing = true
     try {
-      // Encoded with sequence number 0, so that an unchanged pool compares equal; the number is
-      // put in only when something changed. It is the first "seq" of each text (the header comes
-      // before the rows, and no row can hold an unescaped quote).
-      const probe = encodeSnapshot(this.d.nodeId, this.d.incarnation(), 0, this.d.registry.sessionList())
-      const key = probe.manifest + probe.chunks.join('\n')
-      if (key === this.#lastPublished) return
+      // What selection reads is compared without the times every frame moves (last heartbeat, last
+      // inbound): with thousands of providers heartbeating, something always moved, and each
+      // republish costs every other node a parse and a rebuild. Those times alone go out every
+      // VOLATILE_EVERY_MS, for /poolz. Sequence number 0 here; the real one goes in below, as the
+      // first "seq" of each text (the header comes before the rows, which hold no bare quote).
+      const sessions = this.d.registry.sessionList()
+      const stable = encodeSnapshot(this.d.nodeId, this.d.incarnation(), 0, sessions, false)
+      const key = stable.manifest + stable.chunks.join('\n')
+      const now = performance.now()
+      if (key === this.#lastPublished && now - this.#lastPublishedAt < VOLATILE_EVERY_MS) return
+      const probe = encodeSnapshot(this.d.nodeId, this.d.incarnation(), 0, sessions)
       const seq = ++this.#seq
       const withSeq = (text: string): string => text.replace('"seq":0,', `"seq":${seq},`)
       const snap = { manifest: withSeq(probe.manifest), chunks: probe.chunks.map(withSeq) }
@@ -237,6 +246,7 @@ export class ClusterPool {
       for (let i = snap.chunks.length; i < this.#publishedChunks; i++) await this.kv.delete(`${base}.${i}`).catch(() => undefined)
       this.#publishedChunks = snap.chunks.length
       this.#lastPublished = key
+      this.#lastPublishedAt = now
       if (this.#publishFailing) this.d.log.info({ event: 'cluster.pool_publish_recovered' }, 'publishing this node’s pool snapshot again')
       this.#publishFailing = false
     } catch (err) {

@@ -118,19 +118,36 @@ export interface NodeEvent {
   payload: string
 }
 
-export function encodeEvent(kind: EventKind, seq: number, payload = ''): Uint8Array {
-  return enc.encode(`${kind}${seq}\n${payload}`)
+/**
+ * One message carries one or more events of one attempt, in order: the events that arrived from
+ * the provider in one turn of the owner's event loop travel together, which under load halves the
+ * messages per chunk. Each event is `<kind><seq>,<payload bytes>\n<payload>`; the byte length
+ * makes the payload opaque, newlines and all.
+ */
+export function encodeEvents(events: readonly NodeEvent[]): Uint8Array {
+  let text = ''
+  for (const e of events) text += `${e.kind}${e.seq},${Buffer.byteLength(e.payload)}\n${e.payload}`
+  return enc.encode(text)
 }
 
-export function parseEvent(bytes: Uint8Array): NodeEvent | null {
-  const nl = bytes.indexOf(NL)
-  if (nl < 2 || nl > 17) return null
-  const head = dec.decode(bytes.subarray(0, nl))
-  const kind = head[0]
-  if (kind !== 'c' && kind !== 'e' && kind !== 'l' && kind !== 'k') return null
-  const digits = head.slice(1)
-  if (!/^\d{1,15}$/.test(digits)) return null
-  return { kind, seq: Number(digits), payload: dec.decode(bytes.subarray(nl + 1)) }
+export function encodeEvent(kind: EventKind, seq: number, payload = ''): Uint8Array {
+  return encodeEvents([{ kind, seq, payload }])
+}
+
+/** The events of one message, or null if any part of it is malformed. */
+export function parseEvents(bytes: Uint8Array): NodeEvent[] | null {
+  const out: NodeEvent[] = []
+  for (let at = 0; at < bytes.length;) {
+    const nl = bytes.indexOf(NL, at)
+    if (nl < at + 4 || nl > at + 40) return null
+    const m = /^([celk])(\d{1,15}),(\d{1,9})$/.exec(dec.decode(bytes.subarray(at, nl)))
+    if (m === null) return null
+    const len = Number(m[3])
+    if (nl + 1 + len > bytes.length) return null
+    out.push({ kind: m[1] as EventKind, seq: Number(m[2]), payload: dec.decode(bytes.subarray(nl + 1, nl + 1 + len)) })
+    at = nl + 1 + len
+  }
+  return out.length === 0 ? null : out
 }
 
 export interface CancelMessage {

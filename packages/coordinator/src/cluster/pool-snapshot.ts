@@ -69,7 +69,8 @@ export interface SnapshotRow {
   li: number // last inbound at
 }
 
-export function snapshotRow(s: ProviderSession): SnapshotRow {
+/** `volatile: false` leaves out the two times that every frame moves (shown as 0): for telling whether anything else changed. */
+export function snapshotRow(s: ProviderSession, volatile = true): SnapshotRow {
   return {
     p: s.providerId,
     a: s.assignedId,
@@ -91,12 +92,18 @@ export function snapshotRow(s: ProviderSession): SnapshotRow {
     cf: s.consecutiveFailures,
     cu: s.cooldownUntil,
     ca: s.connectedAt,
-    hb: s.lastHeartbeatAt,
-    li: s.lastInboundAt,
+    hb: volatile ? s.lastHeartbeatAt : null,
+    li: volatile ? s.lastInboundAt : 0,
   }
 }
 
-export function encodeSnapshot(nodeId: string, incarnation: string, seq: number, sessions: Iterable<ProviderSession>): { manifest: string; chunks: string[] } {
+export function encodeSnapshot(
+  nodeId: string,
+  incarnation: string,
+  seq: number,
+  sessions: Iterable<ProviderSession>,
+  volatile = true,
+): { manifest: string; chunks: string[] } {
   const chunks: string[] = []
   let rows: string[] = []
   let bytes = 0
@@ -108,7 +115,7 @@ export function encodeSnapshot(nodeId: string, incarnation: string, seq: number,
     bytes = 0
   }
   for (const s of sessions) {
-    const row = JSON.stringify(snapshotRow(s))
+    const row = JSON.stringify(snapshotRow(s, volatile))
     if (rows.length > 0 && bytes + row.length > CHUNK_BYTES) cut()
     rows.push(row)
     bytes += row.length + 1

@@ -4,7 +4,7 @@ import { decodeJson, parseProviderMessage, type CancelReason } from '@poolcoord/
 import type { Logger } from '../logger.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { AttemptEvent, AttemptHandle, DispatchRequest } from '../routing/attempt.js'
-import { cancelSubject, dispatchSubject, encodeCancel, encodeDispatch, eventsSubject, parseEvent, parseReply } from './node-messages.js'
+import { cancelSubject, dispatchSubject, encodeCancel, encodeDispatch, eventsSubject, parseEvents, parseReply, type NodeEvent } from './node-messages.js'
 
 export interface RemoteTiming {
   /** How long the owner has to accept or refuse a dispatch. */
@@ -22,7 +22,6 @@ interface Running {
   readonly owner: string
   readonly session: ProviderSession
   readonly onEvent: (e: AttemptEvent) => void
-  readonly sub: Subscription
   nextSeq: number
   lastHeardAt: number
   accepted: boolean
@@ -48,6 +47,14 @@ interface Running {
 export class RemoteAttempts {
   readonly #running = new Map<string, Running>()
   readonly #timer: NodeJS.Timeout
+  /**
+   * One subscription for the events of every attempt this node runs elsewhere, routed by attempt
+   * id: a subscription per attempt cost the NATS server a subscribe and an unsubscribe per
+   * request, about as much as a whole request on one node (bench/, cluster section). It exists
+   * before any dispatch is sent, so nothing an owner sends can be missed.
+   */
+  readonly #sub: Subscription
+  readonly #prefix: string
   #idleWaiters: Array<() => void> = []
 
   constructor(
@@ -60,6 +67,14 @@ export class RemoteAttempts {
   ) {
     this.#timer = setInterval(() => this.#checkSilence(), timing.keepaliveMs)
     this.#timer.unref()
+    this.#prefix = eventsSubject(me.nodeId, '')
+    this.#sub = nc.subscribe(`${this.#prefix}*`, {
+      callback: (err, msg) => {
+        if (err !== null) return
+        const a = this.#running.get(msg.subject.slice(this.#prefix.length))
+        if (a !== undefined) this.#onMessage(a, msg.data)
+      },
+    })
   }
 
   get inFlight(): number {
@@ -75,8 +90,7 @@ export class RemoteAttempts {
   dispatch(session: ProviderSession, req: DispatchRequest, onEvent: (e: AttemptEvent) => void): AttemptHandle {
     const owner = session.nodeId as string
     const id = randomUUID().replaceAll('-', '')
-    const sub = this.nc.subscribe(eventsSubject(this.me.nodeId, id), { callback: (err, msg) => (err === null ? this.#onMessage(a, msg.data) : undefined) })
-    const a: Running = { id, owner, session, onEvent, sub, nextSeq: 0, lastHeardAt: this.now(), accepted: false, done: false }
+    const a: Running = { id, owner, session, onEvent, nextSeq: 0, lastHeardAt: this.now(), accepted: false, done: false }
     this.#running.set(id, a)
     session.inFlight++
     const body = encodeDispatch(
@@ -128,13 +142,21 @@ export class RemoteAttempts {
 
   close(): void {
     clearInterval(this.#timer)
+    this.#sub.unsubscribe()
     this.abortAll()
   }
 
   #onMessage(a: Running, data: Uint8Array): void {
-    if (a.done) return
-    const e = parseEvent(data)
-    if (e === null || e.seq !== a.nextSeq) return this.#lose(a, 'gap')
+    const events = parseEvents(data)
+    if (events === null) return this.#lose(a, 'gap')
+    for (const e of events) {
+      if (a.done) return
+      this.#onEvent(a, e)
+    }
+  }
+
+  #onEvent(a: Running, e: NodeEvent): void {
+    if (e.seq !== a.nextSeq) return this.#lose(a, 'gap')
     a.nextSeq++
     a.accepted = true
     a.lastHeardAt = this.now()
@@ -177,7 +199,6 @@ export class RemoteAttempts {
 
   #finish(a: Running): void {
     a.done = true
-    a.sub.unsubscribe()
     this.#running.delete(a.id)
     a.session.inFlight = Math.max(0, a.session.inFlight - 1)
     if (this.#running.size === 0 && this.#idleWaiters.length > 0) {

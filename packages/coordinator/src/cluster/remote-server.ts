@@ -8,7 +8,7 @@ import type { AttemptEvent, AttemptHandle, AttemptTarget } from '../routing/atte
 import {
   cancelSubject,
   dispatchSubject,
-  encodeEvent,
+  encodeEvents,
   encodeReply,
   eventsSubject,
   parseCancel,
@@ -16,6 +16,7 @@ import {
   type DispatchMeta,
   type DispatchReply,
   type EventKind,
+  type NodeEvent,
 } from './node-messages.js'
 
 export type ServedOutcome = 'accepted' | DispatchReplyReason | 'origin_dead'
@@ -44,6 +45,8 @@ interface Served {
   seq: number
   lastSentAt: number
   readonly startedAt: number
+  /** Events not sent yet: the ones that arrived in this turn of the event loop. */
+  pending: NodeEvent[]
 }
 
 /**
@@ -56,6 +59,8 @@ interface Served {
  */
 export class RemoteServer {
   readonly #served = new Map<string, Served>()
+  /** Attempts with events waiting for the flush at the end of this turn of the event loop. */
+  #toFlush: Served[] = []
   readonly #subs: Subscription[]
   readonly #timer: NodeJS.Timeout
 
@@ -94,6 +99,7 @@ export class RemoteServer {
       seq: 0,
       lastSentAt: performance.now(),
       startedAt: performance.now(),
+      pending: [],
     }
     let handle: AttemptHandle | null
     try {
@@ -147,14 +153,36 @@ export class RemoteServer {
     }
   }
 
-  #send(s: Served, kind: EventKind, payload?: string): void {
+  /**
+   * Queues an event; the events an attempt gets in one turn of the event loop (a provider's chunks
+   * arrive in bursts) go out as one message at its end (setImmediate). An end or a loss goes out
+   * at once, with whatever was queued before it.
+   */
+  #send(s: Served, kind: EventKind, payload = ''): void {
     s.lastSentAt = performance.now()
+    s.pending.push({ kind, seq: s.seq++, payload })
+    if (kind === 'e' || kind === 'l') return this.#flush(s)
+    if (s.pending.length > 1) return
+    this.#toFlush.push(s)
+    if (this.#toFlush.length === 1) setImmediate(() => this.#flushAll())
+  }
+
+  #flushAll(): void {
+    const list = this.#toFlush
+    this.#toFlush = []
+    for (const s of list) this.#flush(s)
+  }
+
+  #flush(s: Served): void {
+    if (s.pending.length === 0) return
+    const events = s.pending
+    s.pending = []
     try {
-      this.d.nc.publish(s.subject, encodeEvent(kind, s.seq++, payload))
+      this.d.nc.publish(s.subject, encodeEvents(events))
     } catch (err) {
       // NATS is down: the origin sees silence and ends the attempt; cancel ours now.
       this.d.log.debug({ err }, 'could not relay a remote attempt event')
-      if (kind !== 'e' && kind !== 'l') this.#cancel(s, 'buyer_disconnected')
+      if (this.#served.has(s.meta.attempt)) this.#cancel(s, 'buyer_disconnected')
     }
   }
 

@@ -124,7 +124,8 @@ t.test('SIGSTOP of a node past its deadline while its provider reconnects elsewh
   t.ok(res.status === 200 || res.status === 503, `the queued request ended cleanly (${res.status})`)
   t.equal(old.requests.length, 0, 'the paused node routed nothing to its stale socket')
   const fenced = n1.lines.find((l) => l.event === 'cluster.fenced')
-  t.equal(fenced?.reason, 'deadline', 'node 1 logged its fence, by deadline')
+  // By its deadline, or, had a renewal answered first, by finding its key expired: either way it fenced before routing anything.
+  t.ok(fenced?.reason === 'deadline' || fenced?.reason === 'key_lost', `node 1 logged its fence (${String(fenced?.reason)})`)
   await until('node 1 is live again under a new incarnation', async () => (await n1.healthz()).status === 200)
   await routableOn(n1, 'paused-owner', 'n2')
   const served = await chat(n1.url, 'test-model', { pin: 'paused-owner' })

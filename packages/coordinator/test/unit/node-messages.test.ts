@@ -7,7 +7,8 @@ import {
   encodeReply,
   parseCancel,
   parseDispatch,
-  parseEvent,
+  encodeEvents,
+  parseEvents,
   parseReply,
   type DispatchMeta,
 } from '../../src/cluster/node-messages.js'
@@ -42,9 +43,17 @@ t.test('replies, events and cancels round-trip; malformed ones are null', async 
   t.same(parseReply(encodeReply({ accepted: true })), { accepted: true })
   t.same(parseReply(encodeReply({ accepted: false, reason: 'ineligible' })), { accepted: false, reason: 'ineligible' })
   t.equal(parseReply(enc.encode('refused:other')), null)
-  t.same(parseEvent(encodeEvent('c', 41, 'data: x\n\n')), { kind: 'c', seq: 41, payload: 'data: x\n\n' })
-  t.same(parseEvent(encodeEvent('k', 0)), { kind: 'k', seq: 0, payload: '' })
-  for (const bad of ['c\nx', 'z1\n', 'c-1\n', `c${'9'.repeat(20)}\n`, 'c1']) t.equal(parseEvent(enc.encode(bad)), null, JSON.stringify(bad))
+  t.same(parseEvents(encodeEvent('c', 41, 'data: x\n\n')), [{ kind: 'c', seq: 41, payload: 'data: x\n\n' }])
+  t.same(parseEvents(encodeEvent('k', 0)), [{ kind: 'k', seq: 0, payload: '' }])
+  const burst = [
+    { kind: 'c' as const, seq: 3, payload: 'é\n中😀' },
+    { kind: 'c' as const, seq: 4, payload: '' },
+    { kind: 'e' as const, seq: 5, payload: '{"type":"inference_response_end"}' },
+  ]
+  t.same(parseEvents(encodeEvents(burst)), burst, 'several events in one message, multi-byte payloads and all')
+  for (const bad of ['c\nx', 'z1,0\n', 'c-1,0\n', `c${'9'.repeat(20)},0\n`, 'c1,0', 'c1,5\nabc', 'c1,0\nc2\n', '']) {
+    t.equal(parseEvents(enc.encode(bad)), null, JSON.stringify(bad))
+  }
   t.same(parseCancel(encodeCancel({ attempt: meta.attempt, reason: 'buyer_too_slow' })), { attempt: meta.attempt, reason: 'buyer_too_slow' })
   for (const bad of [`${meta.attempt} nope`, `${meta.attempt} timeout extra`, 'short timeout']) t.equal(parseCancel(enc.encode(bad)), null, bad)
 })
