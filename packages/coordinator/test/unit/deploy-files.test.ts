@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { parse } from 'yaml'
-import { defaultLimits, envToConfig } from '../../src/config.js'
+import { MIN_NATS_MAX_PAYLOAD } from '../../src/cluster/nats-link.js'
+import { defaultLimits, envToConfig, readEnv } from '../../src/config.js'
 
 const read = (path: string): string => readFileSync(new URL(`../../../../${path}`, import.meta.url), 'utf8')
 
@@ -67,6 +68,27 @@ t.test('compose file', async (t) => {
   t.notOk(coord.environment?.COORD_REQUIRE_PROVIDER_TOKENS, 'require_provider_tokens left to the file')
   t.notOk(coord.environment?.COORD_LOG_LEVEL, 'log_level left to the file')
   t.ok(compose.services.postgres, 'has a postgres service')
+})
+
+t.test('cluster compose file and its NATS configuration', async (t) => {
+  type Service = { stop_grace_period?: string; environment?: Record<string, string>; volumes?: string[] }
+  const compose = parse(read('deploy/compose.cluster.yaml'), { merge: true }) as { services: Record<string, Service> }
+  const nodes = Object.entries(compose.services).filter(([, s]) => s.environment?.COORD_NATS_URL !== undefined)
+  t.ok(nodes.length >= 2, `${nodes.length} coordinator nodes`)
+  const ids = nodes.map(([, s]) => s.environment?.COORD_NODE_ID)
+  t.equal(new Set(ids).size, nodes.length, 'each node has its own COORD_NODE_ID')
+  t.equal(new Set(nodes.map(([, s]) => s.volumes?.find((v) => v.endsWith(':/data')))).size, nodes.length, 'and its own data volume')
+  for (const [name, s] of nodes) {
+    // Compose fills ${VAR} from deploy/.env: stand in a secret of a valid shape.
+    const env = Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, String(v).replace(/\$\{[^}]*\}/g, 'secret-0123456789abcdef')]))
+    const config = envToConfig(readEnv(env))
+    t.ok(config.cluster !== null && config.databaseUrl !== null, `${name}: a valid cluster configuration on PostgreSQL`)
+    t.ok(seconds(s.stop_grace_period ?? '10s') >= drainS + 10, `${name}: stop_grace_period outlasts the drain`)
+  }
+  const nats = read('deploy/nats/nats.conf')
+  const m = /^max_payload:\s*(\d+)MB$/m.exec(nats)
+  t.ok(m !== null && Number(m[1]) * 1_000_000 >= MIN_NATS_MAX_PAYLOAD, 'max_payload is at least what a node requires')
+  t.match(nats, /^jetstream\s*\{/m, 'JetStream on')
 })
 
 t.test('Dockerfile', async (t) => {
