@@ -1,3 +1,4 @@
+import http from 'node:http'
 import t from 'tap'
 import { buyer } from '../helpers/buyer.js'
 import { routableOn, startCluster, until } from '../helpers/cluster-procs.js'
@@ -112,6 +113,72 @@ t.test('remote attempts across real coordinator processes', async (t) => {
       statuses.every((s) => s === 200 || s === 503),
       `the rest were turned away with 503, never an error: ${[...new Set(statuses)].join(',')}`,
     )
+  })
+})
+
+t.test('across nodes, the slow-buyer limit and the first-chunk deadline act as on one node', async (t) => {
+  const cluster = await startCluster(t, 2, { env: { COORD_FIRST_CHUNK_TIMEOUT_S: '1' } })
+  const [n1, n2] = cluster.nodes as [(typeof cluster.nodes)[number], (typeof cluster.nodes)[number]]
+
+  await t.test('a buyer on node 1 that stops reading: cancel(buyer_too_slow) on node 2, and another stream on the provider goes on', async (t) => {
+    const p = await TestProvider.join(n2.wsUrl, 'firehose', { hello: { max_concurrency: 2 } })
+    t.teardown(() => p.close())
+    await routableOn(n1, 'firehose', 'n2')
+    const big = `data: ${'x'.repeat(16 * 1024)}\n\n`
+    let pumped = 0
+    let slowId: string | null = null
+    p.serve((req, prov) => {
+      if (slowId === null) {
+        slowId = req.request_id
+        // Bounded: far more than the 1 MiB unread limit plus socket buffers, far less than forever.
+        const pump = (): void => {
+          if (prov.cancels.length > 0 || pumped >= 4000) return
+          prov.chunk(req.request_id, big)
+          pumped++
+          setImmediate(pump)
+        }
+        return pump()
+      }
+      // The second, well-behaved stream: a few chunks, then its end.
+      for (let i = 0; i < 5; i++) prov.chunk(req.request_id, sse(`ok${i}`))
+      prov.chunk(req.request_id, 'data: [DONE]\n\n')
+      prov.end(req.request_id)
+    })
+    const { port } = new URL(n1.url)
+    const req = http.request({ host: '127.0.0.1', port, path: '/v1/chat/completions', method: 'POST', headers: { 'x-pool-provider': 'firehose' } })
+    req.end(JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'x' }], stream: true }))
+    const res = await new Promise<http.IncomingMessage>((resolve) => req.on('response', resolve))
+    res.pause()
+    t.equal(res.statusCode, 200)
+    const cancel = await p.cancel(0)
+    t.equal(cancel.reason, 'buyer_too_slow', 'node 2 was told to stop the slow stream')
+    t.equal(cancel.request_id, slowId)
+    t.ok(pumped < 4000, `node 1 gave up after ${pumped} chunks of 16 KiB`)
+    const stream = await buyer(n1.url).chat.completions.create(
+      { model: 'test-model', messages: [{ role: 'user', content: 'y' }], stream: true },
+      { headers: { 'x-pool-provider': 'firehose' } },
+    )
+    const got: string[] = []
+    for await (const c of stream) got.push(c.choices[0]?.delta.content ?? '')
+    t.same(got, ['ok0', 'ok1', 'ok2', 'ok3', 'ok4'], 'a second stream on the same provider completes')
+    req.destroy()
+  })
+
+  await t.test('a provider on node 2 that never answers: 504 on node 1 after the first-chunk deadline, and cancel(timeout) on node 2', async (t) => {
+    const p = await TestProvider.join(n2.wsUrl, 'silent')
+    t.teardown(() => p.close())
+    await routableOn(n1, 'silent', 'n2')
+    const startedAt = performance.now()
+    const res = await fetch(`${n1.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-pool-provider': 'silent' },
+      body: JSON.stringify({ model: 'test-model', messages: [{ role: 'user', content: 'x' }], stream: true }),
+    })
+    t.equal(res.status, 504)
+    t.match(await res.json(), { error: { code: 'provider_timeout' } })
+    t.ok(performance.now() - startedAt >= 1000, 'after the 1 s first-chunk deadline')
+    const cancel = await p.cancel(0)
+    t.equal(cancel.reason, 'timeout')
   })
 })
 
