@@ -98,19 +98,19 @@ export const REFUSALS = ['not_current', 'ineligible', 'unreachable', 'fenced', '
 export type Refusal = (typeof REFUSALS)[number]
 export type DispatchReply = { accepted: true } | { accepted: false; reason: Refusal }
 
-export function encodeReply(r: DispatchReply): Uint8Array {
-  return enc.encode(r.accepted ? 'accepted' : `refused:${r.reason}`)
+/** The refusal an `r` event names, or null for a payload that is not one. */
+export function refusalOf(payload: string): Refusal | null {
+  return (REFUSALS as readonly string[]).includes(payload) ? (payload as Refusal) : null
 }
 
-export function parseReply(bytes: Uint8Array): DispatchReply | null {
-  const s = bytes.length > 64 ? '' : dec.decode(bytes)
-  if (s === 'accepted') return { accepted: true }
-  const reason = s.startsWith('refused:') ? s.slice('refused:'.length) : ''
-  return (REFUSALS as readonly string[]).includes(reason) ? { accepted: false, reason: reason as Refusal } : null
-}
-
-/** `c` chunk, `e` end, `l` lost (the provider's socket closed), `k` keepalive. */
-export type EventKind = 'c' | 'e' | 'l' | 'k'
+/**
+ * `a` accepted and `r` refused (payload: the refusal), the owner's answer, always seq 0; then
+ * `c` chunk, `e` end, `l` lost (the provider's socket closed), `k` keepalive. The answer travels
+ * as an event on the attempt's subject, not as a NATS reply of its own: the dispatch is published
+ * with that subject as its reply-to, so NATS's "no responders" status arrives there too, and the
+ * origin needs no request machinery (a timer and a promise per request).
+ */
+export type EventKind = 'a' | 'r' | 'c' | 'e' | 'l' | 'k'
 export interface NodeEvent {
   kind: EventKind
   seq: number
@@ -140,7 +140,7 @@ export function parseEvents(bytes: Uint8Array): NodeEvent[] | null {
   for (let at = 0; at < bytes.length;) {
     const nl = bytes.indexOf(NL, at)
     if (nl < at + 4 || nl > at + 40) return null
-    const m = /^([celk])(\d{1,15}),(\d{1,9})$/.exec(dec.decode(bytes.subarray(at, nl)))
+    const m = /^([arcelk])(\d{1,15}),(\d{1,9})$/.exec(dec.decode(bytes.subarray(at, nl)))
     if (m === null) return null
     const len = Number(m[3])
     if (nl + 1 + len > bytes.length) return null

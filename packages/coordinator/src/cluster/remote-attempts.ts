@@ -4,7 +4,7 @@ import { decodeJson, parseProviderMessage, type CancelReason } from '@poolcoord/
 import type { Logger } from '../logger.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { AttemptEvent, AttemptHandle, DispatchRequest } from '../routing/attempt.js'
-import { cancelSubject, dispatchSubject, encodeCancel, encodeDispatch, eventsSubject, parseEvents, parseReply, type NodeEvent } from './node-messages.js'
+import { cancelSubject, dispatchSubject, encodeCancel, encodeDispatch, eventsSubject, parseEvents, refusalOf, type NodeEvent } from './node-messages.js'
 
 export interface RemoteTiming {
   /** How long the owner has to accept or refuse a dispatch. */
@@ -23,6 +23,8 @@ interface Running {
   readonly session: ProviderSession
   readonly onEvent: (e: AttemptEvent) => void
   nextSeq: number
+  /** When the dispatch was sent: an owner that answers nothing within replyTimeoutMs is given up. */
+  readonly sentAt: number
   lastHeardAt: number
   accepted: boolean
   done: boolean
@@ -72,7 +74,10 @@ export class RemoteAttempts {
       callback: (err, msg) => {
         if (err !== null) return
         const a = this.#running.get(msg.subject.slice(this.#prefix.length))
-        if (a !== undefined) this.#onMessage(a, msg.data)
+        if (a === undefined) return
+        // NATS's own answer to a dispatch nobody subscribes to: the owner is gone.
+        if (msg.data.length === 0 && msg.headers?.code === 503) return this.#noResponders(a)
+        this.#onMessage(a, msg.data)
       },
     })
   }
@@ -90,7 +95,8 @@ export class RemoteAttempts {
   dispatch(session: ProviderSession, req: DispatchRequest, onEvent: (e: AttemptEvent) => void): AttemptHandle {
     const owner = session.nodeId as string
     const id = randomUUID().replaceAll('-', '')
-    const a: Running = { id, owner, session, onEvent, nextSeq: 0, lastHeardAt: this.now(), accepted: false, done: false }
+    const now = this.now()
+    const a: Running = { id, owner, session, onEvent, nextSeq: 0, sentAt: now, lastHeardAt: now, accepted: false, done: false }
     this.#running.set(id, a)
     session.inFlight++
     const body = encodeDispatch(
@@ -104,27 +110,12 @@ export class RemoteAttempts {
       },
       req.frame,
     )
-    this.nc.request(dispatchSubject(owner), body, { timeout: this.timing.replyTimeoutMs }).then(
-      (msg) => {
-        const reply = parseReply(msg.data)
-        if (reply?.accepted === true) {
-          a.accepted = true
-          a.lastHeardAt = this.now()
-          return this.outcome('accepted')
-        }
-        this.outcome('refused')
-        this.#refuse(a)
-      },
-      (err: unknown) => {
-        // Events arrived, so the owner accepted; only its answer was lost or late.
-        if (a.accepted || a.done) return
-        const noResponders = err instanceof Error && 'isNoResponders' in err && typeof err.isNoResponders === 'function' && err.isNoResponders() === true
-        this.outcome(noResponders ? 'no_responders' : 'timeout')
-        // The dispatch may have reached the owner and only the answer was lost: tell it to stop.
-        if (!noResponders) this.#sendCancel(a, 'timeout')
-        this.#refuse(a)
-      },
-    )
+    try {
+      this.nc.publish(dispatchSubject(owner), body, { reply: eventsSubject(this.me.nodeId, id) })
+    } catch {
+      // NATS is down: nothing was sent. Answered on the next turn, as a reply would be.
+      queueMicrotask(() => this.#noResponders(a))
+    }
     return {
       session,
       cancel: (reason) => {
@@ -158,9 +149,17 @@ export class RemoteAttempts {
   #onEvent(a: Running, e: NodeEvent): void {
     if (e.seq !== a.nextSeq) return this.#lose(a, 'gap')
     a.nextSeq++
-    a.accepted = true
     a.lastHeardAt = this.now()
+    if (e.kind === 'r') {
+      this.outcome('refused')
+      if (refusalOf(e.payload) === null) this.log.debug({ attempt: a.id }, 'an owner refused with an unknown reason')
+      return this.#refuse(a)
+    }
+    if (!a.accepted) this.outcome('accepted')
+    a.accepted = true
     switch (e.kind) {
+      case 'a':
+        return
       case 'k':
         return
       case 'c':
@@ -179,8 +178,24 @@ export class RemoteAttempts {
   }
 
   #checkSilence(): void {
-    const limit = this.now() - 3 * this.timing.keepaliveMs
-    for (const a of [...this.#running.values()]) if (a.accepted && a.lastHeardAt < limit) this.#lose(a, 'lost')
+    const now = this.now()
+    const limit = now - 3 * this.timing.keepaliveMs
+    for (const a of [...this.#running.values()]) {
+      if (a.accepted) {
+        if (a.lastHeardAt < limit) this.#lose(a, 'lost')
+      } else if (now - a.sentAt >= this.timing.replyTimeoutMs) {
+        // No answer: the dispatch may have reached the owner and only the answer was lost, so tell it to stop.
+        this.outcome('timeout')
+        this.#sendCancel(a, 'timeout')
+        this.#refuse(a)
+      }
+    }
+  }
+
+  #noResponders(a: Running): void {
+    if (a.done || a.accepted) return
+    this.outcome('no_responders')
+    this.#refuse(a)
   }
 
   #refuse(a: Running): void {

@@ -9,7 +9,6 @@ import {
   cancelSubject,
   dispatchSubject,
   encodeEvents,
-  encodeReply,
   eventsSubject,
   parseCancel,
   parseDispatch,
@@ -96,7 +95,8 @@ export class RemoteServer {
       meta,
       subject: eventsSubject(meta.origin, meta.attempt),
       handle: null,
-      seq: 0,
+      // seq 0 is the answer (`a`), sent below.
+      seq: 1,
       lastSentAt: performance.now(),
       startedAt: performance.now(),
       pending: [],
@@ -186,10 +186,11 @@ export class RemoteServer {
     }
   }
 
+  /** The answer is seq 0 on the attempt's events subject, which the dispatch named as its reply-to (node-messages.ts). */
   #reply(msg: Msg, r: DispatchReply): void {
     this.d.served(r.accepted ? 'accepted' : r.reason)
     try {
-      msg.respond(encodeReply(r))
+      msg.respond(encodeEvents([r.accepted ? { kind: 'a', seq: 0, payload: '' } : { kind: 'r', seq: 0, payload: r.reason }]))
     } catch (err) {
       this.d.log.debug({ err }, 'could not answer a remote dispatch')
     }

@@ -62,6 +62,14 @@ t.test('SIGKILL of a node', async (t) => {
   const killedAt = performance.now()
   n3.child.kill('SIGKILL')
   await n3.exited
+  // Until its key expires the others still list its provider; a dispatch to it finds no
+  // responder, and NATS says so at once.
+  t.ok((await n1.poolz()).pool.find((r) => r.provider_id === 'on-dead')?.routing_eligible, "node 1 still lists the dead node's provider")
+  const askedAt = performance.now()
+  const fast = await chat(n1.url, 'm-kill', { pin: 'on-dead' })
+  t.equal(fast.status, 503, 'a request pinned to it gets 503')
+  t.ok(performance.now() - askedAt < 1000, `at once (${Math.round(performance.now() - askedAt)} ms): no responders, not a timeout`)
+  t.match(await (await fetch(`${n1.url}/metrics`)).text(), /poolcoord_cluster_remote_attempts_total\{role="origin",outcome="no_responders"\} 1/)
   // The provider sees its socket die and reconnects, through the load balancer, to a live node.
   const moved = await TestProvider.join(n2.wsUrl, 'on-dead', { token, hello: { model_id: 'm-kill' } })
   t.teardown(() => moved.close())

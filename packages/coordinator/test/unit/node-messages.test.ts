@@ -4,12 +4,11 @@ import {
   encodeCancel,
   encodeDispatch,
   encodeEvent,
-  encodeReply,
   parseCancel,
   parseDispatch,
   encodeEvents,
   parseEvents,
-  parseReply,
+  refusalOf,
   type DispatchMeta,
 } from '../../src/cluster/node-messages.js'
 
@@ -40,9 +39,10 @@ t.test('dispatch: metadata and the frame, byte-exact; anything else is invalid',
 })
 
 t.test('replies, events and cancels round-trip; malformed ones are null', async (t) => {
-  t.same(parseReply(encodeReply({ accepted: true })), { accepted: true })
-  t.same(parseReply(encodeReply({ accepted: false, reason: 'ineligible' })), { accepted: false, reason: 'ineligible' })
-  t.equal(parseReply(enc.encode('refused:other')), null)
+  t.same(parseEvents(encodeEvent('a', 0)), [{ kind: 'a', seq: 0, payload: '' }], "the owner's acceptance")
+  t.same(parseEvents(encodeEvent('r', 0, 'ineligible')), [{ kind: 'r', seq: 0, payload: 'ineligible' }], 'and its refusal')
+  t.equal(refusalOf('ineligible'), 'ineligible')
+  t.equal(refusalOf('other'), null)
   t.same(parseEvents(encodeEvent('c', 41, 'data: x\n\n')), [{ kind: 'c', seq: 41, payload: 'data: x\n\n' }])
   t.same(parseEvents(encodeEvent('k', 0)), [{ kind: 'k', seq: 0, payload: '' }])
   const burst = [
