@@ -46,7 +46,18 @@ interface Served {
   readonly startedAt: number
   /** Events not sent yet: the ones that arrived in this turn of the event loop. */
   pending: NodeEvent[]
+  /** A flush of `pending` is queued for the end of this turn of the event loop. */
+  scheduled: boolean
+  /** Sends a lone acceptance if the provider says nothing within ACCEPT_ALONE_AFTER_MS. */
+  acceptTimer: NodeJS.Timeout | undefined
 }
+
+/**
+ * The acceptance (`a`, seq 0) waits this long for the provider's first events, to travel in one
+ * message with them: with a fast provider that saves a NATS message and a wake-up of the origin
+ * per request. Far below the origin's 2 s answer deadline (remote-attempts.ts).
+ */
+const ACCEPT_ALONE_AFTER_MS = 50
 
 /**
  * The owner's half of a remote attempt (specs/cluster.md §10). The owner is the only authority on
@@ -100,6 +111,8 @@ export class RemoteServer {
       lastSentAt: performance.now(),
       startedAt: performance.now(),
       pending: [],
+      scheduled: false,
+      acceptTimer: undefined,
     }
     let handle: AttemptHandle | null
     try {
@@ -112,7 +125,9 @@ export class RemoteServer {
     if (handle === null) return this.#reply(msg, { accepted: false, reason: 'unreachable' })
     served.handle = handle
     this.#served.set(meta.attempt, served)
-    this.#reply(msg, { accepted: true })
+    this.d.served('accepted')
+    served.pending.push({ kind: 'a', seq: 0, payload: '' })
+    served.acceptTimer = setTimeout(() => this.#flush(served), ACCEPT_ALONE_AFTER_MS)
   }
 
   #onEvent(s: Served, e: AttemptEvent): void {
@@ -137,6 +152,7 @@ export class RemoteServer {
 
   #cancel(s: Served, reason: CancelReason): void {
     this.#served.delete(s.meta.attempt)
+    clearTimeout(s.acceptTimer)
     s.handle?.cancel(reason)
   }
 
@@ -162,7 +178,8 @@ export class RemoteServer {
     s.lastSentAt = performance.now()
     s.pending.push({ kind, seq: s.seq++, payload })
     if (kind === 'e' || kind === 'l') return this.#flush(s)
-    if (s.pending.length > 1) return
+    if (s.scheduled) return
+    s.scheduled = true
     this.#toFlush.push(s)
     if (this.#toFlush.length === 1) setImmediate(() => this.#flushAll())
   }
@@ -174,6 +191,8 @@ export class RemoteServer {
   }
 
   #flush(s: Served): void {
+    clearTimeout(s.acceptTimer)
+    s.scheduled = false
     if (s.pending.length === 0) return
     const events = s.pending
     s.pending = []
@@ -186,11 +205,11 @@ export class RemoteServer {
     }
   }
 
-  /** The answer is seq 0 on the attempt's events subject, which the dispatch named as its reply-to (node-messages.ts). */
-  #reply(msg: Msg, r: DispatchReply): void {
-    this.d.served(r.accepted ? 'accepted' : r.reason)
+  /** A refusal is seq 0 on the attempt's events subject, which the dispatch named as its reply-to (node-messages.ts). */
+  #reply(msg: Msg, r: Extract<DispatchReply, { accepted: false }>): void {
+    this.d.served(r.reason)
     try {
-      msg.respond(encodeEvents([r.accepted ? { kind: 'a', seq: 0, payload: '' } : { kind: 'r', seq: 0, payload: r.reason }]))
+      msg.respond(encodeEvents([{ kind: 'r', seq: 0, payload: r.reason }]))
     } catch (err) {
       this.d.log.debug({ err }, 'could not answer a remote dispatch')
     }
