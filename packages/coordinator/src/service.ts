@@ -123,11 +123,18 @@ export class Service {
     const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), drainMs)))
     // In cluster mode this node's buyers may be streaming from providers on other nodes, and other
     // nodes' buyers from this node's providers (those are on the Dispatcher too): wait for both.
-    const idle = Promise.all([this.ctx.dispatcher.whenIdle(null), this.ctx.cluster?.remote.whenIdle()])
+    // Idle means both at the same moment: a local attempt that fails over to another node's
+    // provider moves the work from one count to the other.
+    const remote = this.ctx.cluster?.remote
+    const idle = (async () => {
+      while (this.ctx.dispatcher.inFlight > 0 || (remote?.inFlight ?? 0) > 0) {
+        await (this.ctx.dispatcher.inFlight > 0 ? this.ctx.dispatcher.whenIdle(null) : remote?.whenIdle())
+      }
+    })()
     const outcome = await Promise.race([idle.then(() => 'idle' as const), deadline])
     clearTimeout(timer)
     this.ctx.log.info(
-      { event: 'coordinator.drained', outcome, cut: this.ctx.dispatcher.inFlight },
+      { event: 'coordinator.drained', outcome, cut: this.ctx.dispatcher.inFlight + (remote?.inFlight ?? 0) },
       outcome === 'idle' ? 'drained' : 'drain deadline passed; cutting what is left',
     )
     await this.destroy()

@@ -112,7 +112,12 @@ export class ClusterNode {
       cleanup.unshift(() => clusterPool.stop())
       await keeper.start()
       cleanup.unshift(() => keeper.stop())
-      const remote = new RemoteAttempts(link.nc, { nodeId, incarnation: () => liveness.incarnation }, (o) => d.metrics.remote('origin', o), d.log)
+      const remote = new RemoteAttempts(
+        link.nc,
+        { nodeId, incarnation: () => liveness.incarnation, connected: () => link.status === 'connected' },
+        (o) => d.metrics.remote('origin', o),
+        d.log,
+      )
       cleanup.unshift(() => remote.close())
       const server = new RemoteServer({
         nc: link.nc,
@@ -166,7 +171,9 @@ export class ClusterNode {
       // lost). The buckets are created again if missing (their handles work on a new stream of the
       // same name), then the watches start afresh. A fenced node on a live link also checks every
       // few seconds: a bucket deleted by hand fails every renewal until it exists again.
-      const restore = async (): Promise<void> => {
+      let restoring: Promise<void> | null = null
+      const restore = (): Promise<void> => (restoring ??= restoreOnce().finally(() => (restoring = null)))
+      const restoreOnce = async (): Promise<void> => {
         try {
           await openNodesBucket(link, d.config.timing, d.log)
           await openSessionsBucket(link, d.log)
@@ -179,6 +186,13 @@ export class ClusterNode {
       }
       link.on('status', (status) => {
         if (status === 'connected') void restore()
+        // Messages in flight are lost across a reconnect: attempts both ways end now, so that
+        // buyers fail over (before their first byte) or get their SSE error, instead of waiting
+        // out the silence.
+        if (status === 'disconnected') {
+          remote.abortAll()
+          server.cancelAll()
+        }
       })
       const watchdog = setInterval(() => {
         if (link.status === 'connected' && !liveness.isLive()) void restore()

@@ -44,8 +44,11 @@ export class LeaseKeeper {
   readonly #waits = new Map<string, AbortController>()
   /** Sessions in handover waiting for a reason to read their lease again, by provider_id. */
   readonly #changeWaiters = new Map<string, Set<() => void>>()
+  /** Moves on every lease event for the id (and, globally, on every membership change): a wait compares it with what it saw before its last read. */
+  readonly #changes = new Map<string, number>()
+  #nodeChanges = 0
   /** Status writes, one at a time per provider_id; `again` asks for one more run with the then current status. */
-  readonly #statusWrites = new Map<string, { again: boolean }>()
+  readonly #statusWrites = new Map<string, { again: boolean; mine: SessionRef; status: () => ProviderStatus }>()
   #watch: LeaseWatch | null = null
   #stopped = false
 
@@ -68,6 +71,8 @@ export class LeaseKeeper {
   async resync(): Promise<void> {
     const old = this.#watch
     try {
+      // Rebuilt by the new watch's replay; until then no remote row is named, the safe side.
+      this.current.clear()
       this.#watch = await this.leases.watch((e) => this.#onEvent(e))
       old?.stop()
       void this.#rewatch(this.#watch)
@@ -122,7 +127,14 @@ export class LeaseKeeper {
     const ctl = new AbortController()
     this.#waits.set(mine.assigned_id, ctl)
     try {
-      const r = await this.leases.awaitRoutable(providerId, mine, { signal: ctl.signal, until: (signal) => this.#nextChange(providerId, pollMs, signal) })
+      // An event that arrives while a read is in flight must not be missed: the stamp taken
+      // before each read tells whether to read again at once.
+      let seen = this.#stamp(providerId)
+      const until = async (signal: AbortSignal | undefined): Promise<void> => {
+        if (this.#stamp(providerId) === seen) await this.#nextChange(providerId, pollMs, signal)
+        seen = this.#stamp(providerId)
+      }
+      const r = await this.leases.awaitRoutable(providerId, mine, { signal: ctl.signal, until })
       const held = this.#held.get(providerId)
       if (r.routable && held?.assignedId === mine.assigned_id) held.revision = Math.max(held.revision, r.revision)
       return r
@@ -169,18 +181,19 @@ export class LeaseKeeper {
   setStatus(providerId: string, mine: SessionRef, status: () => ProviderStatus): void {
     const running = this.#statusWrites.get(providerId)
     if (running !== undefined) {
-      running.again = true
+      // The loop running for the id writes this one next, even if it was started for an earlier session.
+      Object.assign(running, { again: true, mine, status })
       return
     }
-    const state = { again: false }
+    const state = { again: false, mine, status }
     this.#statusWrites.set(providerId, state)
     void (async () => {
       try {
         for (let failures = 0; ;) {
           state.again = false
-          if (this.#stopped || this.#held.get(providerId)?.assignedId !== mine.assigned_id) return
+          if (this.#stopped || this.#held.get(providerId)?.assignedId !== state.mine.assigned_id) return
           try {
-            await this.leases.setStatus(providerId, mine, status())
+            await this.leases.setStatus(providerId, state.mine, state.status())
             failures = 0
             if (!state.again) return
           } catch (err) {
@@ -286,7 +299,15 @@ export class LeaseKeeper {
     })
   }
 
+  #stamp(providerId: string): number {
+    return (this.#changes.get(providerId) ?? 0) + this.#nodeChanges
+  }
+
   #wake(providerId: string | null): void {
+    // Stamps matter only while some session waits; without one the map is emptied, so it stays bounded.
+    if (providerId === null) this.#nodeChanges++
+    else if (this.#waits.size > 0) this.#changes.set(providerId, (this.#changes.get(providerId) ?? 0) + 1)
+    else if (this.#changes.size > 0) this.#changes.clear()
     const lists = providerId === null ? [...this.#changeWaiters.values()] : [this.#changeWaiters.get(providerId)]
     for (const list of lists) for (const done of [...(list ?? [])]) done()
   }

@@ -15,7 +15,7 @@ export interface RemoteTiming {
 
 export const defaultRemoteTiming: RemoteTiming = { replyTimeoutMs: 2_000, keepaliveMs: 2_000 }
 
-export type RemoteOutcome = 'accepted' | 'refused' | 'no_responders' | 'timeout' | 'lost' | 'gap'
+export type RemoteOutcome = 'accepted' | 'refused' | 'no_responders' | 'disconnected' | 'timeout' | 'lost' | 'gap'
 
 interface Running {
   readonly id: string
@@ -61,13 +61,14 @@ export class RemoteAttempts {
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly me: { nodeId: string; incarnation: () => string },
+    private readonly me: { nodeId: string; incarnation: () => string; connected: () => boolean },
     private readonly outcome: (o: RemoteOutcome) => void,
     private readonly log: Logger,
     private readonly timing: RemoteTiming = defaultRemoteTiming,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.#timer = setInterval(() => this.#checkSilence(), timing.keepaliveMs)
+    // Four times a second: an unanswered dispatch is given up within replyTimeoutMs + 250 ms.
+    this.#timer = setInterval(() => this.#checkSilence(), Math.min(250, timing.keepaliveMs))
     this.#timer.unref()
     this.#prefix = eventsSubject(me.nodeId, '')
     this.#sub = nc.subscribe(`${this.#prefix}*`, {
@@ -110,11 +111,16 @@ export class RemoteAttempts {
       },
       req.frame,
     )
-    try {
-      this.nc.publish(dispatchSubject(owner), body, { reply: eventsSubject(this.me.nodeId, id) })
-    } catch {
-      // NATS is down: nothing was sent. Answered on the next turn, as a reply would be.
-      queueMicrotask(() => this.#noResponders(a))
+    // While the link is down the client only buffers, and drops the buffer when it reconnects:
+    // refuse now (on the next turn, as an answer would come) so the exchange fails over at once.
+    if (!this.me.connected()) {
+      queueMicrotask(() => this.#noResponders(a, 'disconnected'))
+    } else {
+      try {
+        this.nc.publish(dispatchSubject(owner), body, { reply: eventsSubject(this.me.nodeId, id) })
+      } catch {
+        queueMicrotask(() => this.#noResponders(a, 'disconnected'))
+      }
     }
     return {
       session,
@@ -192,9 +198,9 @@ export class RemoteAttempts {
     }
   }
 
-  #noResponders(a: Running): void {
+  #noResponders(a: Running, why: 'no_responders' | 'disconnected' = 'no_responders'): void {
     if (a.done || a.accepted) return
-    this.outcome('no_responders')
+    this.outcome(why)
     this.#refuse(a)
   }
 

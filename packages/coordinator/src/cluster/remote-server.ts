@@ -87,6 +87,11 @@ export class RemoteServer {
     return this.#served.size
   }
 
+  /** The link went down: nothing this node sends reaches an origin (the client drops what it buffered), so every attempt it serves ends now. */
+  cancelAll(): void {
+    for (const s of [...this.#served.values()]) this.#cancel(s, 'buyer_disconnected')
+  }
+
   close(): void {
     clearInterval(this.#timer)
     for (const s of this.#subs) s.unsubscribe()

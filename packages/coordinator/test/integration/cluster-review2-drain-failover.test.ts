@@ -26,7 +26,10 @@ t.test('SIGTERM: a failover to another node during the drain is waited for', asy
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'test-model', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
-  })
+  }).then(
+    (r) => ({ r, err: null }),
+    (err: unknown) => ({ r: null, err }),
+  )
   await local.request(0) // held: no answer yet
 
   const remote = await TestProvider.join(n2.wsUrl, 'df-remote')
@@ -48,7 +51,8 @@ t.test('SIGTERM: a failover to another node during the drain is waited for', asy
 
   let text = ''
   try {
-    const r = await res
+    const { r, err } = await res
+    if (r === null) throw err
     t.equal(r.status, 200)
     const reader = r.body!.getReader()
     const dec = new TextDecoder()
@@ -58,6 +62,7 @@ t.test('SIGTERM: a failover to another node during the drain is waited for', asy
   }
   const drained = await n1.event('coordinator.drained')
   t.comment(`drain: ${JSON.stringify(drained)}`)
+  t.comment(`node 2's provider got ${remote.requests.length} request(s), ${remote.cancels.length} cancel(s): ${JSON.stringify(remote.cancels)}`)
   t.match(text, /"content":"second"/, 'the buyer got the rest of the failed-over stream')
   t.match(text, /data: \[DONE\]\n\n$/, 'and its end')
   t.equal(remote.cancels.length, 0, 'the provider on node 2 was not cancelled by the drain')

@@ -19,6 +19,7 @@ import { startNatsServer } from '../helpers/nats-server.js'
  * out the same 2-4 s timeout.
  */
 
+/** A session of another node, as the pool view would hold it: only the fields a dispatch reads. */
 function fakeSession(): ProviderSession {
   return { providerId: 'prov-1', assignedId: 'asg1', nodeId: 'ownerb', inFlight: 0 } as unknown as ProviderSession
 }
@@ -45,7 +46,12 @@ t.test('a hung owner: the dispatch is refused within the 2 s reply timeout', asy
   await owner.nc.flush()
   const origin = await connectLink(t, nats, 'origina')
   const outcomes: string[] = []
-  const remote = new RemoteAttempts(origin.nc, { nodeId: 'origina', incarnation: () => 'inc1' }, (o) => void outcomes.push(o), captureLogs().logger)
+  const remote = new RemoteAttempts(
+    origin.nc,
+    { nodeId: 'origina', incarnation: () => 'inc1', connected: () => origin.status === 'connected' },
+    (o) => void outcomes.push(o),
+    captureLogs().logger,
+  )
   t.teardown(() => remote.close())
   await origin.nc.flush()
   // Any phase of the 2 s silence timer is as likely as another; 100 ms after it started is one.
@@ -60,7 +66,12 @@ t.test('a hung owner: the dispatch is refused within the 2 s reply timeout', asy
 t.test('NATS down: a dispatch is refused on the next turn, as the code says', async (t) => {
   const nats = await startNatsServer(t, { maxPayload: 8 * MiB })
   const origin = await connectLink(t, nats, 'origina')
-  const remote = new RemoteAttempts(origin.nc, { nodeId: 'origina', incarnation: () => 'inc1' }, () => undefined, captureLogs().logger)
+  const remote = new RemoteAttempts(
+    origin.nc,
+    { nodeId: 'origina', incarnation: () => 'inc1', connected: () => origin.status === 'connected' },
+    () => undefined,
+    captureLogs().logger,
+  )
   t.teardown(() => remote.close())
   await nats.stop()
   await new Promise((r) => setTimeout(r, 300))
