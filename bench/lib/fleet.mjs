@@ -68,3 +68,23 @@ export async function broadcast(fleet, msg, timeoutMs = 60_000) {
 export async function closeAll(fleet) {
   return broadcast(fleet, { cmd: 'close-all' })
 }
+
+/** The herd stats of every fleet process, summed (counts per key merged; the latest reconnect kept). */
+export function mergeHerdStats(stats) {
+  const sum = (key) => stats.reduce((a, s) => a + (s[key] ?? 0), 0)
+  const mergeCounts = (key) => {
+    const out = {}
+    for (const s of stats) for (const [k, v] of Object.entries(s[key] ?? {})) out[k] = (out[k] ?? 0) + v
+    return out
+  }
+  const last = stats.map((s) => s.lastBackAt).filter((t) => t !== null && t !== undefined)
+  return {
+    back: sum('back'),
+    attempts: sum('attempts'),
+    open: sum('open'),
+    openByUrl: mergeCounts('openByUrl'),
+    lastBackAt: last.length === 0 ? null : Math.max(...last),
+    lost: mergeCounts('lost'),
+    outcomes: mergeCounts('outcomes'),
+  }
+}

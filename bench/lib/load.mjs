@@ -21,3 +21,22 @@ export async function httpLoad({ url, body, connections, warmupS, durationS, pid
     await stopChild(child)
   }
 }
+
+/** The fields of a measured load window that every section reports as they are. */
+export function runBasics(r) {
+  return {
+    target: r.target,
+    stream: r.stream,
+    c: r.c,
+    round: r.round,
+    reqPerS: r.reqPerS,
+    ok: r.ok,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    machineBusyPct: 100 * r.machineBusy,
+    otherCpuPct: r.otherPct,
+    attempts: r.attempts,
+  }
+}

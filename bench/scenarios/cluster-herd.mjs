@@ -1,6 +1,6 @@
 import { routableIds, waitForMembership } from '../lib/cluster.mjs'
 import { seedTokens } from '../lib/database.mjs'
-import { broadcast, connectAll, startFleet, stopFleet } from '../lib/fleet.mjs'
+import { broadcast, connectAll, mergeHerdStats, startFleet, stopFleet } from '../lib/fleet.mjs'
 import { cpuWindow } from '../lib/proc-stat.mjs'
 import { absoluteRow, reportRow } from '../lib/rows.mjs'
 import { sleep } from '../lib/stats.mjs'
@@ -97,7 +97,7 @@ export async function measureClusterHerd(env, { nodes, nats, dbUrl, ttlMs }) {
           )
     await sleep(500)
     await waitForMembership(survivors, survivors.length, 5000).catch(() => undefined)
-    const stats = mergeStats(await broadcast(fleet, { cmd: 'herd-stats' }))
+    const stats = mergeHerdStats(await broadcast(fleet, { cmd: 'herd-stats' }))
     const final = await routableIds(watcher, { match: SEEDED, except: victim.nodeId })
     const bearer = final.poolz.pool.filter((r) => SEEDED.test(r.provider_id) && r.node_id !== victim.nodeId && r.auth_state === 'bearer_validated').length
     const wrongful = (stats.lost['close:4005'] ?? 0) + (stats.outcomes['close:4005'] ?? 0)
@@ -163,25 +163,6 @@ async function hold(pids, seconds) {
   const r = w.stop()
   const pct = r.cpuMs.map((ms) => (100 * ms) / r.wallMs)
   return { seconds: r.wallMs / 1000, nodesPct: pct.slice(0, -1), natsPct: pct[pct.length - 1], otherCpuPct: r.otherPct }
-}
-
-function mergeStats(stats) {
-  const sum = (key) => stats.reduce((a, s) => a + (s[key] ?? 0), 0)
-  const mergeCounts = (key) => {
-    const out = {}
-    for (const s of stats) for (const [k, v] of Object.entries(s[key] ?? {})) out[k] = (out[k] ?? 0) + v
-    return out
-  }
-  const last = stats.map((s) => s.lastBackAt).filter((t) => t !== null && t !== undefined)
-  return {
-    back: sum('back'),
-    attempts: sum('attempts'),
-    open: sum('open'),
-    openByUrl: mergeCounts('openByUrl'),
-    lastBackAt: last.length === 0 ? null : Math.max(...last),
-    lost: mergeCounts('lost'),
-    outcomes: mergeCounts('outcomes'),
-  }
 }
 
 function rowsFor(d) {

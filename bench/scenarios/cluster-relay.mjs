@@ -2,6 +2,7 @@ import { forkChild, nextMessage } from '../lib/children.mjs'
 import { checkAnswers } from '../lib/check-answers.mjs'
 import { remoteAttempts, routableIds } from '../lib/cluster.mjs'
 import { SSE_CHUNKS, chatBody } from '../lib/payloads.mjs'
+import { runBasics } from '../lib/load.mjs'
 import { FOREIGN_LOAD_LIMIT_PCT, quietLoad } from '../lib/quiet-load.mjs'
 import { marginRow, reportRow, row } from '../lib/rows.mjs'
 import { median } from '../lib/stats.mjs'
@@ -104,16 +105,7 @@ function slim(r, others) {
   const cluster = a + b
   const perReq = (ms) => (ms * 1000) / r.ok
   return {
-    target: r.target,
-    stream: r.stream,
-    c: r.c,
-    round: r.round,
-    reqPerS: r.reqPerS,
-    ok: r.ok,
-    non2xx: r.non2xx,
-    errors: r.errors,
-    p50Ms: r.p50Ms,
-    p99Ms: r.p99Ms,
+    ...runBasics(r),
     // What the target itself spent: the single node, or nodes A and B together.
     cpuUsPerReq: perReq(r.target === 'single' ? single : cluster),
     natsCpuUsPerReq: perReq(nats),
@@ -121,9 +113,6 @@ function slim(r, others) {
     nodeBCpuUsPerReq: perReq(b),
     // The rest of the cluster while another target is loaded: its background (liveness, snapshots, polls).
     idleSideCpuPct: (100 * (r.target === 'single' ? cluster + nats + idle : single + idle)) / r.wallMs,
-    machineBusyPct: 100 * r.machineBusy,
-    otherCpuPct: r.otherPct,
-    attempts: r.attempts,
   }
 }
 

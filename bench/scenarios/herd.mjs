@@ -1,6 +1,6 @@
 import { freePort, startCoordinator } from '../lib/coordinator.mjs'
 import { createDatabase, dropDatabase, seedTokens } from '../lib/database.mjs'
-import { broadcast, connectAll, startFleet, stopFleet } from '../lib/fleet.mjs'
+import { broadcast, connectAll, mergeHerdStats, startFleet, stopFleet } from '../lib/fleet.mjs'
 import { absoluteRow, reportRow } from '../lib/rows.mjs'
 import { sleep } from '../lib/stats.mjs'
 
@@ -48,7 +48,7 @@ export async function runHerd(env) {
     await sleep(500)
     const stats = await broadcast(fleet, { cmd: 'herd-stats' })
     const poolz = await coord.poolz()
-    const merged = mergeStats(stats)
+    const merged = mergeHerdStats(stats)
     const wrongful = (merged.lost['close:4005'] ?? 0) + (merged.outcomes['close:4005'] ?? 0)
     const bearer = poolz.summary.by_auth_state.bearer_validated
     const details = {
@@ -94,14 +94,4 @@ export async function runHerd(env) {
     if (coord !== null) await coord.stop()
     await dropDatabase(adminUrl, db.name)
   }
-}
-
-function mergeStats(stats) {
-  const sum = (key) => stats.reduce((a, s) => a + (s[key] ?? 0), 0)
-  const mergeCounts = (key) => {
-    const out = {}
-    for (const s of stats) for (const [k, v] of Object.entries(s[key] ?? {})) out[k] = (out[k] ?? 0) + v
-    return out
-  }
-  return { back: sum('back'), attempts: sum('attempts'), open: sum('open'), lost: mergeCounts('lost'), outcomes: mergeCounts('outcomes') }
 }

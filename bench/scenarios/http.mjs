@@ -4,6 +4,7 @@ import { createDatabase, dropDatabase, seedTokens } from '../lib/database.mjs'
 import { closeAll, connectAll, startFleet, stopFleet } from '../lib/fleet.mjs'
 import { checkAnswers } from '../lib/check-answers.mjs'
 import { SSE_CHUNKS, chatBody } from '../lib/payloads.mjs'
+import { runBasics } from '../lib/load.mjs'
 import { FOREIGN_LOAD_LIMIT_PCT, quietLoad } from '../lib/quiet-load.mjs'
 import { row, reportRow } from '../lib/rows.mjs'
 import { median } from '../lib/stats.mjs'
@@ -111,22 +112,10 @@ export async function runHttp(env) {
 
 function slim(r) {
   return {
-    target: r.target,
-    stream: r.stream,
-    c: r.c,
-    round: r.round,
-    reqPerS: r.reqPerS,
-    ok: r.ok,
-    non2xx: r.non2xx,
-    errors: r.errors,
-    p50Ms: r.p50Ms,
-    p99Ms: r.p99Ms,
+    ...runBasics(r),
     cpuUsPerReq: (r.cpuMs[0] * 1000) / r.ok,
     helperCpuUsPerReq: (r.cpuMs[1] * 1000) / r.ok,
     serverCpuPct: (100 * r.cpuMs[0]) / r.wallMs,
-    machineBusyPct: 100 * r.machineBusy,
-    otherCpuPct: r.otherPct,
-    attempts: r.attempts,
     serverRssMiB: r.rssKb / 1024,
   }
 }

@@ -15,7 +15,7 @@ export const MAX_LEASE_BYTES = 1024
 /** The same rule as config.ts NODE_ID_PATTERN (a test keeps them equal); config.ts reads the environment, which this pure module may not import. */
 export const LEASE_NODE_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/
 /** Incarnations and assigned ids are UUIDs; tests use short names. Either way, a bounded token. */
-const TOKEN_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
+export const TOKEN_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
 
 /** One connection, cluster-wide: the node and incarnation that hold its socket, and its assigned_id. */
 export interface SessionRef {
@@ -114,6 +114,16 @@ function parseRef(v: Record<string, unknown>): SessionRef | null {
   return { node_id, incarnation, assigned_id }
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** A JSON object read from another node, or null for anything else: what every cluster value and message starts from. */
+export function parseJsonRecord(text: string): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(text)
+    return isRecord(v) ? v : null
+  } catch {
+    return null
+  }
 }

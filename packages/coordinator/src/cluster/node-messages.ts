@@ -9,7 +9,7 @@
  * the provider's end message, re-checked by the protocol's parser on arrival.
  */
 import { CANCEL_REASONS, PROVIDER_ID_RE, type CancelReason } from '@poolcoord/protocol'
-import { LEASE_NODE_ID_RE } from './lease-value.js'
+import { LEASE_NODE_ID_RE, TOKEN_ID_RE, parseJsonRecord } from './lease-value.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -32,8 +32,6 @@ export function eventsSubject(originNodeId: string, attemptId: string): string {
 
 /** Attempt ids are 32 hex digits (a UUID without dashes): always a valid subject token. */
 export const ATTEMPT_ID_RE = /^[0-9a-f]{32}$/
-const INCARNATION_RE = /^[A-Za-z0-9_-]{1,64}$/
-const ASSIGNED_ID_RE = /^[A-Za-z0-9_-]{1,64}$/
 const REQUEST_ID_RE = /^[A-Za-z0-9_-]{1,128}$/
 /** The metadata line is a few hundred bytes; anything longer is not ours. */
 const MAX_META_BYTES = 1024
@@ -57,7 +55,7 @@ export type ParsedDispatch = { ok: true; meta: DispatchMeta; frame: string } | {
 export function parseDispatch(bytes: Uint8Array, maxFrameBytes: number): ParsedDispatch {
   const nl = bytes.indexOf(NL)
   if (nl <= 0 || nl > MAX_META_BYTES || bytes.length - nl - 1 > maxFrameBytes) return { ok: false }
-  const m = parseJson(bytes.subarray(0, nl))
+  const m = parseJsonRecord(dec.decode(bytes.subarray(0, nl)))
   if (m === null) return { ok: false }
   const ok =
     typeof m.attempt === 'string' &&
@@ -67,11 +65,11 @@ export function parseDispatch(bytes: Uint8Array, maxFrameBytes: number): ParsedD
     typeof m.provider_id === 'string' &&
     PROVIDER_ID_RE.test(m.provider_id) &&
     typeof m.assigned_id === 'string' &&
-    ASSIGNED_ID_RE.test(m.assigned_id) &&
+    TOKEN_ID_RE.test(m.assigned_id) &&
     typeof m.origin === 'string' &&
     LEASE_NODE_ID_RE.test(m.origin) &&
     typeof m.origin_incarnation === 'string' &&
-    INCARNATION_RE.test(m.origin_incarnation)
+    TOKEN_ID_RE.test(m.origin_incarnation)
   if (!ok) return { ok: false }
   const meta: DispatchMeta = {
     attempt: m.attempt as string,
@@ -164,13 +162,4 @@ export function parseCancel(bytes: Uint8Array): CancelMessage | null {
   const [attempt, reason, extra] = dec.decode(bytes).split(' ')
   if (extra !== undefined || attempt === undefined || !ATTEMPT_ID_RE.test(attempt)) return null
   return (CANCEL_REASONS as readonly string[]).includes(reason ?? '') ? { attempt, reason: reason as CancelReason } : null
-}
-
-function parseJson(bytes: Uint8Array): Record<string, unknown> | null {
-  try {
-    const v: unknown = JSON.parse(dec.decode(bytes))
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null
-  } catch {
-    return null
-  }
 }

@@ -8,7 +8,7 @@
  */
 import { AUTH_STATES, PROVIDER_ID_RE, PROVIDER_STATUSES, type AuthState, type ProviderStatus } from '@poolcoord/protocol'
 import type { ProviderSession } from '../pool/provider-session.js'
-import { LEASE_NODE_ID_RE } from './lease-value.js'
+import { LEASE_NODE_ID_RE, TOKEN_ID_RE, isRecord, parseJsonRecord } from './lease-value.js'
 
 /** The most rows one chunk may list. */
 export const MAX_CHUNK_ROWS = 50_000
@@ -126,7 +126,7 @@ export function encodeSnapshot(
 }
 
 export function parseManifest(text: string): SnapshotManifest | null {
-  const v = parseJson(text)
+  const v = parseJsonRecord(text)
   if (v === null || v.v !== 1 || !nodeAndIncarnation(v)) return null
   if (!Number.isSafeInteger(v.seq) || (v.seq as number) < 0 || !Number.isInteger(v.chunks) || (v.chunks as number) < 1 || (v.chunks as number) > MAX_CHUNKS)
     return null
@@ -135,7 +135,7 @@ export function parseManifest(text: string): SnapshotManifest | null {
 
 /** A chunk's header and its sessions, as another node's ProviderSessions; bad rows are dropped one by one. */
 export function parseChunk(text: string): { nodeId: string; incarnation: string; seq: number; i: number; sessions: ProviderSession[] } | null {
-  const v = parseJson(text)
+  const v = parseJsonRecord(text)
   if (v === null || v.v !== 1 || !nodeAndIncarnation(v)) return null
   if (!Number.isSafeInteger(v.seq) || !Number.isInteger(v.i) || (v.i as number) < 0 || (v.i as number) >= MAX_CHUNKS) return null
   if (!Array.isArray(v.sessions) || v.sessions.length > MAX_CHUNK_ROWS) return null
@@ -148,17 +148,8 @@ export function parseChunk(text: string): { nodeId: string; incarnation: string;
   return { nodeId, incarnation: v.incarnation as string, seq: v.seq as number, i: v.i as number, sessions }
 }
 
-function parseJson(text: string): Record<string, unknown> | null {
-  try {
-    const v: unknown = JSON.parse(text)
-    return isRecord(v) ? v : null
-  } catch {
-    return null
-  }
-}
-
 function nodeAndIncarnation(v: Record<string, unknown>): boolean {
-  return typeof v.node_id === 'string' && LEASE_NODE_ID_RE.test(v.node_id) && typeof v.incarnation === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(v.incarnation)
+  return typeof v.node_id === 'string' && LEASE_NODE_ID_RE.test(v.node_id) && typeof v.incarnation === 'string' && TOKEN_ID_RE.test(v.incarnation)
 }
 
 function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
@@ -221,8 +212,4 @@ function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
     lastHeartbeatAt: r.hb as number | null,
     lastInboundAt: r.li as number,
   }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
