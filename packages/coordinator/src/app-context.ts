@@ -11,6 +11,7 @@ import type { Registry } from './pool/registry.js'
 import type { RequestHistory } from './request-history.js'
 import type { Dispatcher } from './routing/dispatcher.js'
 import type { TokenStore } from './tokens/token-store.js'
+import type { IdentityStore } from './tokens/identity-store.js'
 import type { AttemptTarget } from './routing/attempt.js'
 import type { ClusterNode } from './cluster/cluster-node.js'
 
@@ -28,6 +29,8 @@ export interface AppContext {
   readonly clock: Clock
   readonly db: Database
   readonly tokens: TokenStore
+  /** Pinned identity keys (identity v2). */
+  readonly identities: IdentityStore
   /** Cordoned provider ids: stored, and mirrored in memory for admission. */
   readonly cordons: Cordons
   readonly registry: Registry<ProviderLink>

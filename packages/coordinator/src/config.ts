@@ -1,4 +1,5 @@
 import { MAX_FIRST_FRAME_BYTES, MAX_INFERENCE_REQUEST_BYTES, MAX_PROVIDER_FRAME_BYTES } from '@poolcoord/protocol'
+import { parseDuration } from './cli/duration.js'
 import { ConfigError } from './errors.js'
 
 /** Raw settings as strings, exactly as the environment gave them. */
@@ -21,6 +22,9 @@ export interface Env {
   natsUrl?: string
   nodeId?: string
   nodeTtlMs?: string
+  publicOrigin?: string
+  tokenTtl?: string
+  tokenGrace?: string
 }
 
 export interface Limits {
@@ -100,6 +104,21 @@ export interface ClusterConfig {
   timing: { ttlMs: number; marginMs: number; renewIntervalMs: number }
 }
 
+/** Provider identity v2 (specs/admission.md §6). */
+export interface IdentityConfig {
+  /**
+   * COORD_PUBLIC_ORIGIN: the origin providers dial (wss://pool.example.com), which every proof
+   * signs. null: ws://<COORD_HOST>:<bound port>, right only when agents dial that address.
+   */
+  publicOrigin: string | null
+  /** COORD_TOKEN_TTL (default 30d): lifetime of a key-pinned id's token; it is renewed past half. */
+  tokenTtlMs: number
+  /** COORD_TOKEN_GRACE (default 10m): how long a renewed token still validates. */
+  tokenGraceMs: number
+  /** After a key rotation, the previous key may still `connect` this long (7 days). */
+  previousKeyValidMs: number
+}
+
 export interface Config {
   host: string
   port: number
@@ -124,6 +143,7 @@ export interface Config {
   limits: Limits
   /** null: single-node mode, the default. */
   cluster: ClusterConfig | null
+  identity: IdentityConfig
 }
 
 export const defaultLimits: Limits = {
@@ -171,6 +191,9 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
     natsUrl: env.COORD_NATS_URL,
     nodeId: env.COORD_NODE_ID,
     nodeTtlMs: env.COORD_NODE_TTL_MS,
+    publicOrigin: env.COORD_PUBLIC_ORIGIN,
+    tokenTtl: env.COORD_TOKEN_TTL,
+    tokenGrace: env.COORD_TOKEN_GRACE,
   }
 }
 
@@ -222,7 +245,42 @@ export function envToConfig(env: Env, limits: Partial<Limits> = {}, file: Partia
     live,
     limits: { ...defaultLimits, ...envLimits(env), ...limits },
     cluster,
+    identity: identityConfig(env),
   }
+}
+
+const DAY_MS = 86_400_000
+
+function identityConfig(env: Env): IdentityConfig {
+  const ttl = parseDurationSetting(env.tokenTtl, 'COORD_TOKEN_TTL', 3_600_000, 365 * DAY_MS) ?? 30 * DAY_MS
+  const grace = parseDurationSetting(env.tokenGrace, 'COORD_TOKEN_GRACE', 60_000, DAY_MS) ?? 10 * 60_000
+  if (grace * 2 > ttl) throw new ConfigError('COORD_TOKEN_GRACE must be at most half of COORD_TOKEN_TTL')
+  return { publicOrigin: parsePublicOrigin(nonEmpty(env.publicOrigin)), tokenTtlMs: ttl, tokenGraceMs: grace, previousKeyValidMs: 7 * DAY_MS }
+}
+
+function parseDurationSetting(raw: string | undefined, name: string, min: number, max: number): number | undefined {
+  if (nonEmpty(raw) === undefined) return undefined
+  const ms = parseDuration(raw as string)
+  if (ms === null || ms < min || ms > max) {
+    throw new ConfigError(`${name} must be a duration such as 30d, 12h or 90m, from ${min / 60_000} minutes to ${max / DAY_MS} days`)
+  }
+  return ms
+}
+
+/** The origin every identity proof signs: ws:// or wss://, a host, an optional port, nothing else. */
+export function parsePublicOrigin(raw: string | undefined): string | null {
+  if (raw === undefined) return null
+  let url: URL
+  try {
+    url = new URL(raw.trim())
+  } catch {
+    throw new ConfigError('COORD_PUBLIC_ORIGIN is not a URL: use the origin providers dial, e.g. wss://pool.example.com')
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new ConfigError('COORD_PUBLIC_ORIGIN must start with wss:// (or ws://)')
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || (url.pathname !== '/' && url.pathname !== '')) {
+    throw new ConfigError('COORD_PUBLIC_ORIGIN must be an origin only (wss://host[:port]), with no path, query or credentials')
+  }
+  return url.origin
 }
 
 function clusterConfig(env: Env): ClusterConfig | null {

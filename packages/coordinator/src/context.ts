@@ -18,6 +18,7 @@ import { Registry } from './pool/registry.js'
 import { RequestHistory } from './request-history.js'
 import { Dispatcher } from './routing/dispatcher.js'
 import { TokenStore } from './tokens/token-store.js'
+import { IdentityStore } from './tokens/identity-store.js'
 import { ClusterNode } from './cluster/cluster-node.js'
 import { drainSession, kickSession } from './pool/pool-control.js'
 
@@ -98,6 +99,7 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     clock,
     db,
     tokens: new TokenStore(db, { timeoutMs: config.limits.storeTimeoutMs }),
+    identities: new IdentityStore(db, config.limits.storeTimeoutMs),
     cordons,
     registry,
     dispatcher,

@@ -35,6 +35,14 @@ export class ActiveTokenExistsError extends CoordinatorError {
   }
 }
 
+/** A self-minted token was refused because the id has a pinned key: such an id is never self-healed. */
+export class IdentityPinnedError extends CoordinatorError {
+  override name = 'IdentityPinnedError'
+  constructor(readonly providerId: string) {
+    super('COORD_IDENTITY_PINNED', 'this provider_id has a pinned identity key')
+  }
+}
+
 /** The token store could not answer. Callers fail closed. */
 export class StoreUnavailableError extends CoordinatorError {
   override name = 'StoreUnavailableError'
@@ -94,6 +102,14 @@ export class TokenNotFoundError extends CoordinatorError {
   override name = 'TokenNotFoundError'
   constructor() {
     super('COORD_TOKEN_NOT_FOUND', 'no active token matches')
+  }
+}
+
+/** No pinned identity key for this provider_id (revoke-identity, reset-identity). */
+export class IdentityNotPinnedError extends CoordinatorError {
+  override name = 'IdentityNotPinnedError'
+  constructor() {
+    super('COORD_IDENTITY_NOT_PINNED', 'no identity key is pinned for this provider_id')
   }
 }
 
@@ -239,6 +255,7 @@ export const httpStatus: Readonly<Record<string, number>> = {
   COORD_TOKEN_PREFIX_INVALID: 400,
   COORD_PROVIDER_ID_INVALID: 400,
   COORD_TOKEN_NOT_FOUND: 404,
+  COORD_IDENTITY_NOT_PINNED: 404,
   COORD_STORE_UNAVAILABLE: 503,
   COORD_BAD_REQUEST: 400,
 }

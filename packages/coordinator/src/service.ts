@@ -10,7 +10,7 @@ import { Close } from '@poolcoord/protocol'
 import { PendingLimiter } from './ws/pending-limiter.js'
 import { drainSession } from './pool/pool-control.js'
 import { closeSocket } from './ws/socket-link.js'
-import { createUpgradeHandler } from './ws/upgrade.js'
+import { createUpgradeHandler, selectSubprotocol } from './ws/upgrade.js'
 
 function newHttpServer(): http.Server {
   const server = http.createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 })
@@ -45,12 +45,16 @@ export class Service {
   private state: 'created' | 'started' | 'draining' | 'destroyed' = 'created'
   private sweepTimer: NodeJS.Timeout | undefined
   private destroying: Promise<void> | undefined
+  /** What identity-v2 proofs sign: COORD_PUBLIC_ORIGIN, or ws://<host>:<bound port> once listening. */
+  origin: string
 
   private constructor(
     readonly ctx: AppContext,
     private readonly server: http.Server,
     private readonly wss: WebSocketServer,
-  ) {}
+  ) {
+    this.origin = ctx.config.identity.publicOrigin ?? ''
+  }
 
   /**
    * `server`: a listener already bound by bindListener(), as the process entry does so that a
@@ -59,7 +63,7 @@ export class Service {
   static async create(config: Config, overrides: ContextOverrides = {}, server: http.Server = newHttpServer()): Promise<Service> {
     const ctx = await createContext(config, overrides)
     const { limits } = config
-    const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes, perMessageDeflate: false })
+    const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes, perMessageDeflate: false, handleProtocols: selectSubprotocol })
     const svc = new Service(ctx, server, wss)
     const handler = createHttpHandler(ctx, { draining: () => svc.state === 'draining' })
     const pending = new PendingLimiter(limits.maxPendingConnections, limits.maxPendingPerIp)
@@ -70,7 +74,13 @@ export class Service {
       'upgrade',
       // A fenced node takes no provider connections: the 503 sends the provider (through the load
       // balancer, which sees /healthz fail too) to a live node, with its ordinary backoff.
-      createUpgradeHandler(ctx, wss, pending, () => svc.state === 'started' && (ctx.cluster === null || ctx.cluster.isLive())),
+      createUpgradeHandler(
+        ctx,
+        wss,
+        pending,
+        () => svc.state === 'started' && (ctx.cluster === null || ctx.cluster.isLive()),
+        () => svc.origin,
+      ),
     )
     return svc
   }
@@ -85,6 +95,16 @@ export class Service {
     this.sweepTimer = setInterval(() => this.sweepIdle(), this.ctx.config.limits.sweepIntervalMs)
     this.sweepTimer.unref()
     const addr = this.server.address() as AddressInfo
+    if (this.ctx.config.identity.publicOrigin === null) {
+      const host = addr.address.includes(':') ? `[${addr.address}]` : addr.address
+      this.origin = `ws://${host}:${addr.port}`
+      if (addr.address === '0.0.0.0' || addr.address === '::') {
+        this.ctx.log.warn(
+          { event: 'coordinator.origin_unset', origin: this.origin },
+          'COORD_PUBLIC_ORIGIN is not set and the coordinator listens on all addresses: identity-v2 agents sign the origin they dial, so set COORD_PUBLIC_ORIGIN to it (e.g. wss://pool.example.com)',
+        )
+      }
+    }
     this.ctx.log.info(
       { event: 'coordinator.started', host: addr.address, port: addr.port, db: this.ctx.db.kind, node_id: this.ctx.cluster?.nodeId },
       'coordinator listening',

@@ -1,5 +1,11 @@
 /** Bounds of protocol v1 (specs/protocol.md). Both sides enforce the ones that concern them. */
 export const PROTOCOL_VERSION = 1
+/** The version of identity v2's auth_init (§2.4). */
+export const PROTOCOL_VERSION_V2 = 2
+/** How long a challenge stays answerable. */
+export const CHALLENGE_TTL_MS = 30_000
+/** A key generation is a positive 31-bit integer. */
+export const MAX_GENERATION = 2 ** 31 - 1
 /** What a provider assumes when hello_ack names no heartbeat interval. */
 export const DEFAULT_HEARTBEAT_INTERVAL_S = 30
 /** The coordinator's protocol version, sent in hello_ack. */

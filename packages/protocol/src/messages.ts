@@ -5,14 +5,15 @@
  * place. Parsers (parse-provider-message.ts, parse-coordinator-message.ts) return these same
  * types, holding only known, bounded fields.
  */
-import { COORDINATOR_VERSION, PROTOCOL_VERSION } from './bounds.js'
+import { COORDINATOR_VERSION, PROTOCOL_VERSION, PROTOCOL_VERSION_V2 } from './bounds.js'
+import type { IdentityIntent } from './identity-proof.js'
 
 export type ProviderStatus = 'ready' | 'busy' | 'draining' | 'degraded' | 'unavailable'
 export const PROVIDER_STATUSES: readonly ProviderStatus[] = ['ready', 'busy', 'draining', 'degraded', 'unavailable']
 
 /** How a session was admitted (specs/admission.md); strongest first. */
-export type AuthState = 'bearer_validated' | 'self_minted' | 'bearerless_duplicate'
-export const AUTH_STATES: readonly AuthState[] = ['bearer_validated', 'self_minted', 'bearerless_duplicate']
+export type AuthState = 'key_proven' | 'bearer_validated' | 'self_minted' | 'bearerless_duplicate'
+export const AUTH_STATES: readonly AuthState[] = ['key_proven', 'bearer_validated', 'self_minted', 'bearerless_duplicate']
 
 export const END_STATUSES = ['complete', 'cancelled', 'error_queue_full', 'error_context_exceeded', 'error_model_not_loaded', 'error_internal'] as const
 export type EndStatus = (typeof END_STATUSES)[number]
@@ -71,7 +72,23 @@ export interface ResponseEndMessage {
   error?: { code: string; message?: string }
 }
 
-export type ProviderMessage = HelloMessage | HeartbeatMessage | ResponseChunkMessage | ResponseEndMessage
+/** Identity v2's first frame (§2.4): the hello's fields, the key, and what the provider asks for. */
+export interface AuthInitMessage extends HelloFields {
+  type: 'auth_init'
+  version: typeof PROTOCOL_VERSION_V2
+  identity_key: string
+  intent: IdentityIntent
+  /** Only with intent `rotate`: the key that becomes current. */
+  next_identity_key?: string
+}
+
+export interface AuthProofMessage {
+  type: 'auth_proof'
+  challenge_id: string
+  signature: string
+}
+
+export type ProviderMessage = HelloMessage | AuthInitMessage | AuthProofMessage | HeartbeatMessage | ResponseChunkMessage | ResponseEndMessage
 
 // ---- coordinator → provider ----
 
@@ -83,6 +100,20 @@ export interface HelloAckMessage {
   auth_state: AuthState
   /** Only when a token was minted for this connection. */
   assigned_provider_token?: string
+  /** Identity v2 sessions: the generation of the pinned key after this admission. */
+  identity_generation?: number
+}
+
+export type KeyState = 'pinned' | 'unknown'
+
+export interface AuthChallengeMessage {
+  type: 'auth_challenge'
+  challenge_id: string
+  nonce: string
+  origin: string
+  issued_at: number
+  expires_in_ms: number
+  key_state: KeyState
 }
 
 export interface InferenceRequestMessage {
@@ -103,7 +134,7 @@ export interface DrainMessage {
   type: 'drain'
 }
 
-export type CoordinatorMessage = HelloAckMessage | InferenceRequestMessage | CancelRequestMessage | DrainMessage
+export type CoordinatorMessage = HelloAckMessage | AuthChallengeMessage | InferenceRequestMessage | CancelRequestMessage | DrainMessage
 
 export type Message = ProviderMessage | CoordinatorMessage
 
@@ -142,7 +173,22 @@ export function helloAck(fields: Omit<HelloAckMessage, 'type' | 'coordinator_ver
     auth_state: fields.auth_state,
   }
   if (fields.assigned_provider_token !== undefined) msg.assigned_provider_token = fields.assigned_provider_token
+  if (fields.identity_generation !== undefined) msg.identity_generation = fields.identity_generation
   return msg
+}
+
+export function authInit(fields: HelloFields, key: { identity_key: string; intent: IdentityIntent; next_identity_key?: string | null }): AuthInitMessage {
+  const msg: AuthInitMessage = { type: 'auth_init', version: PROTOCOL_VERSION_V2, ...fields, identity_key: key.identity_key, intent: key.intent }
+  if (key.next_identity_key !== undefined && key.next_identity_key !== null) msg.next_identity_key = key.next_identity_key
+  return msg
+}
+
+export function authChallenge(fields: Omit<AuthChallengeMessage, 'type'>): AuthChallengeMessage {
+  return { type: 'auth_challenge', ...fields }
+}
+
+export function authProof(challengeId: string, signature: string): AuthProofMessage {
+  return { type: 'auth_proof', challenge_id: challengeId, signature }
 }
 
 export function inferenceRequest(requestId: string, stream: boolean, body: string): InferenceRequestMessage {

@@ -32,9 +32,18 @@ export interface PoolzRow {
   binary_version: string
   /** The first 12 characters of the token that admitted the session; never the token. */
   token_prefix: string | null
+  /** Identity v2: whether the session proved a pinned key, its generation, and the key's fingerprint (never the key). */
+  identity: PoolzIdentity
   connected_at: string
   last_heartbeat_at: string | null
   last_inbound_at: string
+}
+
+export interface PoolzIdentity {
+  pinned: boolean
+  generation: number | null
+  /** First 12 hex characters of SHA-256 over the key's 32 raw bytes. */
+  key_fingerprint: string | null
 }
 
 export interface PoolzSummary {
@@ -69,6 +78,32 @@ export interface AdminToken {
   last_used_at: string | null
   revoked: boolean
   revoked_at: string | null
+  /** Key-pinned ids only: when the token stops validating (null: never). */
+  expires_at: string | null
+  /** The token was renewed: it still validates until then. */
+  grace_until: string | null
+}
+
+/** A pinned identity key as the admin API and the CLI show it: a fingerprint, never the key. */
+export interface AdminIdentity {
+  provider_id: string
+  generation: number
+  key_fingerprint: string
+  previous_key_fingerprint: string | null
+  previous_valid_until: string | null
+  created_at: string
+  rotated_at: string | null
+  revoked: boolean
+  revoked_at: string | null
+}
+
+/** POST /admin/identities/{id}/revoke and /reset. */
+export interface IdentityActionResponse {
+  provider_id: string
+  action: 'revoked' | 'reset'
+  revoked_tokens: number
+  /** Live sessions of the id that were closed (revoke only). */
+  kicked: boolean
 }
 
 /** POST /admin/tokens: the only time the token is shown. */

@@ -4,17 +4,29 @@
  * for a type this provider does not know (ignored, so coordinators can add messages), or the
  * close the provider may use. A provider may also just ignore a malformed frame.
  */
-import { COORDINATOR_VERSION, DEFAULT_HEARTBEAT_INTERVAL_S, REQUEST_ID_MAX } from './bounds.js'
+import { COORDINATOR_VERSION, DEFAULT_HEARTBEAT_INTERVAL_S, MAX_GENERATION, REQUEST_ID_MAX } from './bounds.js'
 import { Close, withField } from './close-codes.js'
 import { int, requestId, type Json } from './fields.js'
 import { TOKEN_RE } from './ids.js'
-import { AUTH_STATES, CANCEL_REASONS, type AuthState, type CancelReason, type CoordinatorMessage, type HelloAckMessage } from './messages.js'
+import { NONCE_RE, ORIGIN_RE, UUID_RE } from './identity-proof.js'
+import {
+  AUTH_STATES,
+  CANCEL_REASONS,
+  type AuthChallengeMessage,
+  type AuthState,
+  type CancelReason,
+  type CoordinatorMessage,
+  type HelloAckMessage,
+  type KeyState,
+} from './messages.js'
 import type { Parsed } from './parse-provider-message.js'
 
 export function parseCoordinatorMessage(msg: Json): Parsed<CoordinatorMessage | null> {
   switch (msg.type) {
     case 'hello_ack':
       return parseHelloAck(msg)
+    case 'auth_challenge':
+      return parseAuthChallenge(msg)
     case 'inference_request': {
       const id = requestId(msg.request_id)
       if (id === null) return invalid('request_id')
@@ -60,7 +72,37 @@ export function parseHelloAck(msg: Json): Parsed<HelloAckMessage> {
     }
     value.assigned_provider_token = msg.assigned_provider_token
   }
+  if (msg.identity_generation !== undefined) {
+    const g = int(msg.identity_generation, 1, MAX_GENERATION)
+    if (g === null) return invalid('identity_generation')
+    value.identity_generation = g
+  }
   return { ok: true, value }
+}
+
+/** What a v2 agent checks before it signs anything (§2.4); the origin is compared by the agent. */
+export function parseAuthChallenge(msg: Json): Parsed<AuthChallengeMessage> {
+  if (msg.type !== 'auth_challenge') return invalid('type')
+  if (typeof msg.challenge_id !== 'string' || !UUID_RE.test(msg.challenge_id)) return invalid('challenge_id')
+  if (typeof msg.nonce !== 'string' || !NONCE_RE.test(msg.nonce)) return invalid('nonce')
+  if (typeof msg.origin !== 'string' || !ORIGIN_RE.test(msg.origin)) return invalid('origin')
+  const issuedAt = int(msg.issued_at, 0, Number.MAX_SAFE_INTEGER)
+  if (issuedAt === null) return invalid('issued_at')
+  const expires = int(msg.expires_in_ms, 1, 600_000)
+  if (expires === null) return invalid('expires_in_ms')
+  if (msg.key_state !== 'pinned' && msg.key_state !== 'unknown') return invalid('key_state')
+  return {
+    ok: true,
+    value: {
+      type: 'auth_challenge',
+      challenge_id: msg.challenge_id,
+      nonce: msg.nonce,
+      origin: msg.origin,
+      issued_at: issuedAt,
+      expires_in_ms: expires,
+      key_state: msg.key_state as KeyState,
+    },
+  }
 }
 
 function invalid<T>(field: string): Parsed<T> {

@@ -14,13 +14,18 @@ import {
   MAX_TEXT_FIELD,
   MAX_THROUGHPUT_TPS,
   PROTOCOL_VERSION,
+  PROTOCOL_VERSION_V2,
 } from './bounds.js'
+import { IDENTITY_INTENTS, IDENTITY_KEY_RE, SIGNATURE_RE, UUID_RE, type IdentityIntent } from './identity-proof.js'
 import { Close, withField, type CloseSpec } from './close-codes.js'
 import { errorCode, int, modelList, modelSet, parseUsage, requestId, text, type Json } from './fields.js'
 import { PROVIDER_ID_RE } from './ids.js'
 import {
   END_STATUSES,
   PROVIDER_STATUSES,
+  type AuthInitMessage,
+  type AuthProofMessage,
+  type HelloFields,
   type EndStatus,
   type HeartbeatMessage,
   type HelloMessage,
@@ -34,30 +39,68 @@ export type Parsed<T> = { ok: true; value: T } | { ok: false; close: CloseSpec }
 /** A message a provider may send once admitted. */
 export type AdmittedProviderMessage = HeartbeatMessage | ResponseChunkMessage | ResponseEndMessage
 
-/** The first frame. `msg` is the decoded frame, or null when it was not a JSON object. */
+/** The first frame of a v1 connection. `msg` is the decoded frame, or null when it was not a JSON object. */
 export function parseHello(msg: Json | null): Parsed<HelloMessage> {
   if (msg === null || msg.type !== 'hello') return { ok: false, close: Close.notHello }
   if (msg.version !== PROTOCOL_VERSION) {
-    return typeof msg.version === 'number' ? { ok: false, close: Close.unsupportedVersion } : bad('version')
+    return typeof msg.version === 'number' ? { ok: false, close: Close.unsupportedVersion } : badHello('version')
   }
+  const fields = parseHelloFields(msg)
+  if (typeof fields === 'string') return badHello(fields)
+  return { ok: true, value: { type: 'hello', version: PROTOCOL_VERSION, ...fields } }
+}
+
+/**
+ * The first frame of a v2 connection (§2.4). Every field that enters the signed bytes is checked
+ * here against a charset without `\n`: provider_id by PROVIDER_ID_RE, the keys by
+ * IDENTITY_KEY_RE, the intent by its closed set.
+ */
+export function parseAuthInit(msg: Json | null): Parsed<AuthInitMessage> {
+  if (msg === null || msg.type !== 'auth_init') return { ok: false, close: Close.notHello }
+  if (msg.version !== PROTOCOL_VERSION_V2) {
+    return typeof msg.version === 'number' ? { ok: false, close: Close.unsupportedVersion } : badHello('version')
+  }
+  const fields = parseHelloFields(msg)
+  if (typeof fields === 'string') return badHello(fields)
+  const key = msg.identity_key
+  if (typeof key !== 'string' || !IDENTITY_KEY_RE.test(key)) return badHello('identity_key')
+  const intent = msg.intent
+  if (typeof intent !== 'string' || !(IDENTITY_INTENTS as readonly string[]).includes(intent)) return badHello('intent')
+  const value: AuthInitMessage = { type: 'auth_init', version: PROTOCOL_VERSION_V2, ...fields, identity_key: key, intent: intent as IdentityIntent }
+  const next = msg.next_identity_key
+  if (intent === 'rotate') {
+    if (typeof next !== 'string' || !IDENTITY_KEY_RE.test(next) || next === key) return badHello('next_identity_key')
+    value.next_identity_key = next
+  } else if (next !== undefined && next !== null) return badHello('next_identity_key')
+  return { ok: true, value }
+}
+
+/** The proof frame; anything else in its place is not part of the handshake. */
+export function parseAuthProof(msg: Json | null): Parsed<AuthProofMessage> {
+  if (msg === null || msg.type !== 'auth_proof') return invalid('type')
+  if (typeof msg.challenge_id !== 'string' || !UUID_RE.test(msg.challenge_id)) return invalid('challenge_id')
+  if (typeof msg.signature !== 'string' || !SIGNATURE_RE.test(msg.signature)) return invalid('signature')
+  return { ok: true, value: { type: 'auth_proof', challenge_id: msg.challenge_id, signature: msg.signature } }
+}
+
+/** The hello's fields, shared by hello and auth_init; a string names the first bad field. */
+function parseHelloFields(msg: Json): HelloFields | string {
   const providerId = msg.provider_id
-  if (typeof providerId !== 'string' || !PROVIDER_ID_RE.test(providerId)) return bad('provider_id')
+  if (typeof providerId !== 'string' || !PROVIDER_ID_RE.test(providerId)) return 'provider_id'
   const hostname = text(msg.hostname, MAX_HOSTNAME)
-  if (hostname === null) return bad('hostname')
+  if (hostname === null) return 'hostname'
   const modelId = text(msg.model_id, MAX_TEXT_FIELD)
-  if (modelId === null) return bad('model_id')
+  if (modelId === null) return 'model_id'
   const binaryVersion = text(msg.binary_version, MAX_BINARY_VERSION)
-  if (binaryVersion === null) return bad('binary_version')
+  if (binaryVersion === null) return 'binary_version'
   const maxConcurrency = int(msg.max_concurrency, 1, MAX_CONCURRENCY)
-  if (maxConcurrency === null) return bad('max_concurrency')
+  if (maxConcurrency === null) return 'max_concurrency'
   const maxContextTokens = int(msg.max_context_tokens, 1, MAX_CONTEXT_TOKENS)
-  if (maxContextTokens === null) return bad('max_context_tokens')
+  if (maxContextTokens === null) return 'max_context_tokens'
   const supported = msg.supported_models === undefined ? undefined : modelList(msg.supported_models)
-  if (supported === null) return bad('supported_models')
-  if (modelSet(modelId, supported).length > MAX_MODELS) return bad('supported_models')
-  const value: HelloMessage = {
-    type: 'hello',
-    version: PROTOCOL_VERSION,
+  if (supported === null) return 'supported_models'
+  if (modelSet(modelId, supported).length > MAX_MODELS) return 'supported_models'
+  const value: HelloFields = {
     provider_id: providerId,
     hostname,
     model_id: modelId,
@@ -68,16 +111,14 @@ export function parseHello(msg: Json | null): Parsed<HelloMessage> {
   if (supported !== undefined) value.supported_models = supported
   const tps = msg.throughput_tps_estimate
   if (tps !== undefined && tps !== null) {
-    if (typeof tps !== 'number' || !Number.isFinite(tps) || tps < 0 || tps > MAX_THROUGHPUT_TPS) {
-      return bad('throughput_tps_estimate')
-    }
+    if (typeof tps !== 'number' || !Number.isFinite(tps) || tps < 0 || tps > MAX_THROUGHPUT_TPS) return 'throughput_tps_estimate'
     value.throughput_tps_estimate = tps
   }
-  return { ok: true, value }
+  return value
+}
 
-  function bad(field: string): Parsed<HelloMessage> {
-    return { ok: false, close: withField(Close.invalidHello, field) }
-  }
+function badHello<T>(field: string): Parsed<T> {
+  return { ok: false, close: withField(Close.invalidHello, field) }
 }
 
 /**

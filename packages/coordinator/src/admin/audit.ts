@@ -16,14 +16,21 @@ export type PoolzSession = Pick<PoolzRow, 'provider_id' | 'assigned_id' | 'auth_
  *   live `bearer_validated` session of its provider holds it right now: `last_used_at` moves
  *   only at connect, and a provider connected for a week is the opposite of one that lost its
  *   token.
+ * - Tokens of key-pinned ids (identity v2) are never offenders: the key recovers them.
  * - A live `bearerless_duplicate` or `self_minted` session connected without a token; with
  *   the flag on, its next reconnect is refused unless it kept the token it was given.
  */
 export function auditFlip(tokens: TokenInfo[], sessions: PoolzSession[] | null, now: Date, maxAgeMs: number): Offender[] {
   const out: Offender[] = []
-  const inUse = new Set((sessions ?? []).filter((s) => s.auth_state === 'bearer_validated' && s.token_prefix).map((s) => `${s.provider_id}\n${s.token_prefix}`))
+  const inUse = new Set(
+    (sessions ?? [])
+      .filter((s) => (s.auth_state === 'bearer_validated' || s.auth_state === 'key_proven') && s.token_prefix)
+      .map((s) => `${s.provider_id}\n${s.token_prefix}`),
+  )
   for (const tok of tokens) {
     if (tok.revokedAt !== null) continue
+    // A key-pinned id's token (it has an expiry): its key recovers it under the flag, so it cannot lock anyone out.
+    if (tok.expiresAt !== null) continue
     if (tok.lastUsedAt === null) {
       out.push({
         reason: 'unproven_token',

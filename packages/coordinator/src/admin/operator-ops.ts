@@ -128,6 +128,8 @@ export function adminToken(tk: TokenInfo): AdminToken {
     last_used_at: tk.lastUsedAt?.toISOString() ?? null,
     revoked: tk.revokedAt !== null,
     revoked_at: tk.revokedAt?.toISOString() ?? null,
+    expires_at: tk.expiresAt?.toISOString() ?? null,
+    grace_until: tk.graceUntil?.toISOString() ?? null,
   }
 }
 

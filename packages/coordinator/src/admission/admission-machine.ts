@@ -1,5 +1,5 @@
 /**
- * The admission decision for one hello, as a pure state machine. The driver (admit.ts) feeds it
+ * The admission decision for one v1 hello, as a pure state machine. The driver (admit.ts) feeds it
  * the facts it asks for and carries out its effects; it never sees sockets or the database.
  *
  * | # | situation                                                    | store steps               | auth_state             | wire                         | log event                        |
@@ -13,6 +13,14 @@
  * | 6 | tokenless, issue refused by the unique index: a lost race, or | issue                     | `bearerless_duplicate` | ack, no token (the Registry  | `admission.duplicate_quarantined`|
  * |   | a live self-minted session already holds the unproven row     |                           |                        | refuses it if a session is live: close 4005) |                   |
  * | 7 | any store error on any step                                  | —                         | —                      | close 4005                   | `admission.store_error`          |
+ * | 8 | the id has a pinned identity key (identity v2), bearer or    | none; or the guarded step | —                      | close 4005                   | `admission.key_required`         |
+ * |   | not; or a pin commits while a tokenless claim runs           | finds it                  |                        |                              |                                  |
+ *
+ * Why row 8: a v1 connect never proves the key, so on a pinned id a bearer alone may be stolen
+ * and a tokenless claim is a capture attempt; neither is admitted, and a pinned id is never
+ * self-healed. The pin is read with the bearer (one statement, tokens/token-store.ts) or under
+ * the lock, and revokeUnused and issue re-check it inside their own statements, so a pin that
+ * commits between two steps still wins. v2 connects are decided by key-admission.ts.
  *
  * Why row 4 asks about a live session: self-heal exists for old binaries that drop the token we
  * mint, so their next tokenless connect must not be locked out. But while the session that
@@ -33,6 +41,7 @@ export type AdmissionEvent =
   | 'admission.tofu_reject'
   | 'admission.duplicate_quarantined'
   | 'admission.store_error'
+  | 'admission.key_required'
 
 export type State = { name: 'start' } | { name: 'revoking_unused' } | { name: 'checking_active' } | { name: 'issuing'; healing: boolean } | { name: 'done' }
 
@@ -44,12 +53,16 @@ export type Input =
       bearerProviderId: string | null
       /** A live session for this id is self-minted, i.e. holds the id's unproven token. */
       liveSelfMinted: boolean
+      /** The id has a pinned identity key (row 8). */
+      pinned: boolean
     }
   | { type: 'revoked_unused'; revoked: boolean }
   | { type: 'has_active'; active: boolean }
   | { type: 'issued' }
   | { type: 'issue_conflict' }
   | { type: 'store_error' }
+  /** A guarded store step found a pinned key (row 8). */
+  | { type: 'pinned' }
 
 export type Effect =
   | { kind: 'revoke_unused' }
@@ -67,9 +80,11 @@ export const initialState: State = { name: 'start' }
 
 export function transition(state: State, input: Input): Step {
   if (input.type === 'store_error') return reject('admission.store_error')
+  if (input.type === 'pinned') return reject('admission.key_required')
   switch (state.name) {
     case 'start':
       if (input.type !== 'hello') break
+      if (input.pinned) return reject('admission.key_required')
       if (input.bearerProviderId !== null) {
         return input.bearerProviderId === input.helloProviderId
           ? admit('bearer_validated', false, 'admission.bearer_validated')

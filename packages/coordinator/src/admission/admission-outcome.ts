@@ -1,8 +1,15 @@
 import type { AdmissionEvent } from './admission-machine.js'
+import type { KeyAdmissionEvent } from './key-admission.js'
 
 /** Outcomes of an upgrade or hello other than the admission table's own events. */
 export type AdmissionOutcome =
   | AdmissionEvent
+  | KeyAdmissionEvent
+  /** Identity v2: the proof did not verify, named another challenge, or came too late (closes 4005). */
+  | 'admission.proof_invalid'
+  | 'admission.challenge_expired'
+  /** Identity v2: the store changed between the decision and its write (a racing admission or operator); nothing was written. */
+  | 'admission.identity_conflict'
   | 'admission.invalid_token'
   | 'admission.tokens_required'
   | 'admission.registration_refused'

@@ -2,17 +2,21 @@ import { randomUUID } from 'node:crypto'
 import type { AppContext } from '../app-context.js'
 import type { SessionRef } from '../cluster/lease-value.js'
 import type { ProviderLink } from '../pool/provider-link.js'
-import { ActiveTokenExistsError } from '../errors.js'
+import { ActiveTokenExistsError, IdentityPinnedError } from '../errors.js'
 import type { AdmissionOutcome } from './admission-outcome.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { Hello } from '../pool/provider-report.js'
-import type { IssuedToken } from '../tokens/token-store.js'
+import type { IssuedToken, ValidatedToken } from '../tokens/token-store.js'
 import { initialState, transition, type AdmissionEvent, type Effect, type Input } from './admission-machine.js'
+import { decideKeyAdmission, type KeyAdmissionEvent } from './key-admission.js'
+import { keyFingerprint, type IdentityIntent } from '@poolcoord/protocol'
 
 export interface AdmitRequest {
   hello: Hello
-  /** The identity the upgrade's bearer validated as; null for a tokenless connect. */
-  bearer: { providerId: string; tokenPrefix: string } | null
+  /** What the upgrade's bearer validated as; null for a tokenless connect. */
+  bearer: ValidatedToken | null
+  /** Identity v2: the intent and keys of an auth_init whose proof has been verified; null for a v1 hello. */
+  key: { intent: IdentityIntent; key: string; nextKey: string | null } | null
   peer: string
   link: ProviderLink
   /** False once the socket has gone away; checked before the session enters the pool. */
@@ -34,14 +38,20 @@ export type AdmitResult =
 type Decided =
   | {
       kind: 'admit'
-      event: AdmissionEvent
+      event: AdmissionEvent | KeyAdmissionEvent
+      identity: ProviderSession['identity']
       authState: ProviderSession['authState']
       assignedId: string
       lease: SessionRef | null
       pending: boolean
       prevIsOurs: boolean
     }
-  | { kind: 'fail'; outcome: AdmissionOutcome; event?: AdmissionEvent; reason?: string }
+  | { kind: 'fail'; outcome: AdmissionOutcome; event?: AdmissionOutcome; reason?: string }
+
+/** The credential decision, before the cluster's lease claim. */
+type Credential =
+  | Extract<Decided, { kind: 'fail' }>
+  | { kind: 'ok'; event: AdmissionEvent | KeyAdmissionEvent; authState: ProviderSession['authState']; identity: ProviderSession['identity'] }
 
 /**
  * Drives the admission machine for one hello and puts the outcome into the Registry. Everything
@@ -103,6 +113,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       assignedId: d.assignedId,
       authState: d.authState,
       tokenPrefix: (issued as IssuedToken | null)?.tokenPrefix ?? req.bearer?.tokenPrefix ?? null,
+      identity: d.identity,
       hostname: hello.hostname,
       binaryVersion: hello.binaryVersion,
       modelId: hello.modelId,
@@ -152,37 +163,16 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     return { ok: true, session, token: token?.token ?? null, displaced: reg.displaced?.handle ?? null, lease }
   }
 
-  /** The machine's steps and, in cluster mode, the lease claim: what must be serialised across nodes. */
+  /** The credential steps and, in cluster mode, the lease claim: what must be serialised across nodes. */
   async function decideShared(onIssued: (t: IssuedToken) => void, onLease: (l: SessionRef) => void): Promise<Decided> {
     const cluster = ctx.cluster
-    let liveSelfMinted: boolean
-    if (cluster === null) liveSelfMinted = ctx.registry.get(hello.providerId)?.authState === 'self_minted'
-    else {
-      try {
-        liveSelfMinted = await cluster.keeper.liveSelfMinted(hello.providerId)
-      } catch (err) {
-        ctx.log.error({ err, provider_id: hello.providerId }, 'could not read the session lease; failing closed')
-        return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
-      }
-    }
-    let step = transition(initialState, {
-      type: 'hello',
-      helloProviderId: hello.providerId,
-      bearerProviderId: req.bearer?.providerId ?? null,
-      liveSelfMinted,
-    })
-    while (step.effect.kind !== 'admit' && step.effect.kind !== 'reject') {
-      // Checked before every step, so that a claim which has already gone away cannot revoke
-      // (self-heal) a token on its way out.
-      if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
-      const input = await perform(step.effect)
-      if ('token' in input) onIssued(input.token)
-      step = transition(step.state, input)
-    }
-    const effect = step.effect
-    if (effect.kind === 'reject') return { kind: 'fail', outcome: effect.event, event: effect.event }
+    const cred = req.key === null ? await decideV1(onIssued) : await decideV2(req.key, onIssued)
+    if (cred.kind === 'fail') return cred
+    const effect = { event: cred.event, authState: cred.authState }
+    const identity = cred.identity
     const assignedId = randomUUID()
-    if (cluster === null) return { kind: 'admit', event: effect.event, authState: effect.authState, assignedId, lease: null, pending: false, prevIsOurs: false }
+    if (cluster === null)
+      return { kind: 'admit', event: effect.event, authState: effect.authState, identity, assignedId, lease: null, pending: false, prevIsOurs: false }
     if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
     const ref = cluster.ref({ assignedId })
     let r
@@ -196,7 +186,130 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     onLease(ref)
     const prev = r.lease.prev
     const prevIsOurs = prev !== undefined && prev.node_id === ref.node_id && prev.incarnation === ref.incarnation
-    return { kind: 'admit', event: effect.event, authState: effect.authState, assignedId, lease: ref, pending: r.lease.state === 'handover', prevIsOurs }
+    return {
+      kind: 'admit',
+      event: effect.event,
+      authState: effect.authState,
+      identity,
+      assignedId,
+      lease: ref,
+      pending: r.lease.state === 'handover',
+      prevIsOurs,
+    }
+  }
+
+  /** Whether a live session of the id holds its unproven self-minted token: this node's Registry, or in cluster mode the id's lease. */
+  async function liveSelfMinted(): Promise<boolean | null> {
+    if (ctx.cluster === null) return ctx.registry.get(hello.providerId)?.authState === 'self_minted'
+    try {
+      return await ctx.cluster.keeper.liveSelfMinted(hello.providerId)
+    } catch (err) {
+      ctx.log.error({ err, provider_id: hello.providerId }, 'could not read the session lease; failing closed')
+      return null
+    }
+  }
+
+  /** A v1 hello: the admission machine (admission-machine.ts). */
+  async function decideV1(onIssued: (t: IssuedToken) => void): Promise<Credential> {
+    let pinned: boolean
+    if (req.bearer !== null) pinned = req.bearer.pinned
+    else {
+      try {
+        pinned = (await ctx.identities.get(hello.providerId)) !== null
+      } catch (err) {
+        ctx.log.error({ err, provider_id: hello.providerId }, 'identity key lookup failed; failing closed')
+        return { kind: 'fail', outcome: 'admission.store_error', event: 'admission.store_error' }
+      }
+    }
+    const live = req.bearer === null && !pinned ? await liveSelfMinted() : false
+    if (live === null) return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
+    let step = transition(initialState, {
+      type: 'hello',
+      helloProviderId: hello.providerId,
+      bearerProviderId: req.bearer?.providerId ?? null,
+      liveSelfMinted: live,
+      pinned,
+    })
+    while (step.effect.kind !== 'admit' && step.effect.kind !== 'reject') {
+      // Checked before every step, so that a claim which has already gone away cannot revoke
+      // (self-heal) a token on its way out.
+      if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
+      const input = await perform(step.effect)
+      if ('token' in input) onIssued(input.token)
+      step = transition(step.state, input)
+    }
+    const effect = step.effect
+    if (effect.kind === 'reject') return { kind: 'fail', outcome: effect.event, event: effect.event }
+    return { kind: 'ok', event: effect.event, authState: effect.authState, identity: null }
+  }
+
+  /** A verified v2 proof: key-admission.ts decides, one guarded transaction carries it out. */
+  async function decideV2(key: NonNullable<AdmitRequest['key']>, onIssued: (t: IssuedToken) => void): Promise<Credential> {
+    const id = hello.providerId
+    const now = ctx.clock.now()
+    const { tokenTtlMs, tokenGraceMs, previousKeyValidMs } = ctx.config.identity
+    const storeFail = (err: unknown): Credential => {
+      ctx.log.error({ err, provider_id: id }, 'identity store step failed; failing closed')
+      return { kind: 'fail', outcome: 'admission.store_error', event: 'admission.store_error' }
+    }
+    let pin
+    try {
+      pin = await ctx.identities.get(id)
+    } catch (err) {
+      return storeFail(err)
+    }
+    const needsLive = pin === null && key.intent === 'enroll' && req.bearer === null
+    const live = needsLive ? await liveSelfMinted() : false
+    if (live === null) return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
+    const d = decideKeyAdmission({
+      intent: key.intent,
+      helloProviderId: id,
+      key: key.key,
+      nextKey: key.nextKey,
+      bearer: req.bearer,
+      pin,
+      requireProviderTokens: ctx.live.get().requireProviderTokens,
+      liveSelfMinted: live,
+      now,
+      tokenTtlMs,
+    })
+    if (d.kind === 'reject') return { kind: 'fail', outcome: d.event, event: d.event }
+    if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
+    let written
+    try {
+      const base = { providerId: id, name: hello.hostname, key: key.key, now, ttlMs: tokenTtlMs }
+      switch (d.kind) {
+        case 'enroll_new':
+          written = await ctx.identities.enrollNew({ ...base, healUnused: d.healUnused })
+          break
+        case 'pin_in_place':
+          written = await ctx.identities.pinInPlace({ ...base, tokenId: (req.bearer as ValidatedToken).tokenId })
+          break
+        case 'recover':
+          written = await ctx.identities.recover(base)
+          break
+        case 'connect':
+          written = await ctx.identities.connect({
+            ...base,
+            tokenId: (req.bearer as ValidatedToken).tokenId,
+            renewal: d.renewal,
+            graceMs: tokenGraceMs,
+            rotation: d.rotation === null ? null : { ...d.rotation, previousValidMs: previousKeyValidMs },
+          })
+          break
+      }
+    } catch (err) {
+      return storeFail(err)
+    }
+    if (!written.ok) {
+      const outcome = written.why === 'proven_token' ? 'admission.tofu_reject' : 'admission.identity_conflict'
+      return { kind: 'fail', outcome, event: outcome, reason: written.why }
+    }
+    const token = 'token' in written ? (written.token as IssuedToken | null) : null
+    if (token !== null) onIssued(token)
+    const generation = 'generation' in written ? (written.generation as number) : (pin?.generation ?? 1)
+    const current = d.kind === 'connect' && d.rotation !== null ? d.rotation.nextKey : (pin?.publicKey ?? key.key)
+    return { kind: 'ok', event: d.event, authState: 'key_proven', identity: { generation, keyFingerprint: keyFingerprint(current) } }
   }
 
   async function fail(d: Extract<Decided, { kind: 'fail' }>, issued: IssuedToken | null, lease: SessionRef | null): Promise<AdmitResult> {
@@ -234,6 +347,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       }
     } catch (err) {
       if (err instanceof ActiveTokenExistsError) return { type: 'issue_conflict' }
+      if (err instanceof IdentityPinnedError) return { type: 'pinned' }
       ctx.log.error({ err, provider_id: hello.providerId, step: effect.kind }, 'token store step failed')
       return { type: 'store_error' }
     }

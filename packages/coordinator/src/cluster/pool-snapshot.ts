@@ -59,6 +59,7 @@ export interface SnapshotRow {
   h: string // hostname
   bv: string // binary_version
   tk: string | null // token prefix
+  ig: [number, string] | null // identity: key generation and fingerprint
   cd: boolean // cordoned
   dr: boolean // drain requested
   lp: boolean // lease pending (handover)
@@ -86,6 +87,7 @@ export function snapshotRow(s: ProviderSession, volatile = true): SnapshotRow {
     h: s.hostname,
     bv: s.binaryVersion,
     tk: s.tokenPrefix,
+    ig: s.identity === null ? null : [s.identity.generation, s.identity.keyFingerprint],
     cd: s.cordoned,
     dr: s.drainRequested,
     lp: s.leasePending === true,
@@ -191,6 +193,7 @@ function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
     assignedId: r.a as string,
     authState: r.au as AuthState,
     tokenPrefix: r.tk as string | null,
+    identity: r.ig === null ? null : { generation: (r.ig as [number, string])[0], keyFingerprint: (r.ig as [number, string])[1] },
     hostname: r.h as string,
     binaryVersion: r.bv as string,
     modelId: models[0] as string,

@@ -11,6 +11,8 @@ export interface ProviderTokensTable {
   created_at: ColumnType<Date, never, never>
   last_used_at: ColumnType<Date | null, never, Date | null>
   revoked_at: ColumnType<Date | null, never, Date | null>
+  expires_at: ColumnType<Date | null, Date | null | undefined, Date | null>
+  grace_until: ColumnType<Date | null, Date | null | undefined, Date | null>
 }
 
 export type TokenOrigin = 'self_minted' | 'operator_issued'
@@ -21,9 +23,22 @@ export interface ProviderCordonsTable {
   created_at: ColumnType<Date, never, never>
 }
 
+/** A provider's pinned Ed25519 key (sql/0003_provider_identity.sql). */
+export interface ProviderIdentityKeysTable {
+  provider_id: string
+  public_key: string
+  generation: ColumnType<number, number | undefined, number>
+  previous_key: ColumnType<string | null, string | null | undefined, string | null>
+  previous_valid_until: ColumnType<Date | null, Date | null | undefined, Date | null>
+  created_at: ColumnType<Date, never, never>
+  rotated_at: ColumnType<Date | null, never, Date | null>
+  revoked_at: ColumnType<Date | null, never, Date | null>
+}
+
 export interface DatabaseSchema {
   provider_tokens: ProviderTokensTable
   provider_cordons: ProviderCordonsTable
+  provider_identity_keys: ProviderIdentityKeysTable
 }
 
 export type ProviderTokenRow = Selectable<ProviderTokensTable>

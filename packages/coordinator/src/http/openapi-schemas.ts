@@ -68,6 +68,8 @@ const adminToken = obj<AdminToken>(
     last_used_at: nullable(time()),
     revoked: bool(),
     revoked_at: nullable(time()),
+    expires_at: nullable(time('key-pinned ids only: when the token stops validating; null: never')),
+    grace_until: nullable(time('the token was renewed and still validates until then')),
   },
   { description: 'a token as operators see it: a prefix, never the token or its hash' },
 )
@@ -95,6 +97,14 @@ const poolzRow = obj<PoolzRow>(
     hostname: str(),
     binary_version: str(),
     token_prefix: nullable(str('null for a quarantined duplicate', { pattern: '^[0-9a-f]{12}$' })),
+    identity: obj<PoolzRow['identity']>(
+      {
+        pinned: bool('the session proved a pinned identity key (identity v2)'),
+        generation: nullable(int('the key generation; null when not pinned')),
+        key_fingerprint: nullable(str('first 12 hex of SHA-256 over the raw key; never the key', { pattern: '^[0-9a-f]{12}$' })),
+      },
+      { description: 'identity v2' },
+    ),
     connected_at: time(),
     last_heartbeat_at: nullable(time()),
     last_inbound_at: time(),
@@ -105,7 +115,7 @@ const poolzRow = obj<PoolzRow>(
 const poolzSummary = obj<PoolzSummary>({
   total: int('every registered session, quarantined duplicates included'),
   routable: int('sessions passing routingEligible'),
-  by_auth_state: obj<PoolzSummary['by_auth_state']>({ bearer_validated: int(), self_minted: int(), bearerless_duplicate: int() }),
+  by_auth_state: obj<PoolzSummary['by_auth_state']>({ key_proven: int(), bearer_validated: int(), self_minted: int(), bearerless_duplicate: int() }),
   slots: obj<PoolzSummary['slots']>({
     total: int(),
     free: int(),

@@ -8,7 +8,7 @@ import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js
  */
 export function renderPoolz(sessions: Iterable<ProviderSession>, cluster: PoolzCluster | null = null): PoolzResponse {
   const pool: PoolzRow[] = []
-  const byAuth: Record<AuthState, number> = { bearer_validated: 0, self_minted: 0, bearerless_duplicate: 0 }
+  const byAuth: Record<AuthState, number> = { key_proven: 0, bearer_validated: 0, self_minted: 0, bearerless_duplicate: 0 }
   const models = new Map<string, { providers: number; routable: number }>()
   let routable = 0
   const slots = { total: 0, free: 0, effective_free: 0, in_flight: 0 }
@@ -48,6 +48,10 @@ export function renderPoolz(sessions: Iterable<ProviderSession>, cluster: PoolzC
       hostname: s.hostname,
       binary_version: s.binaryVersion,
       token_prefix: s.tokenPrefix,
+      identity:
+        s.identity === null
+          ? { pinned: false, generation: null, key_fingerprint: null }
+          : { pinned: true, generation: s.identity.generation, key_fingerprint: s.identity.keyFingerprint },
       connected_at: iso(s.connectedAt),
       last_heartbeat_at: s.lastHeartbeatAt === null ? null : iso(s.lastHeartbeatAt),
       last_inbound_at: iso(s.lastInboundAt),

@@ -2,7 +2,7 @@ import type { AuthState } from '@poolcoord/protocol'
 import type { ProviderSession } from './provider-session.js'
 
 export type RegistrationDecision =
-  { action: 'register' } | { action: 'replace' } | { action: 'refuse'; reason: 'duplicate_never_displaces' | 'bearer_downgrade' }
+  { action: 'register' } | { action: 'replace' } | { action: 'refuse'; reason: 'duplicate_never_displaces' | 'bearer_downgrade' | 'key_downgrade' }
 
 /**
  * Whether a newly admitted session may take the provider_id's single slot in the pool. A weaker
@@ -19,10 +19,12 @@ export type RegistrationDecision =
 export function decideRegistration(existing: Pick<ProviderSession, 'authState' | 'status'> | undefined, incoming: AuthState): RegistrationDecision {
   if (existing === undefined) return { action: 'register' }
   if (incoming === 'bearerless_duplicate') return { action: 'refuse', reason: 'duplicate_never_displaces' }
-  if (incoming === 'bearer_validated') return { action: 'replace' }
-  if (existing.authState === 'bearer_validated' && existing.status !== 'draining' && existing.status !== 'unavailable') {
-    return { action: 'refuse', reason: 'bearer_downgrade' }
-  }
+  if (incoming === 'key_proven') return { action: 'replace' }
+  const serving = existing.status !== 'draining' && existing.status !== 'unavailable'
+  // A bearer alone never displaces a serving session that proved the id's key: that bearer may be stolen.
+  if (incoming === 'bearer_validated')
+    return existing.authState === 'key_proven' && serving ? { action: 'refuse', reason: 'key_downgrade' } : { action: 'replace' }
+  if ((existing.authState === 'bearer_validated' || existing.authState === 'key_proven') && serving) return { action: 'refuse', reason: 'bearer_downgrade' }
   return { action: 'replace' }
 }
 

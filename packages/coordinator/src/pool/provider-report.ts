@@ -1,4 +1,4 @@
-import { modelSet, type HeartbeatMessage, type HelloMessage, type ProviderStatus } from '@poolcoord/protocol'
+import { modelSet, type HeartbeatMessage, type HelloFields, type ProviderStatus } from '@poolcoord/protocol'
 
 /**
  * What a provider reports about itself, as the pool keeps it: the parsed wire messages
@@ -25,7 +25,7 @@ export interface Heartbeat {
   models?: string[]
 }
 
-export function helloOf(m: HelloMessage): Hello {
+export function helloOf(m: HelloFields): Hello {
   return {
     providerId: m.provider_id,
     hostname: m.hostname,

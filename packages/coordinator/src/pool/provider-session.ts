@@ -8,6 +8,8 @@ export interface ProviderSession {
   authState: AuthState
   /** First 12 hex characters of the session's token, if it has one; never more. */
   tokenPrefix: string | null
+  /** Identity v2: the pinned key this session proved (a fingerprint, never the key); null when it proved none. */
+  identity: { generation: number; keyFingerprint: string } | null
   hostname: string
   binaryVersion: string
   modelId: string

@@ -5,7 +5,7 @@ import { afterFailure, afterSuccess } from './provider-health.js'
 
 export type RegisterResult<H> =
   | { registered: true; displaced: { session: ProviderSession; handle: H } | null }
-  | { registered: false; reason: 'duplicate_never_displaces' | 'bearer_downgrade' }
+  | { registered: false; reason: 'duplicate_never_displaces' | 'bearer_downgrade' | 'key_downgrade' }
 
 interface Entry<H> {
   session: ProviderSession

@@ -21,7 +21,7 @@ export function effectiveFreeSlots(s: Pick<ProviderSession, 'slotsFree' | 'maxCo
  * all call this function; none of them filters on its own.
  */
 export function routingEligible(s: EligibilityFacts): Eligibility {
-  if (s.authState !== 'bearer_validated' && s.authState !== 'self_minted') {
+  if (s.authState !== 'key_proven' && s.authState !== 'bearer_validated' && s.authState !== 'self_minted') {
     return { eligible: false, reason: 'quarantined_duplicate' }
   }
   // Cluster mode: another session of this provider_id may still be routed until the handover ends.

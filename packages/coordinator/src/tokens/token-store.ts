@@ -3,7 +3,14 @@ import type { Database } from '../db/database.js'
 import { isUniqueViolation } from '../db/pg-errors.js'
 import { storeCall } from '../db/store-call.js'
 import type { ProviderTokenRow, TokenOrigin } from '../db/schema.js'
-import { ActiveTokenExistsError, InvalidProviderIdError, TokenNotFoundError, TokenPrefixAmbiguousError, TokenPrefixInvalidError } from '../errors.js'
+import {
+  ActiveTokenExistsError,
+  IdentityPinnedError,
+  InvalidProviderIdError,
+  TokenNotFoundError,
+  TokenPrefixAmbiguousError,
+  TokenPrefixInvalidError,
+} from '../errors.js'
 import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { generateToken } from './token.js'
 
@@ -16,6 +23,20 @@ export interface IssuedToken {
   providerId: string
 }
 
+/** What validateAndMarkUsed learnt, all from one statement. */
+export interface ValidatedToken {
+  /** The row's id: later statements name the token by it, never by its hash. */
+  tokenId: string
+  providerId: string
+  tokenPrefix: string
+  /** The token has a successor and validates only until its grace ends. */
+  inGrace: boolean
+  /** Clock ms; null for tokens that never expire (ids without a pinned key). */
+  expiresAt: number | null
+  /** The id has a row in provider_identity_keys (revoked or not). */
+  pinned: boolean
+}
+
 export interface TokenInfo {
   id: string
   tokenPrefix: string
@@ -25,6 +46,8 @@ export interface TokenInfo {
   createdAt: Date
   lastUsedAt: Date | null
   revokedAt: Date | null
+  expiresAt: Date | null
+  graceUntil: Date | null
 }
 
 /**
@@ -43,30 +66,58 @@ export class TokenStore {
     this.timeoutMs = opts.timeoutMs ?? 5000
   }
 
-  /** Validates and marks proven in one UPDATE. Returns the bound identity, or null. */
-  async validateAndMarkUsed(token: string): Promise<{ providerId: string; tokenPrefix: string } | null> {
-    const row = await this.run(() =>
-      this.updateActive(token, { last_used_at: sql<Date>`now()` })
-        .returning(['provider_id', 'token_prefix'])
-        .executeTakeFirst(),
+  /**
+   * Validates and marks proven in one UPDATE, which also checks revocation, grace and expiry at
+   * `now` (the coordinator's clock) and reads whether the id has a pinned key: every fact the
+   * admission needs about this token comes from this one statement's snapshot, and nothing about
+   * the token is read again afterwards (the race of seed 000). Returns null for a token that is
+   * unknown, revoked, past its grace or expired.
+   */
+  async validateAndMarkUsed(token: string, now: number = Date.now()): Promise<ValidatedToken | null> {
+    const at = new Date(now)
+    const result = await this.run(() =>
+      sql<{ id: string; provider_id: string; token_prefix: string; in_grace: boolean; expires_at: Date | null; pinned: boolean }>`
+        UPDATE provider_tokens t SET last_used_at = now()
+        WHERE token_hash = ${hashToken(token)} AND revoked_at IS NULL
+          AND (grace_until IS NULL OR grace_until > ${at})
+          AND (expires_at IS NULL OR expires_at > ${at})
+        RETURNING id, provider_id, token_prefix, grace_until IS NOT NULL AS in_grace, expires_at,
+          EXISTS (SELECT 1 FROM provider_identity_keys k WHERE k.provider_id = t.provider_id) AS pinned
+      `.execute(this.db.kysely),
     )
-    return row ? { providerId: row.provider_id, tokenPrefix: row.token_prefix } : null
+    const row = result.rows[0]
+    if (row === undefined) return null
+    return {
+      tokenId: String(row.id),
+      providerId: row.provider_id,
+      tokenPrefix: row.token_prefix,
+      inGrace: row.in_grace,
+      expiresAt: row.expires_at === null ? null : new Date(row.expires_at).getTime(),
+      pinned: row.pinned,
+    }
   }
 
-  /** Inserts a new token. A second unrevoked token for the id is refused by the unique index. */
+  /**
+   * Inserts a new token. A second unrevoked token for the id is refused by the unique index. A
+   * self-minted token is never inserted for an id with a pinned key (IdentityPinnedError): the
+   * guard is part of the INSERT, so a pin that commits first always wins.
+   */
   async issue(providerId: string, providerName: string, origin: TokenOrigin): Promise<IssuedToken> {
     if (!PROVIDER_ID_RE.test(providerId)) throw new InvalidProviderIdError()
     const token = generateToken()
     const name = boundedName(providerName, providerId)
-    await storeCall(
+    const inserted = await storeCall(
       this.timeoutMs,
       () =>
-        this.db.kysely
-          .insertInto('provider_tokens')
-          .values({ token_hash: hashToken(token), token_prefix: tokenPrefix(token), provider_id: providerId, provider_name: name, origin })
-          .execute(),
+        sql<{ id: string }>`
+          INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin)
+          SELECT ${hashToken(token)}, ${tokenPrefix(token)}, ${providerId}, ${name}, ${origin}
+          WHERE ${origin} <> 'self_minted' OR NOT EXISTS (SELECT 1 FROM provider_identity_keys WHERE provider_id = ${providerId})
+          RETURNING id
+        `.execute(this.db.kysely),
       (err) => (isUniqueViolation(err, ONE_ACTIVE_INDEX) ? new ActiveTokenExistsError(providerId) : null),
     )
+    if (inserted.rows.length === 0) throw new IdentityPinnedError(providerId)
     return { token, tokenPrefix: tokenPrefix(token), providerId }
   }
 
@@ -83,6 +134,8 @@ export class TokenStore {
         .where('revoked_at', 'is', null)
         .where('last_used_at', 'is', null)
         .where('origin', '=', 'self_minted')
+        // A pinned id is never self-healed, even if a pin commits between admission's steps.
+        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('provider_identity_keys').select('provider_id').where('provider_id', '=', providerId))))
         .returning('id')
         .execute(),
     )
@@ -132,7 +185,7 @@ export class TokenStore {
           UPDATE provider_tokens SET revoked_at = now()
           WHERE revoked_at IS NULL AND id IN (SELECT id FROM m) AND (SELECT count(*) FROM m) = 1
           RETURNING id, token_prefix, provider_id, provider_name, origin,
-                    created_at, last_used_at, revoked_at
+                    created_at, last_used_at, revoked_at, expires_at, grace_until
         )
         SELECT c.matched, u.* FROM (SELECT count(*) AS matched FROM m) c LEFT JOIN u ON true
       `.execute(this.db.kysely),
@@ -158,10 +211,10 @@ export class TokenStore {
             UPDATE provider_tokens SET revoked_at = now()
             WHERE revoked_at IS NULL AND last_used_at IS NULL
               AND created_at < now() - make_interval(secs => ${secs})
-            RETURNING id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at
+            RETURNING id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at, expires_at, grace_until
           `.execute(this.db.kysely)
         : sql<TokenRow>`
-            SELECT id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at
+            SELECT id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at, expires_at, grace_until
             FROM provider_tokens
             WHERE revoked_at IS NULL AND last_used_at IS NULL
               AND created_at < now() - make_interval(secs => ${secs})
@@ -175,7 +228,7 @@ export class TokenStore {
     const rows = await this.run(() => {
       let q = this.db.kysely
         .selectFrom('provider_tokens')
-        .select(['id', 'token_prefix', 'provider_id', 'provider_name', 'origin', 'created_at', 'last_used_at', 'revoked_at'])
+        .select(['id', 'token_prefix', 'provider_id', 'provider_name', 'origin', 'created_at', 'last_used_at', 'revoked_at', 'expires_at', 'grace_until'])
         .orderBy('id')
       if (opts.activeOnly) q = q.where('revoked_at', 'is', null)
       return q.execute()
@@ -201,10 +254,13 @@ function toInfo(r: TokenRow): TokenInfo {
     createdAt: new Date(r.created_at),
     lastUsedAt: r.last_used_at === null ? null : new Date(r.last_used_at),
     revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at),
+    expiresAt: r.expires_at === null || r.expires_at === undefined ? null : new Date(r.expires_at),
+    graceUntil: r.grace_until === null || r.grace_until === undefined ? null : new Date(r.grace_until),
   }
 }
 
-function boundedName(name: string, fallback: string): string {
+/** A provider name as stored: no control characters, at most 253 characters, never empty. */
+export function boundedName(name: string, fallback: string): string {
   const clean = name
     .replace(/[\u0000-\u001f\u007f]/g, '')
     .trim()

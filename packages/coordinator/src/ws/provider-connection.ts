@@ -4,11 +4,27 @@ import type { AppContext } from '../app-context.js'
 import type { AdmissionOutcome } from '../admission/admission-outcome.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { SessionRef } from '../cluster/lease-value.js'
-import { Close, decodeJson, encode, helloAck, parseHello, parseProviderMessage, withField, type CloseSpec } from '@poolcoord/protocol'
+import type { IdentityIntent as KeyIntent } from '@poolcoord/protocol'
+import {
+  CHALLENGE_TTL_MS,
+  Close,
+  decodeJson,
+  encode,
+  helloAck,
+  parseAuthInit,
+  parseAuthProof,
+  parseHello,
+  parseProviderMessage,
+  withField,
+  type CloseSpec,
+  type HelloFields,
+} from '@poolcoord/protocol'
 import { heartbeatOf, helloOf } from '../pool/provider-report.js'
+import type { ValidatedToken } from '../tokens/token-store.js'
+import { KeyChallenge } from './key-handshake.js'
 import { closeSocket, socketLink } from './socket-link.js'
 
-export type UpgradeAuth = { kind: 'reject'; outcome: AdmissionOutcome } | { kind: 'tokenless' } | { kind: 'bearer'; providerId: string; tokenPrefix: string }
+export type UpgradeAuth = { kind: 'reject'; outcome: AdmissionOutcome } | { kind: 'tokenless' } | ({ kind: 'bearer' } & ValidatedToken)
 
 export interface ConnectionOptions {
   auth: UpgradeAuth
@@ -17,6 +33,10 @@ export interface ConnectionOptions {
   release: () => void
   /** performance.now() at the upgrade: the hello deadline counts from there. */
   startedAt: number
+  /** The provider offered, and we selected, the `poolcoord.v2` subprotocol: its first frame must be auth_init. */
+  v2: boolean
+  /** The origin every v2 proof on this coordinator signs (COORD_PUBLIC_ORIGIN). */
+  origin: string
 }
 
 /**
@@ -26,7 +46,9 @@ export interface ConnectionOptions {
  */
 export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: ConnectionOptions): void {
   const { limits } = ctx.config
-  let phase: 'awaiting_hello' | 'admitting' | 'admitted' | 'closed' = 'awaiting_hello'
+  let phase: 'awaiting_hello' | 'challenged' | 'admitting' | 'admitted' | 'closed' = 'awaiting_hello'
+  /** Identity v2: the one challenge of this connection, once auth_init has arrived. */
+  let challenge: KeyChallenge | null = null
   let session: ProviderSession | null = null
   /** Cluster mode: the lease the session holds. */
   let lease: SessionRef | null = null
@@ -72,29 +94,84 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
   ws.on('message', (data: RawData, isBinary: boolean) => {
     if (ws.readyState !== ws.OPEN) return // closing: a late hello must not start an admission
     if (phase === 'admitted' && session !== null) return onSessionFrame(session, data, isBinary)
+    if (phase === 'challenged' && challenge !== null) {
+      phase = 'admitting'
+      clearTimeout(helloTimer)
+      return void onProof(challenge, data, isBinary)
+    }
     if (phase !== 'awaiting_hello') return // frames before our ack are not part of the protocol
     phase = 'admitting'
     clearTimeout(helloTimer)
-    void onHello(data, isBinary)
+    void (opts.v2 ? onAuthInit(data, isBinary) : onHello(data, isBinary))
   })
 
+  /** The size and pool checks every first frame passes; false when the socket was closed. */
+  function firstFrameOk(data: RawData, isBinary: boolean): boolean {
+    if (isBinary) return (refuse(Close.notHello), false)
+    if (rawSize(data) > limits.maxHelloBytes) return (refuse(withField(Close.invalidHello, 'size')), false)
+    return true
+  }
+
+  function poolFull(providerId: string): boolean {
+    if (ctx.registry.size < limits.maxSessions || ctx.registry.get(providerId) !== undefined) return false
+    ctx.metrics.admission('admission.pool_full')
+    ctx.log.warn({ event: 'admission.pool_full', provider_id: providerId }, 'pool is at its session limit')
+    closeSocket(ws, Close.poolFull)
+    return true
+  }
+
   async function onHello(data: RawData, isBinary: boolean): Promise<void> {
-    const size = rawSize(data)
-    if (isBinary) return refuse(Close.notHello)
-    if (size > limits.maxHelloBytes) return refuse(withField(Close.invalidHello, 'size'))
+    if (!firstFrameOk(data, isBinary)) return
     const parsed = parseHello(decodeJson(data as Buffer))
     if (!parsed.ok) return refuse(parsed.close)
-    const hello = helloOf(parsed.value)
-    if (ctx.registry.size >= limits.maxSessions && ctx.registry.get(hello.providerId) === undefined) {
-      ctx.metrics.admission('admission.pool_full')
-      ctx.log.warn({ event: 'admission.pool_full', provider_id: hello.providerId }, 'pool is at its session limit')
-      return closeSocket(ws, Close.poolFull)
+    if (poolFull(parsed.value.provider_id)) return
+    await admitAndAck(parsed.value, null)
+  }
+
+  /**
+   * Identity v2's first frame: answer with a challenge, bound to this connection and to the
+   * frame's exact bytes. The proof then has CHALLENGE_TTL_MS.
+   */
+  async function onAuthInit(data: RawData, isBinary: boolean): Promise<void> {
+    if (!firstFrameOk(data, isBinary)) return
+    const bytes = data as Buffer
+    const parsed = parseAuthInit(decodeJson(bytes))
+    if (!parsed.ok) return refuse(parsed.close)
+    const init = parsed.value
+    if (poolFull(init.provider_id)) return
+    // Under require_provider_tokens a tokenless v2 connect exists only to recover.
+    if (auth.kind === 'tokenless' && init.intent !== 'recover' && ctx.live.get().requireProviderTokens) return reject('admission.tokens_required')
+    let pinned: boolean
+    try {
+      pinned = (await ctx.identities.get(init.provider_id)) !== null
+    } catch (err) {
+      ctx.log.error({ err, provider_id: init.provider_id }, 'identity key lookup failed; failing closed')
+      return reject('admission.store_error')
     }
+    if (phase !== 'admitting' || ws.readyState !== ws.OPEN) return
+    challenge = new KeyChallenge(init, Buffer.from(bytes), opts.origin, ctx.clock.now())
+    phase = 'challenged'
+    helloTimer = setTimeout(() => phase === 'challenged' && reject('admission.challenge_expired'), CHALLENGE_TTL_MS)
+    ws.send(encode(challenge.frame(pinned ? 'pinned' : 'unknown')))
+  }
+
+  async function onProof(ch: KeyChallenge, data: RawData, isBinary: boolean): Promise<void> {
+    const parsed = parseAuthProof(isBinary || rawSize(data) > limits.maxHelloBytes ? null : decodeJson(data as Buffer))
+    const verdict = parsed.ok ? await ch.check(parsed.value, ctx.clock.now()) : 'malformed'
+    if (verdict !== 'ok')
+      return reject(verdict === 'expired' ? 'admission.challenge_expired' : 'admission.proof_invalid', { provider_id: ch.init.provider_id, reason: verdict })
+    if (phase !== 'admitting' || ws.readyState !== ws.OPEN) return
+    await admitAndAck(ch.init, { intent: ch.init.intent, key: ch.init.identity_key, nextKey: ch.init.next_identity_key ?? null })
+  }
+
+  async function admitAndAck(fields: HelloFields, key: { intent: KeyIntent; key: string; nextKey: string | null } | null): Promise<void> {
+    const hello = helloOf(fields)
     let result
     try {
       result = await admit(ctx, {
         hello,
-        bearer: auth.kind === 'bearer' ? { providerId: auth.providerId, tokenPrefix: auth.tokenPrefix } : null,
+        key,
+        bearer: auth.kind === 'bearer' ? auth : null,
         peer: opts.peer,
         link: socketLink(ws),
         isOpen: () => phase === 'admitting' && ws.readyState === ws.OPEN,
@@ -118,6 +195,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
           heartbeat_interval_s: limits.heartbeatIntervalS,
           auth_state: session.authState,
           ...(result.token === null ? {} : { assigned_provider_token: result.token }),
+          ...(session.identity === null ? {} : { identity_generation: session.identity.generation }),
         }),
       ),
     )
@@ -172,6 +250,13 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
         return
       }
     }
+  }
+
+  /** A v2 handshake failure: always 4005, whatever went wrong, and nothing was written. */
+  function reject(outcome: AdmissionOutcome, fields: Record<string, unknown> = {}): void {
+    ctx.metrics.admission(outcome)
+    ctx.log.warn({ event: outcome, peer: opts.peer, ...fields }, 'provider identity handshake rejected')
+    closeSocket(ws, Close.invalidToken)
   }
 
   function refuse(spec: CloseSpec): void {

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream'
 import type { WebSocketServer } from 'ws'
 import type { AppContext } from '../app-context.js'
 import type { AdmissionOutcome } from '../admission/admission-outcome.js'
+import { SUBPROTOCOL_V2 } from '@poolcoord/protocol'
 import { parseBearer } from '../tokens/token.js'
 import type { PendingLimiter } from './pending-limiter.js'
 import { handleProviderConnection, type UpgradeAuth } from './provider-connection.js'
@@ -15,7 +16,7 @@ export const PROVIDER_PATH = '/ws/provider'
  * validate-and-mark statement, before the WebSocket exists. Failures still complete the upgrade
  * and then close 4005, so that provider binaries see one uniform rejection.
  */
-export function createUpgradeHandler(ctx: AppContext, wss: WebSocketServer, pending: PendingLimiter, accepting: () => boolean) {
+export function createUpgradeHandler(ctx: AppContext, wss: WebSocketServer, pending: PendingLimiter, accepting: () => boolean, origin: () => string) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', destroyOnError)
     // An exception escaping an event listener would take the process down: contain everything.
@@ -42,11 +43,12 @@ export function createUpgradeHandler(ctx: AppContext, wss: WebSocketServer, pend
     // ws aborts a malformed handshake without ever calling back: the slot must follow the socket.
     socket.once('close', release)
     const startedAt = performance.now()
-    authenticate(ctx, req, url).then(
+    const v2 = offersV2(req.headers['sec-websocket-protocol'])
+    authenticate(ctx, req, url, v2).then(
       (auth) => {
         if (socket.destroyed) return release()
         socket.removeListener('error', destroyOnError)
-        wss.handleUpgrade(req, socket, head, (ws) => handleProviderConnection(ctx, ws, { auth, peer, release, startedAt }))
+        wss.handleUpgrade(req, socket, head, (ws) => handleProviderConnection(ctx, ws, { auth, peer, release, startedAt, v2, origin: origin() }))
       },
       (err: unknown) => {
         release()
@@ -66,16 +68,31 @@ function parseTarget(target: string | undefined): URL | null {
   }
 }
 
-async function authenticate(ctx: AppContext, req: IncomingMessage, url: URL): Promise<UpgradeAuth> {
+/**
+ * A v2 agent offers `poolcoord.v2`; the WebSocketServer selects it (selectSubprotocol) and the
+ * connection's first frame must then be auth_init. Anything else offered is ignored.
+ */
+function offersV2(header: string | string[] | undefined): boolean {
+  if (typeof header !== 'string' || header.length > 256) return false
+  return header.split(',').some((p) => p.trim() === SUBPROTOCOL_V2)
+}
+
+/** ws's handleProtocols: the one subprotocol we speak, or none (a v1 agent offers none). */
+export function selectSubprotocol(offered: Set<string>): string | false {
+  return offered.has(SUBPROTOCOL_V2) ? SUBPROTOCOL_V2 : false
+}
+
+async function authenticate(ctx: AppContext, req: IncomingMessage, url: URL, v2: boolean): Promise<UpgradeAuth> {
   // A token in a URL ends up in proxy logs: refuse it without looking at it.
   if (url.searchParams.has('token')) return reject('admission.invalid_token')
   const bearer = parseBearer(req.headers.authorization)
   if (bearer.kind === 'malformed') return reject('admission.invalid_token')
   if (bearer.kind === 'absent') {
-    return ctx.live.get().requireProviderTokens ? reject('admission.tokens_required') : { kind: 'tokenless' }
+    // A tokenless v2 connect may still prove a key (recover): its first frame decides.
+    return ctx.live.get().requireProviderTokens && !v2 ? reject('admission.tokens_required') : { kind: 'tokenless' }
   }
   try {
-    const bound = await ctx.tokens.validateAndMarkUsed(bearer.token)
+    const bound = await ctx.tokens.validateAndMarkUsed(bearer.token, ctx.clock.now())
     return bound === null ? reject('admission.invalid_token') : { kind: 'bearer', ...bound }
   } catch (err) {
     ctx.log.error({ err }, 'token validation failed; failing closed')

@@ -10,7 +10,7 @@
 
 const KEY_STORE = 'poolcoord.operatorKey'
 const POLL_MS = 2000
-const AUTH_STATES = ['bearer_validated', 'self_minted', 'bearerless_duplicate']
+const AUTH_STATES = ['key_proven', 'bearer_validated', 'self_minted', 'bearerless_duplicate']
 const SVG_NS = 'http://www.w3.org/2000/svg'
 
 const $ = (id) => document.getElementById(id)

@@ -7,6 +7,7 @@ export function makeSession(over: Partial<ProviderSession> = {}): ProviderSessio
     assignedId: 'a-1',
     authState: 'self_minted',
     tokenPrefix: null,
+    identity: null,
     hostname: 'mac.local',
     binaryVersion: '1.0.0',
     modelId: 'llama',

@@ -32,11 +32,12 @@ export class ProviderClient {
     ws.on('error', () => undefined)
   }
 
-  static async connect(wsUrl: string, opts: { token?: string; authorization?: string; query?: string } = {}): Promise<ProviderClient> {
+  static async connect(wsUrl: string, opts: { token?: string; authorization?: string; query?: string; subprotocol?: string } = {}): Promise<ProviderClient> {
     const headers: Record<string, string> = {}
     if (opts.token !== undefined) headers.authorization = authorizationHeader(opts.token)
     if (opts.authorization !== undefined) headers.authorization = opts.authorization
-    const ws = new WebSocket(wsUrl + (opts.query ?? ''), { headers, perMessageDeflate: false })
+    const protocols = opts.subprotocol === undefined ? [] : [opts.subprotocol]
+    const ws = new WebSocket(wsUrl + (opts.query ?? ''), protocols, { headers, perMessageDeflate: false })
     const client = new ProviderClient(ws)
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve())
@@ -63,9 +64,11 @@ export class ProviderClient {
     this.ws.send(encode(msg))
   }
 
-  /** Any JSON value, for tests of what the coordinator does with frames outside the protocol. */
-  sendRaw(value: unknown): void {
-    this.ws.send(JSON.stringify(value))
+  /** Any JSON value, for tests of what the coordinator does with frames outside the protocol. Returns the bytes sent. */
+  sendRaw(value: unknown): string {
+    const text = JSON.stringify(value)
+    this.ws.send(text)
+    return text
   }
 
   /** The hello's result: hello_ack, or the close that refused it. */

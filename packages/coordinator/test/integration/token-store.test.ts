@@ -41,7 +41,9 @@ t.test('validateAndMarkUsed validates, stamps last_used_at and refuses revoked t
   const store = new TokenStore(await createTestDb(t))
   const { token } = await store.issue('mac-1', 'a', 'self_minted')
   t.equal(await store.validateAndMarkUsed('f'.repeat(64)), null, 'unknown token')
-  t.same(await store.validateAndMarkUsed(token), { providerId: 'mac-1', tokenPrefix: token.slice(0, 12) })
+  const v = await store.validateAndMarkUsed(token)
+  t.match(v, { providerId: 'mac-1', tokenPrefix: token.slice(0, 12), inGrace: false, expiresAt: null, pinned: false })
+  t.match(v?.tokenId, /^\d+$/)
   const [row] = await store.list()
   t.ok(row?.lastUsedAt instanceof Date, 'marked as proven')
   t.ok(await store.revoke(token))
@@ -124,7 +126,7 @@ t.test('migrations are idempotent and ran the multi-statement file', async (t) =
   const db = await createTestDb(t)
   const again = await migrate(db)
   t.same(again.applied, [])
-  t.same(again.alreadyApplied, ['0001_provider_tokens.sql', '0002_provider_cordons.sql'])
+  t.same(again.alreadyApplied, ['0001_provider_tokens.sql', '0002_provider_cordons.sql', '0003_provider_identity.sql'])
   const idx = await sql<{ indexname: string }>`
     SELECT indexname FROM pg_indexes WHERE tablename = 'provider_tokens' AND schemaname = current_schema() ORDER BY indexname`.execute(db.kysely)
   t.same(
@@ -136,7 +138,7 @@ t.test('migrations are idempotent and ran the multi-statement file', async (t) =
     WHERE table_name = 'provider_tokens' AND table_schema = current_schema() ORDER BY ordinal_position`.execute(db.kysely)
   t.same(
     cols.rows.map((r) => r.column_name),
-    ['id', 'token_hash', 'token_prefix', 'provider_id', 'provider_name', 'origin', 'created_at', 'last_used_at', 'revoked_at'],
+    ['id', 'token_hash', 'token_prefix', 'provider_id', 'provider_name', 'origin', 'created_at', 'last_used_at', 'revoked_at', 'expires_at', 'grace_until'],
     'schema.ts and sql/ agree on the columns',
   )
 })

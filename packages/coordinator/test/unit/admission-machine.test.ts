@@ -16,17 +16,19 @@ function run(inputs: Input[]): { effects: Effect[]; final: Effect; state: State 
 }
 
 const ID = 'mac-1'
-const tokenless = (liveSelfMinted = false): Input => ({
+const tokenless = (liveSelfMinted = false, pinned = false): Input => ({
   type: 'hello',
   helloProviderId: ID,
   bearerProviderId: null,
   liveSelfMinted,
+  pinned,
 })
-const withBearer = (bearerProviderId: string, liveSelfMinted = false): Input => ({
+const withBearer = (bearerProviderId: string, liveSelfMinted = false, pinned = false): Input => ({
   type: 'hello',
   helloProviderId: ID,
   bearerProviderId,
   liveSelfMinted,
+  pinned,
 })
 const revoked = (r: boolean): Input => ({ type: 'revoked_unused', revoked: r })
 const hasActive = (a: boolean): Input => ({ type: 'has_active', active: a })
@@ -259,4 +261,16 @@ t.test('exhaustive: a token is only handed out after an issue effect', async (t)
   }
   depthCheck(initialState, 0)
   t.equal(undecided, 0, 'every input sequence reaches done within 4 steps')
+})
+
+t.test('row 8: a pinned id admits no v1 connect, bearer or tokenless, and is never healed', async (t) => {
+  const KEY_REQUIRED: Effect = { kind: 'reject', event: 'admission.key_required' }
+  t.same(run([withBearer(ID, false, true)]).final, KEY_REQUIRED, 'a valid bearer alone is not enough on a pinned id')
+  t.same(run([tokenless(false, true)]).final, KEY_REQUIRED, 'a tokenless claim on a pinned id is refused at once')
+  t.same(run([tokenless(true, true)]).final, KEY_REQUIRED, 'even while a self-minted session is live')
+  // A pin that commits between the steps: the guarded issue finds it.
+  const raced = run([tokenless(), revoked(false), hasActive(false), { type: 'pinned' }])
+  t.same(raced.effects.slice(0, 3), [REVOKE, HAS_ACTIVE, ISSUE])
+  t.same(raced.final, KEY_REQUIRED, 'the guarded issue refuses, no token is minted')
+  t.equal(raced.state.name, 'done')
 })

@@ -15,6 +15,8 @@ function token(over: Partial<TokenInfo>): TokenInfo {
     createdAt: new Date(NOW.getTime() - 30 * DAY),
     lastUsedAt: new Date(NOW.getTime() - 3600_000),
     revokedAt: null,
+    expiresAt: null,
+    graceUntil: null,
     ...over,
   }
 }

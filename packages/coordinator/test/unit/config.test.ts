@@ -198,6 +198,9 @@ t.test('readEnv maps the environment names', async (t) => {
     COORD_NATS_URL: 'nats://127.0.0.1:4222',
     COORD_NODE_ID: 'coord-a',
     COORD_NODE_TTL_MS: '4000',
+    COORD_PUBLIC_ORIGIN: 'wss://pool.example.com',
+    COORD_TOKEN_TTL: '14d',
+    COORD_TOKEN_GRACE: '5m',
     UNRELATED: 'ignored',
   }
   const expected: Env = {
@@ -219,6 +222,9 @@ t.test('readEnv maps the environment names', async (t) => {
     natsUrl: 'nats://127.0.0.1:4222',
     nodeId: 'coord-a',
     nodeTtlMs: '4000',
+    publicOrigin: 'wss://pool.example.com',
+    tokenTtl: '14d',
+    tokenGrace: '5m',
   }
   t.strictSame(readEnv(env), expected)
   t.strictSame(
@@ -242,6 +248,9 @@ t.test('readEnv maps the environment names', async (t) => {
       natsUrl: undefined,
       nodeId: undefined,
       nodeTtlMs: undefined,
+      publicOrigin: undefined,
+      tokenTtl: undefined,
+      tokenGrace: undefined,
     },
     'an empty env yields no values',
   )
@@ -373,4 +382,26 @@ t.test('cluster mode: COORD_NATS_URL, COORD_NODE_ID, and PostgreSQL required', a
     t.doesNotThrow(() => checkFenceTiming(nodeTiming(ttl)), `the timing for ${ttl} ms obeys the fence rules`)
   const strayTtl = thrown(() => envToConfig({ nodeTtlMs: '4000' }))
   t.ok(strayTtl instanceof ConfigError && /COORD_NODE_TTL_MS applies only in cluster mode/.test(strayTtl.message), 'COORD_NODE_TTL_MS alone is refused')
+})
+
+t.test('identity v2 settings: origin, token TTL and grace', async (t) => {
+  const base = { operatorKey: GOOD_KEY }
+  const d = envToConfig(base).identity
+  t.strictSame(d, { publicOrigin: null, tokenTtlMs: 30 * 86_400_000, tokenGraceMs: 600_000, previousKeyValidMs: 7 * 86_400_000 }, 'defaults')
+  t.equal(envToConfig({ ...base, publicOrigin: 'wss://Pool.Example.com:443/' }).identity.publicOrigin, 'wss://pool.example.com', 'normalised to an origin')
+  t.equal(envToConfig({ ...base, publicOrigin: 'ws://10.0.0.5:8080' }).identity.publicOrigin, 'ws://10.0.0.5:8080')
+  for (const bad of ['https://pool.example.com', 'wss://pool.example.com/ws/provider', 'wss://u:p@pool.example.com', 'pool.example.com', 'wss://x?y=1']) {
+    t.throws(() => envToConfig({ ...base, publicOrigin: bad }), { code: 'COORD_CONFIG_INVALID' }, `origin ${bad} refused`)
+  }
+  t.equal(envToConfig({ ...base, tokenTtl: '2h', tokenGrace: '1m' }).identity.tokenTtlMs, 7_200_000)
+  for (const [ttl, grace] of [
+    ['30m', undefined],
+    ['400d', undefined],
+    ['30', undefined],
+    ['2h', '90m'],
+    [undefined, '30s'],
+    [undefined, '2d'],
+  ]) {
+    t.throws(() => envToConfig({ ...base, tokenTtl: ttl, tokenGrace: grace }), { code: 'COORD_CONFIG_INVALID' }, `ttl ${ttl} grace ${grace} refused`)
+  }
 })

@@ -33,7 +33,11 @@ const DOWNGRADE: LeaseDecision = { action: 'refuse', reason: 'bearer_downgrade' 
 const DUP: LeaseDecision = { action: 'refuse', reason: 'duplicate_never_displaces' }
 const UNREADABLE: LeaseDecision = { action: 'refuse', reason: 'lease_unreadable' }
 
-// The decision table of specs/cluster.md §7.2. Columns: incoming bearer_validated, self_minted, bearerless_duplicate.
+const KEY_DOWNGRADE: LeaseDecision = { action: 'refuse', reason: 'key_downgrade' }
+
+// The decision table of specs/cluster.md §7.2. Columns: incoming bearer_validated, self_minted,
+// bearerless_duplicate; incoming key_proven always decides as bearer_validated does except
+// against a serving key_proven owner, so it gets that column (see the rows below the table).
 const table: Array<[name: string, current: CurrentLease, expected: [LeaseDecision, LeaseDecision, LeaseDecision]]> = [
   ['no lease', { kind: 'none' }, [CREATE, CREATE, CREATE]],
   ['an unreadable value: an unknown live owner, never free', { kind: 'unreadable' }, [UNREADABLE, UNREADABLE, UNREADABLE]],
@@ -65,8 +69,21 @@ const table: Array<[name: string, current: CurrentLease, expected: [LeaseDecisio
   ],
 ]
 
+// Identity v2: a key_proven owner. Only another key proof displaces it while it serves.
+const keyTable: Array<[name: string, current: CurrentLease, expected: [LeaseDecision, LeaseDecision, LeaseDecision, LeaseDecision]]> = [
+  ['active key_proven ready, owner live', found(lease('key_proven', 'ready'), true), [HANDOVER_FROM_OWNER, KEY_DOWNGRADE, DOWNGRADE, DUP]],
+  ['active key_proven busy', found(lease('key_proven', 'busy'), true), [HANDOVER_FROM_OWNER, KEY_DOWNGRADE, DOWNGRADE, DUP]],
+  ['active key_proven draining (leaving)', found(lease('key_proven', 'draining'), true), [HANDOVER_FROM_OWNER, HANDOVER_FROM_OWNER, HANDOVER_FROM_OWNER, DUP]],
+  ['active key_proven, owner dead', found(lease('key_proven'), false), [DEAD, DEAD, DEAD, DEAD]],
+]
+
 t.test('decideClaim: the decision table', async (t) => {
+  t.strictSame(AUTH_STATES, ['key_proven', 'bearer_validated', 'self_minted', 'bearerless_duplicate'], 'the columns below follow this order')
   for (const [name, current, row] of table) {
+    const columns = [row[0], ...row]
+    AUTH_STATES.forEach((incoming, i) => t.strictSame(decideClaim(current, incoming), columns[i], `${name} x ${incoming}`))
+  }
+  for (const [name, current, row] of keyTable) {
     AUTH_STATES.forEach((incoming, i) => t.strictSame(decideClaim(current, incoming), row[i], `${name} x ${incoming}`))
   }
 })
