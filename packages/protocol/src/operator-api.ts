@@ -101,9 +101,13 @@ export interface AdminIdentity {
 export interface IdentityActionResponse {
   provider_id: string
   action: 'revoked' | 'reset'
+  /** Tokens of the id that this call revoked (not those revoked before). */
   revoked_tokens: number
-  /** Live sessions of the id that were closed (revoke only). */
-  kicked: boolean
+  /**
+   * Revoke: whether the id's live session was closed (4007). Null for reset, which closes
+   * nothing, and when no coordinator ran the operation (the CLI on the database).
+   */
+  kicked: boolean | null
 }
 
 /** POST /admin/tokens: the only time the token is shown. */

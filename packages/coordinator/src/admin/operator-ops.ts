@@ -1,10 +1,13 @@
 import {
   PROVIDER_ID_RE,
   TOKEN_PREFIX_RE,
+  keyFingerprint,
+  type AdminIdentity,
   type AdminToken,
   type AuditResponse,
   type CordonResponse,
   type CordonRow,
+  type IdentityActionResponse,
   type IssuedTokenResponse,
   type PruneResponse,
   type RevokeResponse,
@@ -12,6 +15,7 @@ import {
 import { MAX_CORDON_REASON } from '../cordons/cordon-store.js'
 import type { Cordons } from '../cordons/cordons.js'
 import { InvalidProviderIdError, TokenPrefixInvalidError, UsageError } from '../errors.js'
+import type { IdentityInfo, IdentityStore } from '../tokens/identity-store.js'
 import type { TokenInfo, TokenStore } from '../tokens/token-store.js'
 import { auditFlip, type PoolzSession } from './audit.js'
 
@@ -24,14 +28,16 @@ const CONTROL_RE = /[\u0000-\u001f\u007f]/
 /** The live pool, when the operations run inside a coordinator; null for the CLI on the database. */
 export interface LivePool {
   sessions(): PoolzSession[]
-  /** Closes the live session of providerId now (4007); false when it has none. */
-  /** Closes the provider's session wherever it is; cluster mode may have to ask another node. */
+  /**
+   * Closes the live session of providerId now (4007), wherever it is (cluster mode may have to
+   * ask another node); false when it has none.
+   */
   kick(providerId: string): boolean | Promise<boolean>
   setCordoned(providerId: string, cordoned: boolean): boolean
 }
 
 /**
- * Every token and cordon operation an operator can ask for, in one place: the admin API runs
+ * Every token, identity and cordon operation an operator can ask for, in one place: the admin API runs
  * them inside the coordinator (with the live pool), and coordinator-cli runs the same code on
  * the database when no coordinator answers. Inputs are checked here, before any store call.
  */
@@ -39,6 +45,7 @@ export class OperatorOps {
   constructor(
     private readonly tokens: TokenStore,
     private readonly cordons: Cordons,
+    private readonly identities: IdentityStore,
     private readonly live: LivePool | null,
     private readonly now: () => Date = () => new Date(),
   ) {}
@@ -93,6 +100,32 @@ export class OperatorOps {
     }
   }
 
+  async listIdentities(): Promise<AdminIdentity[]> {
+    return (await this.identities.list()).map(adminIdentity)
+  }
+
+  /**
+   * Blocks the id (no connect, no recovery, no enrolment) until resetIdentity, revokes its
+   * tokens, and always closes its live session: a blocked id that keeps serving is not blocked.
+   * The kick comes after the revocation commits, so the provider's reconnect is refused.
+   */
+  async revokeIdentity(providerId: string): Promise<IdentityActionResponse> {
+    checkProviderId(providerId)
+    const { revokedTokens } = await this.identities.revoke(providerId)
+    const kicked = this.live === null ? null : await this.live.kick(providerId)
+    return { provider_id: providerId, action: 'revoked', revoked_tokens: revokedTokens, kicked }
+  }
+
+  /**
+   * Deletes the id's pin and revokes its tokens, so that the next enrolment (first use) pins a
+   * new key. It closes nothing: revoke-identity first to end a live session.
+   */
+  async resetIdentity(providerId: string): Promise<IdentityActionResponse> {
+    checkProviderId(providerId)
+    const { revokedTokens } = await this.identities.reset(providerId)
+    return { provider_id: providerId, action: 'reset', revoked_tokens: revokedTokens, kicked: null }
+  }
+
   async listCordons(): Promise<CordonRow[]> {
     return (await this.cordons.list()).map((c) => ({ provider_id: c.providerId, reason: c.reason, created_at: c.createdAt.toISOString() }))
   }
@@ -130,6 +163,21 @@ export function adminToken(tk: TokenInfo): AdminToken {
     revoked_at: tk.revokedAt?.toISOString() ?? null,
     expires_at: tk.expiresAt?.toISOString() ?? null,
     grace_until: tk.graceUntil?.toISOString() ?? null,
+  }
+}
+
+/** A pinned key as operators see it: fingerprints, never a key. */
+export function adminIdentity(k: IdentityInfo): AdminIdentity {
+  return {
+    provider_id: k.providerId,
+    generation: k.generation,
+    key_fingerprint: keyFingerprint(k.publicKey),
+    previous_key_fingerprint: k.previousKey === null ? null : keyFingerprint(k.previousKey),
+    previous_valid_until: k.previousValidUntil === null ? null : new Date(k.previousValidUntil).toISOString(),
+    created_at: k.createdAt.toISOString(),
+    rotated_at: k.rotatedAt?.toISOString() ?? null,
+    revoked: k.revoked,
+    revoked_at: k.revokedAt?.toISOString() ?? null,
   }
 }
 

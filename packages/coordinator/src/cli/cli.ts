@@ -7,14 +7,16 @@ import { migrate } from '../db/migrate.js'
 import { CoordinatorError } from '../errors.js'
 import { createLogger } from '../logger.js'
 import { readOperatorKeyFile } from '../operator-key.js'
+import type { Common } from './command-kit.js'
 import { openDatabaseOperatorApi } from './database-operator-api.js'
 import { parseDuration } from './duration.js'
 import { HttpOperatorApi, probeCoordinator } from './http-operator-api.js'
+import { addIdentityCommands } from './identity-commands.js'
 import { CliFailure, type OperatorApi } from './operator-api.js'
 import { plural, printTable } from './print.js'
 
 /**
- * coordinator-cli: token, cordon and pool administration (specs/cli.md). It talks to the
+ * coordinator-cli: token, identity, cordon and pool administration (specs/cli.md). It talks to the
  * running coordinator's admin API; only when no coordinator answers does it work on the
  * database directly, and it says so. Exit codes: 0 ok, 1 the condition failed, 2 usage error.
  */
@@ -23,11 +25,6 @@ import { plural, printTable } from './print.js'
 export interface CliIo {
   out(s: string): void
   err(s: string): void
-}
-
-interface Common {
-  json?: boolean
-  url?: string
 }
 
 function program(config: Config, io: CliIo, status: { code: number }): Command {
@@ -54,7 +51,7 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
   const url = new Option('--coordinator <url>', 'alias of --url').hideHelp()
 
   const cli = new Command('coordinator-cli')
-    .description('poolcoord token, cordon and pool administration')
+    .description('poolcoord token, identity, cordon and pool administration')
     .version(VERSION, '-V, --version')
     .option('--url <url>', 'the coordinator base URL (default http://COORD_HOST:COORD_PORT)')
     .showHelpAfterError()
@@ -108,15 +105,25 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
       out('This is the only time the token is shown. The provider sends it as "Authorization: Bearer <token>".')
     })
 
-  command('list-tokens', 'list tokens: prefix, provider, name, origin, dates; never a token or hash')
+  command('list-tokens', 'list tokens: prefix, provider, name, origin, dates, expiry and grace; never a token or hash')
     .option('--active', 'only tokens that are not revoked')
     .action(async (o: Common & { active?: boolean }) => {
       const tokens = await withApi(urlOf(o), (api) => api.listTokens(o.active === true))
       if (o.json) return out(JSON.stringify(tokens))
       printTable(
         out,
-        ['prefix', 'provider_id', 'name', 'origin', 'created_at', 'last_used_at', 'revoked'],
-        tokens.map((tk) => [tk.token_prefix, tk.provider_id, tk.name, tk.origin, tk.created_at, tk.last_used_at ?? '-', tk.revoked_at ?? 'no']),
+        ['prefix', 'provider_id', 'name', 'origin', 'created_at', 'last_used_at', 'expires_at', 'grace_until', 'revoked'],
+        tokens.map((tk) => [
+          tk.token_prefix,
+          tk.provider_id,
+          tk.name,
+          tk.origin,
+          tk.created_at,
+          tk.last_used_at ?? '-',
+          tk.expires_at ?? 'never',
+          tk.grace_until ?? '-',
+          tk.revoked_at ?? 'no',
+        ]),
       )
     })
 
@@ -128,7 +135,10 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
       if (o.json) return out(JSON.stringify(tk))
       out(
         `revoked ${tk.token_prefix} (provider_id ${tk.provider_id}). A live session keeps running until it reconnects; use revoke-and-kick to end it now. ` +
-          'A provider that is still running with this token is refused at its next connect.',
+          'A provider that is still running with this token is refused at its next connect. ' +
+          `If ${tk.provider_id} has a pinned identity key (list-identities), the provider holding that key recovers by itself with a new token, ` +
+          'and whoever holds only this token cannot: the right answer to a leaked token. ' +
+          `To block the id entirely, key included: revoke-identity --provider-id ${tk.provider_id}.`,
       )
     })
 
@@ -188,6 +198,8 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
       if (o.json) return out(JSON.stringify(r))
       out(`uncordoned ${r.provider_id}${r.live ? '; its live session is routable again' : ''}`)
     })
+
+  addIdentityCommands({ command, withApi, urlOf, id, out })
 
   command('list-cordons', 'cordoned provider ids, with reason and time').action(async (o: Common) => {
     const cordons = await withApi(urlOf(o), (api) => api.listCordons())

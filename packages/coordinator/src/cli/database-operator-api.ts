@@ -6,6 +6,7 @@ import { Cordons } from '../cordons/cordons.js'
 import { openDatabase, type Database } from '../db/database.js'
 import { migrate } from '../db/migrate.js'
 import type { Logger } from '../logger.js'
+import { IdentityStore } from '../tokens/identity-store.js'
 import { TokenStore } from '../tokens/token-store.js'
 import { CliFailure, type OperatorApi } from './operator-api.js'
 
@@ -24,6 +25,9 @@ export function openDatabaseOperatorApi(config: Config, log: Logger, coordinator
     revokeToken: (prefix, kick) => run((ops) => ops.revokeToken(prefix, kick)),
     pruneTokens: (olderThanS, apply) => run((ops) => ops.pruneTokens(olderThanS, apply)),
     audit: (maxAgeS) => run((ops) => ops.audit(maxAgeS)),
+    listIdentities: () => run((ops) => ops.listIdentities()),
+    revokeIdentity: (providerId) => run((ops) => ops.revokeIdentity(providerId)),
+    resetIdentity: (providerId) => run((ops) => ops.resetIdentity(providerId)),
     listCordons: () => run((ops) => ops.listCordons()),
     cordon: (providerId, reason) => run((ops) => ops.cordon(providerId, reason)),
     uncordon: (providerId) => run((ops) => ops.uncordon(providerId)),
@@ -45,5 +49,6 @@ async function openOps(config: Config, log: Logger): Promise<{ db: Database; ops
     throw err
   }
   const timeoutMs = config.limits.storeTimeoutMs
-  return { db, ops: new OperatorOps(new TokenStore(db, { timeoutMs }), new Cordons(new CordonStore(db, timeoutMs)), null) }
+  const ops = new OperatorOps(new TokenStore(db, { timeoutMs }), new Cordons(new CordonStore(db, timeoutMs)), new IdentityStore(db, timeoutMs), null)
+  return { db, ops }
 }

@@ -1,9 +1,11 @@
 import type {
+  AdminIdentity,
   AdminToken,
   AuditResponse,
   CordonResponse,
   CordonRow,
   ErrorResponse,
+  IdentityActionResponse,
   IssuedTokenResponse,
   PoolzResponse,
   PruneResponse,
@@ -77,6 +79,18 @@ export class HttpOperatorApi implements OperatorApi {
 
   audit(maxLastUsedAgeS: number): Promise<AuditResponse> {
     return this.call('GET', `/admin/audit/pre-flip?max_last_used_age_s=${maxLastUsedAgeS}`)
+  }
+
+  async listIdentities(): Promise<AdminIdentity[]> {
+    return (await this.call<{ identities: AdminIdentity[] }>('GET', '/admin/identities')).identities
+  }
+
+  revokeIdentity(providerId: string): Promise<IdentityActionResponse> {
+    return this.call('POST', `/admin/identities/${encodeURIComponent(providerId)}/revoke`, {})
+  }
+
+  resetIdentity(providerId: string): Promise<IdentityActionResponse> {
+    return this.call('POST', `/admin/identities/${encodeURIComponent(providerId)}/reset`, {})
   }
 
   async listCordons(): Promise<CordonRow[]> {

@@ -6,7 +6,20 @@ import type { OperatorOps } from '../admin/operator-ops.js'
  * (http-operator-api.ts), and the same OperatorOps run on the database directly
  * (database-operator-api.ts) when no coordinator answers.
  */
-export type OperatorApi = Pick<OperatorOps, 'listTokens' | 'issueToken' | 'revokeToken' | 'pruneTokens' | 'audit' | 'listCordons' | 'cordon' | 'uncordon'> & {
+export type OperatorApi = Pick<
+  OperatorOps,
+  | 'listTokens'
+  | 'issueToken'
+  | 'revokeToken'
+  | 'pruneTokens'
+  | 'audit'
+  | 'listIdentities'
+  | 'revokeIdentity'
+  | 'resetIdentity'
+  | 'listCordons'
+  | 'cordon'
+  | 'uncordon'
+> & {
   /** The live pool; only a running coordinator has one. */
   pool(): Promise<PoolzResponse>
   close(): Promise<void>

@@ -15,11 +15,18 @@ const MAX_ADMIN_BODY_BYTES = 16 * 1024
 /**
  * The admin API under /admin/ (specs/operator-api.md). Every route here is wrapped by the
  * caller's operator check, so nothing runs, and nothing is revoked, for a caller without the
- * key. Token and cordon operations are OperatorOps, the same code coordinator-cli runs on the
- * database when no coordinator answers. Keys are path templates (http/route-table.ts); a
- * malformed {provider_id} or {prefix} makes the path unknown (404).
+ * key. Token, identity and cordon operations are OperatorOps, the same code coordinator-cli runs
+ * on the database when no coordinator answers. Keys are path templates (http/route-table.ts); a
+ * malformed {provider_id} or {prefix} makes the path unknown (404), except under
+ * /admin/identities/, where OperatorOps refuses it (400): there a 404 means "no pinned key".
  */
 export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record<string, Route> {
+  const kick = async (providerId: string): Promise<boolean> => {
+    const session = ctx.registry.get(providerId)
+    if (session !== undefined) return kickSession(ctx, session)
+    // Cluster mode: the provider's socket may be on another node.
+    return (await ctx.cluster?.ops.remote('kick', providerId)) != null
+  }
   const live: LivePool = {
     sessions: () =>
       Array.from(ctx.pool.liveSessions(), (s) => ({
@@ -29,14 +36,15 @@ export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record
         token_prefix: s.tokenPrefix,
       })),
     kick: async (providerId) => {
-      const session = ctx.registry.get(providerId)
-      if (session !== undefined) return kickSession(ctx, session)
-      // Cluster mode: the provider's socket may be on another node.
-      return (await ctx.cluster?.ops.remote('kick', providerId)) != null
+      // Under the id's admission lock, which key admission reads and writes the pin under: one
+      // that read it before revoke-identity committed has registered its session by then, so
+      // the kick finds it. With the lock's queue full (a flood of hellos), kick without waiting.
+      const locked = await ctx.admissionLock.run(providerId, () => kick(providerId))
+      return locked.ok ? locked.value : kick(providerId)
     },
     setCordoned: (providerId, cordoned) => ctx.registry.setCordoned(providerId, cordoned),
   }
-  const ops = new OperatorOps(ctx.tokens, ctx.cordons, live)
+  const ops = new OperatorOps(ctx.tokens, ctx.cordons, ctx.identities, live)
   const byProvider = { provider_id: PROVIDER_ID_RE }
   /** Drain and kick act on the live session only: without one, there is nothing to do (404). */
   const sessionAction =
@@ -80,6 +88,10 @@ export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record
     '/admin/audit/pre-flip': {
       GET: async (req, res) => sendJson(res, 200, await ops.audit(Number(query(req).get('max_last_used_age_s') ?? 86_400))),
     },
+    '/admin/identities': { GET: async (_req, res) => sendJson(res, 200, { identities: await ops.listIdentities() }) },
+    // No `params` check: OperatorOps answers a malformed id with 400 COORD_PROVIDER_ID_INVALID.
+    '/admin/identities/{provider_id}/revoke': { POST: async (_req, res, p) => sendJson(res, 200, await ops.revokeIdentity(p.provider_id as string)) },
+    '/admin/identities/{provider_id}/reset': { POST: async (_req, res, p) => sendJson(res, 200, await ops.resetIdentity(p.provider_id as string)) },
     '/admin/cordons': { GET: async (_req, res) => sendJson(res, 200, { cordons: await ops.listCordons() }) },
     '/admin/providers/{provider_id}/cordon': {
       params: byProvider,

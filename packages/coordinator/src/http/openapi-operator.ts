@@ -1,4 +1,5 @@
 import { bool, errors, json, ref, str, type Schema } from './openapi-kit.js'
+import { providerId } from './openapi-schemas.js'
 
 const operator = [{ operatorKey: [] }]
 const publicRoute: unknown[] = []
@@ -31,6 +32,16 @@ function op(id: string, summary: string, responses: Record<string, Schema>, code
     responses: { ...responses, ...errors(['COORD_UNAUTHORIZED', ...codes]) },
   }
 }
+
+/** Identity routes check {provider_id} themselves: a malformed one is 400, since 404 means "no pinned key" there. */
+const identityId: Schema = {
+  name: 'provider_id',
+  in: 'path',
+  required: true,
+  description: 'a malformed one is 400 `COORD_PROVIDER_ID_INVALID`',
+  schema: providerId,
+}
+const IDENTITY_ERRORS = ['COORD_PROVIDER_ID_INVALID', 'COORD_IDENTITY_NOT_PINNED', STORE]
 
 const providerAction = (id: string, summary: string, status: string, description: string): Schema => ({
   post: op(id, summary, { [status]: json(description, ref('SessionAction')) }, ['COORD_NOT_FOUND'], { parameters: [param('ProviderId')] }),
@@ -149,6 +160,27 @@ export const operatorPaths: Record<string, Schema> = {
           },
         ],
       },
+    ),
+  },
+  '/admin/identities': {
+    get: op('listIdentities', 'List pinned identity keys, by provider_id', { '200': json('fingerprints, never a key', ref('IdentityList')) }, [STORE]),
+  },
+  '/admin/identities/{provider_id}/revoke': {
+    post: op(
+      'revokeIdentity',
+      'Block the id until reset (no connect, no recovery), revoke its tokens, and close its live session (4007)',
+      { '200': json('blocked; idempotent', ref('IdentityAction')) },
+      IDENTITY_ERRORS,
+      { parameters: [identityId] },
+    ),
+  },
+  '/admin/identities/{provider_id}/reset': {
+    post: op(
+      'resetIdentity',
+      'Delete the pin and revoke the tokens, so the id may enroll afresh (first use wins again)',
+      { '200': json('reset; a live session is not closed', ref('IdentityAction')) },
+      IDENTITY_ERRORS,
+      { parameters: [identityId] },
     ),
   },
   '/admin/cordons': { get: op('listCordons', 'List cordoned provider ids', { '200': json('stored cordons', ref('CordonList')) }, [STORE]) },

@@ -3,11 +3,13 @@ import {
   PROVIDER_ID_RE,
   PROVIDER_STATUSES,
   TOKEN_PREFIX_RE,
+  type AdminIdentity,
   type AdminToken,
   type AuditOffender,
   type AuditResponse,
   type CordonResponse,
   type CordonRow,
+  type IdentityActionResponse,
   type IneligibleReason,
   type IssuedTokenResponse,
   type PoolzCluster,
@@ -45,6 +47,7 @@ const NO_CONTROL = '^[^\\u0000-\\u001f\\u007f]*$'
 
 export const providerId = str('1-64 characters of [A-Za-z0-9_.-]', { pattern: PROVIDER_ID_RE.source })
 export const tokenPrefix = str('the first 12 hex characters of a token; never the token', { pattern: '^[0-9a-f]{12}$' })
+const fingerprint = (description: string): Schema => str(description, { pattern: '^[0-9a-f]{12}$' })
 export const prefixParam = str('6-12 lowercase hex characters: the start of a token prefix', { pattern: TOKEN_PREFIX_RE.source })
 
 const model = obj<ModelEntry>({
@@ -101,7 +104,7 @@ const poolzRow = obj<PoolzRow>(
       {
         pinned: bool('the session proved a pinned identity key (identity v2)'),
         generation: nullable(int('the key generation; null when not pinned')),
-        key_fingerprint: nullable(str('first 12 hex of SHA-256 over the raw key; never the key', { pattern: '^[0-9a-f]{12}$' })),
+        key_fingerprint: nullable(fingerprint('first 12 hex of SHA-256 over the raw key; never the key')),
       },
       { description: 'identity v2' },
     ),
@@ -124,6 +127,21 @@ const poolzSummary = obj<PoolzSummary>({
   }),
   models: arrayOf(obj<PoolzSummary['models'][number]>({ id: str(), providers: int(), routable: int() }), 'sorted by id'),
 })
+
+const adminIdentity = obj<AdminIdentity>(
+  {
+    provider_id: providerId,
+    generation: int('1 at enrolment, one more at each rotation'),
+    key_fingerprint: fingerprint('the current key: first 12 hex of SHA-256 over its 32 raw bytes; never the key'),
+    previous_key_fingerprint: nullable(fingerprint('the key before the last rotation; null before any')),
+    previous_valid_until: nullable(time('until when the previous key may still connect')),
+    created_at: time('when the key was pinned (enrolment)'),
+    rotated_at: nullable(time()),
+    revoked: bool('revoke-identity blocked the id until reset-identity'),
+    revoked_at: nullable(time()),
+  },
+  { description: 'a pinned identity key as operators see it: fingerprints, never a key' },
+)
 
 const offender = obj<AuditOffender>(
   {
@@ -220,6 +238,14 @@ export const schemas: Record<string, Schema> = {
   RevokedToken: obj<RevokeResponse>({
     ...(adminToken.properties as Record<keyof AdminToken, Schema>),
     kicked: nullable(bool('whether a live session was closed; null when no kick was asked for')),
+  }),
+  AdminIdentity: adminIdentity,
+  IdentityList: obj<{ identities: AdminIdentity[] }>({ identities: arrayOf(ref('AdminIdentity'), 'sorted by provider_id') }),
+  IdentityAction: obj<IdentityActionResponse>({
+    provider_id: providerId,
+    action: oneOfValues(['revoked', 'reset']),
+    revoked_tokens: int('tokens of the id this call revoked'),
+    kicked: nullable(bool("revoke: whether the id's live session was closed (4007); null for reset, which closes nothing")),
   }),
   PruneResult: obj<PruneResponse>({ applied: bool(), tokens: arrayOf(ref('AdminToken')) }),
   AuditOffender: offender,

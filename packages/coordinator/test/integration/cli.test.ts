@@ -77,13 +77,24 @@ t.test('migrate, issue-token, list-tokens, revoke-token: output and every exit c
 
   const list = await cli('list-tokens')
   t.equal(list.code, 0)
-  t.match(list.stdout, /prefix\s+provider_id\s+name\s+origin\s+created_at\s+last_used_at\s+revoked/)
-  t.match(list.stdout, /mac-1\s+studio mac\s+operator_issued/)
+  t.match(list.stdout, /prefix\s+provider_id\s+name\s+origin\s+created_at\s+last_used_at\s+expires_at\s+grace_until\s+revoked/)
+  t.match(list.stdout, /mac-1\s+studio mac\s+operator_issued\s+\S+\s+-\s+never\s+-\s+no/)
   t.notOk(list.stdout.includes(token) || list.stdout.includes(jt.token), 'never a token')
   const listJson = JSON.parse((await cli('list-tokens', '--json')).stdout) as Array<Record<string, unknown>>
   t.equal(listJson.length, 2)
   for (const row of listJson) {
-    t.same(Object.keys(row).sort(), ['created_at', 'last_used_at', 'name', 'origin', 'provider_id', 'revoked', 'revoked_at', 'token_prefix'])
+    t.same(Object.keys(row).sort(), [
+      'created_at',
+      'expires_at',
+      'grace_until',
+      'last_used_at',
+      'name',
+      'origin',
+      'provider_id',
+      'revoked',
+      'revoked_at',
+      'token_prefix',
+    ])
     t.notOk(JSON.stringify(row).includes('hash'), 'never a hash')
   }
 

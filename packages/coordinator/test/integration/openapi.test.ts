@@ -3,6 +3,7 @@ import { createHttpHandler } from '../../src/http/http-handler.js'
 import { VERSION } from '../../src/version.js'
 import { documentedOperations, loadOpenApi, type OpenApiDoc } from '../helpers/openapi.js'
 import { OPERATOR_KEY, startTestService, type TestService } from '../helpers/service.js'
+import { generateIdentityKey, keyJoin } from '../helpers/key-client.js'
 import { TestProvider, answer } from '../helpers/test-provider.js'
 
 const auth = { authorization: `Bearer ${OPERATOR_KEY}` }
@@ -47,6 +48,9 @@ t.test('every documented operation answers as documented on a running coordinato
   await TestProvider.join(s.wsUrl, 'probe-kick', { hello: { model_id: 'idle-model' } })
   const issued = await fetch(`${s.url}/admin/tokens`, { method: 'POST', headers: auth, body: JSON.stringify({ provider_id: 'probe-revoke' }) })
   const { token_prefix: prefix } = (await issued.json()) as { token_prefix: string }
+  // A pinned identity key, live, for revokeIdentity (which kicks it) and then resetIdentity.
+  const pinned = await keyJoin(s.wsUrl, 'probe-key', generateIdentityKey(), { intent: 'enroll' })
+  t.equal(pinned.ack?.auth_state, 'key_proven')
   const { doc } = await fetchDoc(s)
   const { response } = await loadOpenApi(doc)
 
@@ -55,6 +59,8 @@ t.test('every documented operation answers as documented on a running coordinato
     default: { id: 'test-model', provider_id: 'probe-cordoned', prefix },
     drain: { provider_id: 'probe-drain' },
     kick: { provider_id: 'probe-kick' },
+    revokeIdentity: { provider_id: 'probe-key' },
+    resetIdentity: { provider_id: 'probe-key' },
   }
   /** Query strings an operation requires. */
   const queries: Record<string, string> = { operatorProof: `?nonce=${'ab'.repeat(32)}` }
@@ -125,6 +131,8 @@ t.test('error answers fit the documented envelopes and codes', async (t) => {
     ['POST', '/admin/providers/{provider_id}/drain', '/admin/providers/not-here/drain', { headers: auth }, 404],
     ['POST', '/admin/providers/{provider_id}/kick', '/admin/providers/bad%20id/kick', { headers: auth }, 404],
     ['GET', '/admin/audit/pre-flip', '/admin/audit/pre-flip?max_last_used_age_s=-1', { headers: auth }, 400],
+    ['POST', '/admin/identities/{provider_id}/revoke', '/admin/identities/nobody/revoke', { headers: auth }, 404],
+    ['POST', '/admin/identities/{provider_id}/reset', '/admin/identities/bad%20id/reset', { headers: auth }, 400],
   ]
   for (const [method, template, url, init, status] of cases) {
     const res = await fetch(`${s.url}${url}`, { method, ...init })
