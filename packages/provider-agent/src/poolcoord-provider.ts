@@ -7,14 +7,16 @@
 import { readFileSync } from 'node:fs'
 import { createLogger } from './logger.js'
 import { AgentUsageError, readAgentConfig } from './agent-config.js'
-import { AgentSetupError, setupAgent } from './agent-setup.js'
+import { AgentSetupError, rotateKey, setupAgent } from './agent-setup.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
 
 async function main(): Promise<number> {
   let config
+  const argv = process.argv.slice(2)
+  const rotate = argv[0] === 'rotate-key'
   try {
-    config = readAgentConfig(process.argv.slice(2))
+    config = readAgentConfig(rotate ? argv.slice(1) : argv)
   } catch (err) {
     if (err instanceof AgentUsageError) {
       process.stderr.write(`poolcoord-provider: ${err.message}\n`)
@@ -23,6 +25,16 @@ async function main(): Promise<number> {
     throw err
   }
   const log = createLogger({ level: config.logLevel })
+  if (rotate) {
+    try {
+      process.stdout.write(`${await rotateKey(config, { log, uid: process.getuid?.() ?? 0, binaryVersion: version })}\n`)
+      return 0
+    } catch (err) {
+      if (!(err instanceof AgentSetupError)) throw err
+      process.stderr.write(`poolcoord-provider rotate-key: ${err.message}\n`)
+      return 1
+    }
+  }
   let agent
   try {
     agent = await setupAgent(config, { log, uid: process.getuid?.() ?? 0, binaryVersion: `poolcoord-provider/${version}` })
@@ -41,6 +53,8 @@ async function main(): Promise<number> {
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  // SIGHUP: read the identity key file again and announce a next key that rotate-key left there.
+  process.on('SIGHUP', () => void agent.reloadIdentity())
   const exit = await agent.run()
   if (exit.reason === 'stopped') return 0
   return exit.reason === 'replaced' ? 3 : 4

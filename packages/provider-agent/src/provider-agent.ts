@@ -11,6 +11,16 @@
  * - Once saved, the token is proven at once, without a gap: a second socket connects with it, and
  *   the coordinator's replacement of the first (4006) is expected, not a rival.
  * - What a close means, and how long to wait, is the pure reconnect-policy.ts.
+ *
+ * Identity v2 (specs/provider-agent.md §3), when the agent has a key:
+ * - It offers `poolcoord.v2` and proves its key; a coordinator that does not speak v2 gets v1
+ *   from then on. The intent follows from what the agent holds: a token, `connect` (`rotate`
+ *   when a next key waits in the key file); none, `recover` once enrolled, else `enroll`. The
+ *   challenge's key_state corrects a wrong guess once, at once.
+ * - A 4005 for its token is retried once, at once, as a tokenless `recover` (seed 002's bounded
+ *   retry-once); a failed recovery then waits the long backoff like a refused token.
+ * - A token in a key_proven ack (enrolment, recovery, renewal) is saved before it is used, and
+ *   needs no proving socket: a key-pinned id is never self-healed, so nothing is at stake.
  */
 import { EventEmitter } from 'node:events'
 import type { Logger } from './logger.js'
@@ -18,6 +28,9 @@ import { AgentSession, type HelloAck, type HelloFields } from './agent-session.j
 import { explainClose } from './explain-close.js'
 import { decideReconnect, effectiveAttempt, type BackoffSettings } from './reconnect-policy.js'
 import { serializeTokenState, writeStateFile } from './state-file.js'
+import { serializeIdentityKey, type IdentityKeyState } from './identity-key-file.js'
+import type { SessionClosed, SessionIdentity } from './agent-session.js'
+import type { IdentityIntent } from '@poolcoord/protocol'
 
 export interface AgentOptions {
   coordinatorUrl: string
@@ -39,6 +52,12 @@ export interface AgentOptions {
   log: Logger
   random?: () => number
   now?: () => number
+  /** Identity v2: the key, or null to speak v1 only. */
+  identity?: IdentityKeyState | null
+  /** Where the key lives (identity-key-file.ts); written on enrolment and rotation. */
+  keyPath?: string
+  /** Reads the key file again (rotate-key writes a next key there); SIGHUP calls reloadIdentity(). */
+  loadIdentity?: () => Promise<IdentityKeyState | null>
 }
 
 export type AgentExit = { reason: 'stopped' } | { reason: 'replaced' | 'protocol_error'; code: number | null }
@@ -56,6 +75,13 @@ export class ProviderAgent extends EventEmitter {
   private mints = 0
   /** The coordinator accepted our token since it last refused it (reconnect-policy.ts). */
   private tokenAccepted = false
+  private identity: IdentityKeyState | null
+  /** Cleared when the coordinator shows it does not speak identity v2. */
+  private useV2: boolean
+  /** One-shot intent for the next connection: a key_state switch or the retry-once recovery. */
+  private nextIntent: IdentityIntent | null = null
+  private recoverTried = false
+  private switches = 0
   private readonly slots: { active: number; max: number }
   private readonly now: () => number
   private readonly random: () => number
@@ -63,6 +89,8 @@ export class ProviderAgent extends EventEmitter {
   constructor(private readonly o: AgentOptions) {
     super()
     this.token = o.token
+    this.identity = o.identity ?? null
+    this.useV2 = this.identity !== null
     this.slots = { active: 0, max: o.maxConcurrency }
     this.now = o.now ?? Date.now
     this.random = o.random ?? Math.random
@@ -101,9 +129,15 @@ export class ProviderAgent extends EventEmitter {
         s = this.current = this.proving // the proving socket carries on alone
         continue
       }
+      if (this.retryAtOnce(closed)) {
+        s = this.open()
+        continue
+      }
       const admittedFor = closed.admittedAt === null ? null : this.now() - closed.admittedAt
       const attempt = effectiveAttempt(this.attempt, admittedFor, this.o.backoff)
-      const d = decideReconnect({ ...closed, tokenAcceptedSinceRefusal: this.tokenAccepted }, attempt, this.o.backoff, this.random())
+      // A failed recovery is a refused credential: it waits like a refused token, not like a tokenless connect.
+      const withToken = closed.withToken || closed.intent === 'recover'
+      const d = decideReconnect({ ...closed, withToken, tokenAcceptedSinceRefusal: this.tokenAccepted }, attempt, this.o.backoff, this.random())
       if (d.kind === 'token_refused') this.tokenAccepted = false
       this.attempt = attempt + 1
       explainClose(this.o.log, this.o.providerId, closed, d.kind, d.action === 'retry' ? d.delayMs : null)
@@ -141,10 +175,77 @@ export class ProviderAgent extends EventEmitter {
     return s
   }
 
+  /** Identity v2 closes that call for another connection now rather than after a backoff. */
+  private retryAtOnce(c: SessionClosed): boolean {
+    if (c.intent === null) return false
+    const id = this.o.providerId
+    if (c.v2Refused) {
+      this.useV2 = false
+      this.o.log.warn(
+        { event: 'agent.v2_unsupported' },
+        'the coordinator does not speak identity v2 (poolcoord.v2); connecting with protocol v1 and the token alone',
+      )
+      return true
+    }
+    if (c.originMismatch !== null) {
+      this.o.log.error(
+        { event: 'agent.origin_mismatch', dialled: new URL(this.o.coordinatorUrl).origin, named: c.originMismatch },
+        `the coordinator names its origin ${c.originMismatch}, but this agent dialled ${new URL(this.o.coordinatorUrl).origin}; nothing was signed. If this is the right coordinator, its operator must set COORD_PUBLIC_ORIGIN=${new URL(this.o.coordinatorUrl).origin}`,
+      )
+      return false
+    }
+    if (c.switchIntent !== null && this.switches < 2) {
+      this.switches++
+      this.nextIntent = c.switchIntent
+      return true
+    }
+    if (c.code === 4005 && c.withToken && !this.recoverTried) {
+      this.recoverTried = true
+      this.nextIntent = 'recover'
+      this.o.log.warn(
+        { event: 'agent.recovering', provider_id: id },
+        'the coordinator refused the saved token (close 4005); recovering with the identity key, once',
+      )
+      return true
+    }
+    return false
+  }
+
+  /** What the next connection proves, from what the agent holds (module comment). */
+  private nextIdentity(): { identity: SessionIdentity | null; tokenless: boolean } {
+    const state = this.identity
+    const forced = this.nextIntent
+    this.nextIntent = null
+    if (!this.useV2 || state === null) return { identity: null, tokenless: false }
+    const tokenless = forced === 'recover' || this.token === null
+    const intent: IdentityIntent = forced ?? (tokenless ? (state.enrolled ? 'recover' : 'enroll') : state.next !== null ? 'rotate' : 'connect')
+    return { identity: { key: state.current, next: intent === 'rotate' ? state.next : null, intent }, tokenless }
+  }
+
+  /**
+   * SIGHUP: read the key file again; when rotate-key left a next key there, announce it now on a
+   * second socket, once the current one has no request in flight (it reports busy meanwhile).
+   */
+  async reloadIdentity(): Promise<void> {
+    if (this.o.loadIdentity === undefined || this.identity === null) return
+    const loaded = await this.o.loadIdentity()
+    if (loaded === null) return
+    this.identity = { ...loaded, enrolled: loaded.enrolled || this.identity.enrolled }
+    const first = this.current
+    if (loaded.next === null || first === null || first.ack === null || this.proving !== null || this.stopping) return
+    first.holding = true
+    first.heartbeatSoon()
+    const deadline = this.now() + this.o.drainTimeoutMs
+    while (first.inFlight > 0 && this.now() < deadline && this.current === first) await new Promise((r) => setTimeout(r, 50))
+    if (this.current === first && !this.stopping) this.prove(first)
+  }
+
   private connect(): AgentSession {
+    const { identity, tokenless } = this.nextIdentity()
     return new AgentSession({
+      identity,
       url: this.o.coordinatorUrl,
-      token: this.token,
+      token: tokenless ? null : this.token,
       hello: this.hello!,
       backendUrl: this.o.backendUrl,
       log: this.o.log,
@@ -159,14 +260,20 @@ export class ProviderAgent extends EventEmitter {
     this.o.log.info({ event: 'agent.admitted', provider_id: id, auth_state: ack.auth_state, assigned_id: ack.assigned_id }, `admitted as ${ack.auth_state}`)
     if (session === this.proving) {
       this.proving = null
+      const first = this.current
       this.current = session
+      // The coordinator replaces the first socket (4006) as it admits this one; close it here too,
+      // so that a coordinator which does not (an older or another implementation) leaves no
+      // orphaned socket behind.
+      if (first !== null && first !== session) first.close(1000, 'replaced_by_own_connection')
     }
     if (this.stopping) {
       session.draining = true
       session.heartbeatSoon()
     }
-    if (session.withToken && ack.auth_state === 'bearer_validated') this.tokenAccepted = true
+    if (session.withToken && (ack.auth_state === 'bearer_validated' || ack.auth_state === 'key_proven')) this.tokenAccepted = true
     this.emit('admitted', { authState: ack.auth_state, assignedId: ack.assigned_id, withToken: session.withToken })
+    if (ack.auth_state === 'key_proven') return this.keyAdmitted(ack, session)
     if (ack.auth_state === 'bearerless_duplicate') {
       this.o.log.warn(
         { event: 'agent.quarantined', provider_id: id },
@@ -196,6 +303,60 @@ export class ProviderAgent extends EventEmitter {
     } else {
       session.holding = false
       session.heartbeatSoon()
+    }
+  }
+
+  /**
+   * A key-proven admission: the key file learns it is enrolled (and, after a rotation, which key
+   * is current), and a token in the ack is saved before the agent presents it.
+   */
+  private async keyAdmitted(ack: HelloAck, session: AgentSession): Promise<void> {
+    this.recoverTried = false
+    this.switches = 0
+    const state = this.identity
+    const rotated = session.identity?.intent === 'rotate' && state?.next != null
+    if (state !== null && (!state.enrolled || rotated)) {
+      const next: IdentityKeyState = rotated
+        ? { ...state, current: state.next as NonNullable<typeof state.next>, next: null, enrolled: true }
+        : { ...state, enrolled: true }
+      this.identity = next
+      await this.enqueue(() => this.saveIdentity(next))
+      if (rotated)
+        this.o.log.info(
+          { event: 'agent.key_rotated', generation: ack.identity_generation },
+          'the coordinator confirmed the key rotation; the next key is now current',
+        )
+    }
+    const token = ack.assigned_provider_token
+    if (token === undefined) return
+    const mint = ++this.mints
+    if (!(await this.enqueue(() => this.save(token, mint)))) return
+    this.token = token
+    this.o.log.info({ event: 'agent.token_saved', path: this.o.tokenPath }, 'provider token saved (mode 0600)')
+    this.emit('token_saved', { path: this.o.tokenPath })
+  }
+
+  /** Runs a state-file write after the ones before it; the reconnect loop waits for them all. */
+  private enqueue<T>(write: () => Promise<T>): Promise<T> {
+    const done = this.saving.then(write)
+    this.saving = done.then(
+      () => {},
+      () => {},
+    )
+    return done
+  }
+
+  private async saveIdentity(state: IdentityKeyState): Promise<boolean> {
+    if (this.o.keyPath === undefined) return false
+    try {
+      await writeStateFile(this.o.keyPath, serializeIdentityKey(state, new Date(this.now())))
+      return true
+    } catch (err) {
+      this.o.log.error(
+        { event: 'agent.key_not_saved', path: this.o.keyPath, err },
+        `could not update the identity key file ${this.o.keyPath}; this agent keeps going with the key in memory. Make the state directory writable by this user`,
+      )
+      return false
     }
   }
 

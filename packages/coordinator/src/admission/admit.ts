@@ -252,11 +252,15 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       ctx.log.error({ err, provider_id: id }, 'identity store step failed; failing closed')
       return { kind: 'fail', outcome: 'admission.store_error', event: 'admission.store_error' }
     }
-    let pin
-    try {
-      pin = await ctx.identities.get(id)
-    } catch (err) {
-      return storeFail(err)
+    // With a bearer, the pin was read by the upgrade's one validate-and-mark statement; the
+    // store step re-checks it under this lock (identity-store.ts), so it is not read twice.
+    let pin = req.bearer?.pin ?? null
+    if (req.bearer === null) {
+      try {
+        pin = await ctx.identities.get(id)
+      } catch (err) {
+        return storeFail(err)
+      }
     }
     const needsLive = pin === null && key.intent === 'enroll' && req.bearer === null
     const live = needsLive ? await liveSelfMinted() : false

@@ -13,6 +13,7 @@ import {
 } from '../errors.js'
 import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { generateToken } from './token.js'
+import type { PinnedKey } from './identity-store.js'
 
 export const ONE_ACTIVE_INDEX = 'provider_tokens_one_active_per_provider'
 
@@ -35,6 +36,21 @@ export interface ValidatedToken {
   expiresAt: number | null
   /** The id has a row in provider_identity_keys (revoked or not). */
   pinned: boolean
+  /** That row, read in the same statement: a v2 connect decides on it without reading again. */
+  pin: PinnedKey | null
+}
+
+type ValidatedRow = {
+  id: string
+  provider_id: string
+  token_prefix: string
+  in_grace: boolean
+  expires_at: Date | null
+  public_key: string | null
+  generation: number | null
+  previous_key: string | null
+  previous_valid_until: Date | null
+  key_revoked_at: Date | null
 }
 
 export interface TokenInfo {
@@ -76,13 +92,16 @@ export class TokenStore {
   async validateAndMarkUsed(token: string, now: number = Date.now()): Promise<ValidatedToken | null> {
     const at = new Date(now)
     const result = await this.run(() =>
-      sql<{ id: string; provider_id: string; token_prefix: string; in_grace: boolean; expires_at: Date | null; pinned: boolean }>`
-        UPDATE provider_tokens t SET last_used_at = now()
-        WHERE token_hash = ${hashToken(token)} AND revoked_at IS NULL
-          AND (grace_until IS NULL OR grace_until > ${at})
-          AND (expires_at IS NULL OR expires_at > ${at})
-        RETURNING id, provider_id, token_prefix, grace_until IS NOT NULL AS in_grace, expires_at,
-          EXISTS (SELECT 1 FROM provider_identity_keys k WHERE k.provider_id = t.provider_id) AS pinned
+      sql<ValidatedRow>`
+        WITH t AS (
+          UPDATE provider_tokens SET last_used_at = now()
+          WHERE token_hash = ${hashToken(token)} AND revoked_at IS NULL
+            AND (grace_until IS NULL OR grace_until > ${at})
+            AND (expires_at IS NULL OR expires_at > ${at})
+          RETURNING id, provider_id, token_prefix, grace_until IS NOT NULL AS in_grace, expires_at
+        )
+        SELECT t.*, k.public_key, k.generation, k.previous_key, k.previous_valid_until, k.revoked_at AS key_revoked_at
+        FROM t LEFT JOIN provider_identity_keys k ON k.provider_id = t.provider_id
       `.execute(this.db.kysely),
     )
     const row = result.rows[0]
@@ -93,7 +112,18 @@ export class TokenStore {
       tokenPrefix: row.token_prefix,
       inGrace: row.in_grace,
       expiresAt: row.expires_at === null ? null : new Date(row.expires_at).getTime(),
-      pinned: row.pinned,
+      pinned: row.public_key !== null,
+      pin:
+        row.public_key === null
+          ? null
+          : {
+              providerId: row.provider_id,
+              publicKey: row.public_key,
+              generation: Number(row.generation),
+              previousKey: row.previous_key,
+              previousValidUntil: row.previous_valid_until === null ? null : new Date(row.previous_valid_until).getTime(),
+              revoked: row.key_revoked_at !== null,
+            },
     }
   }
 

@@ -23,14 +23,17 @@ export class KeyChallenge {
   readonly nonce = randomBytes(32).toString('base64url')
   private readonly initSha256: string
   private used = false
+  /** An integer, signed as its decimal digits (the clock may have a fraction). */
+  readonly issuedAt: number
 
   constructor(
     readonly init: AuthInitMessage,
     /** The auth_init frame's bytes exactly as received: the proof signs their digest. */
     initBytes: Buffer,
     private readonly origin: string,
-    readonly issuedAt: number,
+    now: number,
   ) {
+    this.issuedAt = Math.floor(now)
     this.initSha256 = sha256Hex(initBytes)
   }
 

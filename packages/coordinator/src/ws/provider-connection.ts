@@ -141,12 +141,17 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     if (poolFull(init.provider_id)) return
     // Under require_provider_tokens a tokenless v2 connect exists only to recover.
     if (auth.kind === 'tokenless' && init.intent !== 'recover' && ctx.live.get().requireProviderTokens) return reject('admission.tokens_required')
+    // key_state tells the agent whether to enroll or recover. A bearer's upgrade already read the
+    // pin of the id it is bound to; it is the one that matters unless the frame names another id.
     let pinned: boolean
-    try {
-      pinned = (await ctx.identities.get(init.provider_id)) !== null
-    } catch (err) {
-      ctx.log.error({ err, provider_id: init.provider_id }, 'identity key lookup failed; failing closed')
-      return reject('admission.store_error')
+    if (auth.kind === 'bearer' && auth.providerId === init.provider_id) pinned = auth.pinned
+    else {
+      try {
+        pinned = (await ctx.identities.get(init.provider_id)) !== null
+      } catch (err) {
+        ctx.log.error({ err, provider_id: init.provider_id }, 'identity key lookup failed; failing closed')
+        return reject('admission.store_error')
+      }
     }
     if (phase !== 'admitting' || ws.readyState !== ws.OPEN) return
     challenge = new KeyChallenge(init, Buffer.from(bytes), opts.origin, ctx.clock.now())

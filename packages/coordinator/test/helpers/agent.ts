@@ -59,7 +59,11 @@ export function agentConfig(over: Partial<AgentConfig> & Pick<AgentConfig, 'coor
 export async function startAgent(
   t: Test,
   config: AgentConfig,
-  opts: { backoff?: BackoffSettings; drainTimeoutMs?: number; beforeRun?: () => Promise<void> } = {},
+  /**
+   * `protocol` defaults to 'v1' here: the older agent tests exercise the v1 path, which old
+   * binaries and coordinators without identity v2 still take; agent-identity.test.ts passes 'v2'.
+   */
+  opts: { backoff?: BackoffSettings; drainTimeoutMs?: number; beforeRun?: () => Promise<void>; protocol?: 'v1' | 'v2' } = {},
 ): Promise<RunningAgent> {
   const logs = captureLogs()
   const agent = await setupAgent(config, {
@@ -68,6 +72,7 @@ export async function startAgent(
     binaryVersion: 'poolcoord-provider/test',
     backoff: opts.backoff ?? TEST_BACKOFF,
     drainTimeoutMs: opts.drainTimeoutMs,
+    protocol: opts.protocol ?? 'v1',
   })
   const admissions: AdmittedEvent[] = []
   const waiters: Array<{ n: number; resolve: (e: AdmittedEvent) => void }> = []

@@ -78,7 +78,7 @@ export function proofFor(
     issuedAt: c.issued_at,
     initSha256: sha256Hex(o.initText ?? h.initText),
   })
-  return authProof(o.challengeId ?? c.challenge_id, signProof((o.signer ?? key).privateSeed, bytes))
+  return authProof(o.challengeId ?? c.challenge_id, signProof(o.signer ?? key, bytes))
 }
 
 export type KeyOutcome =

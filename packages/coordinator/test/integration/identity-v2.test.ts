@@ -36,6 +36,7 @@ t.test('enroll pins the key and mints a token; connect proves both; /poolz shows
   const key = generateIdentityKey()
   const e = await keyJoin(s.wsUrl, 'mac-1', key, { intent: 'enroll' })
   t.equal(e.challenge?.key_state, 'unknown', 'nothing pinned yet')
+  t.ok(Number.isInteger(e.challenge?.issued_at), 'issued_at is an integer')
   t.equal(e.challenge?.origin, new URL(s.wsUrl).origin, 'the default origin is where the coordinator listens')
   t.equal(e.ack?.auth_state, 'key_proven')
   t.equal(e.ack?.identity_generation, 1)
