@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { benchToken, hashToken, seededProviderId } from './tokens.mjs'
+import { benchIdentityKey, benchToken, hashToken, seededProviderId } from './tokens.mjs'
 
 /** One throwaway database per coordinator run: bench_<runner pid>_<n>. */
 let created = 0
@@ -63,6 +63,20 @@ export async function dropOwnedDatabases(adminUrl) {
  * at start-up).
  */
 export async function seedTokens(url, from, count) {
+  await seed(url, from, count, false)
+}
+
+/**
+ * Identity v2: the same tokens, for ids with a pinned Ed25519 key (benchIdentityKey(i), whose
+ * seed every process derives from i), as an enrolled provider has them. The tokens expire in
+ * 30 days, the default COORD_TOKEN_TTL, as a fresh key-pinned token does: more than half the TTL
+ * away, so that a `connect` keeps its bearer and the bench measures no renewal.
+ */
+export async function seedKeyedProviders(url, from, count) {
+  await seed(url, from, count, true)
+}
+
+async function seed(url, from, count, keyed) {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
@@ -71,17 +85,27 @@ export async function seedTokens(url, from, count) {
       const hashes = []
       const prefixes = []
       const ids = []
+      const keys = []
       for (let i = start; i < start + n; i++) {
         const token = benchToken(i)
         hashes.push(hashToken(token))
         prefixes.push(token.slice(0, 12))
         ids.push(seededProviderId(i))
+        if (keyed) keys.push(benchIdentityKey(i))
       }
+      await client.query('BEGIN')
       await client.query(
-        `INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin)
-         SELECT h, p, i, i || '.bench', 'operator_issued' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(h, p, i)`,
-        [hashes, prefixes, ids],
+        `INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin, expires_at)
+         SELECT h, p, i, i || '.bench', 'operator_issued', CASE WHEN $4::boolean THEN now() + interval '30 days' END
+         FROM unnest($1::text[], $2::text[], $3::text[]) AS t(h, p, i)`,
+        [hashes, prefixes, ids, keyed],
       )
+      if (keyed)
+        await client.query(`INSERT INTO provider_identity_keys (provider_id, public_key) SELECT i, k FROM unnest($1::text[], $2::text[]) AS t(i, k)`, [
+          ids,
+          keys,
+        ])
+      await client.query('COMMIT')
     }
   } finally {
     await client.end()
@@ -94,6 +118,7 @@ export async function settleTable(url) {
   await client.connect()
   try {
     await client.query('VACUUM ANALYZE provider_tokens')
+    await client.query('VACUUM ANALYZE provider_identity_keys')
     await client.query('CHECKPOINT')
   } finally {
     await client.end()

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { identityKeyFromSeed } from '@poolcoord/protocol'
 export { hashToken } from '@poolcoord/protocol'
 
 /**
@@ -11,4 +12,14 @@ export function benchToken(i) {
 
 export function seededProviderId(i) {
   return `bench-${i}`
+}
+
+/** The Ed25519 seed (32 bytes, base64url) of provider i's identity key: derived like its token. */
+export function benchKeySeed(i) {
+  return createHash('sha256').update(`poolcoord-bench-key-${i}`).digest('base64url')
+}
+
+/** The public key pinned for provider i, in its wire form. */
+export function benchIdentityKey(i) {
+  return identityKeyFromSeed(benchKeySeed(i)).publicKey
 }

@@ -2,7 +2,10 @@
 // connection has its own loopback source address (127.<block>.x.y), as real providers each have
 // their own: the per-address pre-admission limit then never binds, and reconnects never hit a
 // source address crowded with TIME_WAIT ports. Commands (reply type `<cmd>:done`):
-//   connect    {url, protocol: poolcoord|raw, from, count, auth: seeded|none, idPrefix, block, inflight, maxConcurrency, answer}
+//   connect    {url, protocol: poolcoord|raw, from, count, auth: seeded|seeded-key|none, idPrefix, block, inflight, maxConcurrency, answer}
+//              seeded: the bearer of seeded id i, v1 hello; seeded-key: the same bearer and identity
+//              v2 (poolcoord.v2, auth_init with intent connect, auth_proof signed with key i)
+//   keys       {from, count}  derive the identity keys of ids from..from+count-1 ahead of a measured connect
 //   heartbeats {intervalMs}   start (0: stop) heartbeats, spread evenly over the interval
 //   count      heartbeats sent, open sessions
 //   herd       {baseMs, capMs, deadlineMs, urls?}  from now on, reconnect lost sessions with capped
@@ -10,10 +13,25 @@
 //              those (the same one for a connection every time), as a load balancer would send them
 //   herd-stats
 //   close-all
-import { authorizationHeader, encode, heartbeat, hello, responseChunk, responseEnd } from '@poolcoord/protocol'
+import {
+  SUBPROTOCOL_V2,
+  authInit,
+  authProof,
+  authorizationHeader,
+  encode,
+  heartbeat,
+  hello,
+  identityKeyFromSeed,
+  provedBytes,
+  responseChunk,
+  responseEnd,
+  sha256Hex,
+  signProof,
+} from '@poolcoord/protocol'
+import { createPrivateKey, sign } from 'node:crypto'
 import WebSocket from 'ws'
 import { JSON_ANSWER, MODEL, USAGE } from '../lib/payloads.mjs'
-import { benchToken, seededProviderId } from '../lib/tokens.mjs'
+import { benchKeySeed, benchToken, seededProviderId } from '../lib/tokens.mjs'
 
 const TICK_MS = 100
 const conns = []
@@ -21,6 +39,14 @@ let settings = null
 let heartbeatsSent = 0
 let ticker = null
 let herd = null
+/**
+ * Identity keys by seeded index: {privateSeed, publicKey, signer}, `signer` the private KeyObject.
+ * Importing the seed (signProof does it per call) costs ~0.4 ms of CPU, ten times the signature
+ * itself; here that would be taken from the coordinator on the same box, so each key is imported
+ * once, before the measured connects, and the proof is signed with crypto.sign directly (Ed25519
+ * is deterministic: the same signature as signProof's, checked in `keys`).
+ */
+const keyPairs = new Map()
 
 process.on('disconnect', () => process.exit(0))
 process.on('message', (m) => {
@@ -40,17 +66,45 @@ function bump(counts, key) {
   counts[key] = (counts[key] ?? 0) + 1
 }
 
+function helloFields(c) {
+  return {
+    provider_id: c.id,
+    hostname: `${c.id}.bench`,
+    model_id: MODEL,
+    binary_version: 'bench-1',
+    max_concurrency: settings.maxConcurrency,
+    max_context_tokens: 8192,
+  }
+}
+
 function helloFrame(c) {
-  return encode(
-    hello({
-      provider_id: c.id,
-      hostname: `${c.id}.bench`,
-      model_id: MODEL,
-      binary_version: 'bench-1',
-      max_concurrency: settings.maxConcurrency,
-      max_context_tokens: 8192,
-    }),
-  )
+  return encode(hello(helloFields(c)))
+}
+
+function keyPair(i) {
+  let pair = keyPairs.get(i)
+  if (pair === undefined) {
+    const { privateSeed, publicKey } = identityKeyFromSeed(benchKeySeed(i))
+    const signer = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: privateSeed, x: publicKey }, format: 'jwk' })
+    keyPairs.set(i, (pair = { privateSeed, publicKey, signer }))
+  }
+  return pair
+}
+
+/** The auth_proof for a challenge, as specs/protocol.md §2.4 says; `initText` is the auth_init frame exactly as sent. */
+function proofFrame(c, challenge, initText) {
+  const bytes = provedBytes({
+    origin: challenge.origin,
+    intent: 'connect',
+    providerId: c.id,
+    identityKey: c.key.publicKey,
+    nextIdentityKey: null,
+    challengeId: challenge.challenge_id,
+    nonce: challenge.nonce,
+    issuedAt: challenge.issued_at,
+    initSha256: sha256Hex(initText),
+  })
+  return encode(authProof(challenge.challenge_id, sign(null, bytes, c.key.signer).toString('base64url')))
 }
 
 function answer(ws, req) {
@@ -58,12 +112,21 @@ function answer(ws, req) {
   ws.send(encode(responseEnd(req.request_id, 'complete', { usage: USAGE })))
 }
 
-/** One connection attempt, up to hello_ack (poolcoord) or open (raw). */
+/**
+ * One connection attempt, up to hello_ack (poolcoord) or open (raw). A keyed connection (v2)
+ * checks the challenge's origin against the one it dialled before signing, as the agent does,
+ * and counts an ack that is not key_proven, or that renews its bearer, as a failure: the bench
+ * is then not measuring what it says.
+ */
 function attempt(c) {
   return new Promise((resolve) => {
     const started = performance.now()
-    const headers = c.token !== null && settings.protocol === 'poolcoord' ? { authorization: authorizationHeader(c.token) } : undefined
-    const ws = new WebSocket(c.url, { headers, perMessageDeflate: false, localAddress: c.addr, handshakeTimeout: 20_000 })
+    const poolcoord = settings.protocol === 'poolcoord'
+    const v2 = poolcoord && c.key !== null
+    const headers = c.token !== null && poolcoord ? { authorization: authorizationHeader(c.token) } : undefined
+    const options = { headers, perMessageDeflate: false, localAddress: c.addr, handshakeTimeout: 20_000 }
+    const ws = v2 ? new WebSocket(c.url, [SUBPROTOCOL_V2], options) : new WebSocket(c.url, options)
+    let initText = null
     let settled = false
     const settle = (outcome) => {
       if (settled) return
@@ -77,7 +140,11 @@ function attempt(c) {
       ws.terminate()
     })
     ws.on('open', () => {
-      if (settings.protocol !== 'raw') return ws.send(helloFrame(c))
+      if (v2) {
+        initText = encode(authInit(helloFields(c), { identity_key: c.key.publicKey, intent: 'connect', next_identity_key: null }))
+        return ws.send(initText)
+      }
+      if (poolcoord) return ws.send(helloFrame(c))
       c.ws = ws
       settle({ kind: 'ok' })
     })
@@ -85,11 +152,21 @@ function attempt(c) {
       const msg = JSON.parse(data)
       if (msg.type === 'inference_request') {
         if (settings.answer) answer(ws, msg)
+      } else if (msg.type === 'auth_challenge' && v2 && initText !== null) {
+        if (msg.origin !== new URL(c.url).origin) {
+          settle({ kind: 'origin', key: 'origin_mismatch' })
+          return ws.close(1000, 'origin_mismatch')
+        }
+        ws.send(proofFrame(c, msg, initText))
+        initText = null
       } else if (msg.type === 'hello_ack') {
-        if (msg.assigned_provider_token !== undefined) c.token = msg.assigned_provider_token
+        const renewed = msg.assigned_provider_token !== undefined
+        if (renewed) c.token = msg.assigned_provider_token
         c.authState = msg.auth_state
         c.ws = ws
-        settle({ kind: 'ok' })
+        if (v2 && msg.auth_state !== 'key_proven') settle({ kind: 'auth', key: `auth_state:${msg.auth_state}` })
+        else if (v2 && renewed) settle({ kind: 'renewed', key: 'token_renewed' })
+        else settle({ kind: 'ok' })
       }
     })
     ws.on('close', (code) => {
@@ -133,10 +210,11 @@ const handlers = {
     const batch = []
     for (let k = 0; k < m.count; k++) {
       const i = m.from + k
-      const seeded = m.auth === 'seeded'
+      const seeded = m.auth === 'seeded' || m.auth === 'seeded-key'
       const c = {
         id: seeded ? seededProviderId(i) : `${m.idPrefix}${i}`,
         token: seeded ? benchToken(i) : null,
+        key: m.auth === 'seeded-key' ? keyPair(i) : null,
         // Per connection: one process may hold connections to several coordinators (cluster nodes).
         url: m.url,
         seq: conns.length,
@@ -168,6 +246,14 @@ const handlers = {
       startedAt,
       endedAt: performance.timeOrigin + performance.now(),
     }
+  },
+
+  keys(m) {
+    for (let i = m.from; i < m.from + m.count; i++) keyPair(i)
+    const probe = Buffer.from('poolcoord bench signer check')
+    const k = keyPair(m.from)
+    if (sign(null, probe, k.signer).toString('base64url') !== signProof(k, probe)) throw new Error('bench signer disagrees with signProof')
+    return { keys: keyPairs.size }
   },
 
   heartbeats(m) {
