@@ -1,6 +1,6 @@
 import t from 'tap'
 import { makeSession } from '../helpers/fixtures.js'
-import type { AuthState } from '@poolcoord/protocol'
+import type { AuthState, ProviderStatus } from '@poolcoord/protocol'
 import { decideRegistration, isIdle, type RegistrationDecision } from '../../src/pool/eviction.js'
 import type { ProviderSession } from '../../src/pool/provider-session.js'
 
@@ -81,4 +81,19 @@ t.test('isIdle boundary', async (t) => {
     { name: 'clock behind lastInboundAt', now: last - 5, expected: false },
   ]
   for (const c of cases) t.equal(isIdle({ lastInboundAt: last }, c.now, idle), c.expected, c.name)
+})
+
+t.test('identity v2: key_proven displaces anything; a bearer alone never displaces a serving key_proven session', async (t) => {
+  const keyed = (status: ProviderStatus) => ({ authState: 'key_proven' as const, status })
+  for (const existing of ['key_proven', 'bearer_validated', 'self_minted', 'bearerless_duplicate'] as const) {
+    t.same(decideRegistration({ authState: existing, status: 'ready' }, 'key_proven'), { action: 'replace' }, `key_proven replaces ${existing}`)
+  }
+  for (const status of ['ready', 'busy', 'degraded'] as const) {
+    t.same(decideRegistration(keyed(status), 'bearer_validated'), { action: 'refuse', reason: 'key_downgrade' }, `bearer vs serving key_proven (${status})`)
+    t.same(decideRegistration(keyed(status), 'self_minted'), { action: 'refuse', reason: 'bearer_downgrade' })
+    t.same(decideRegistration(keyed(status), 'bearerless_duplicate'), { action: 'refuse', reason: 'duplicate_never_displaces' })
+  }
+  for (const status of ['draining', 'unavailable'] as const) {
+    t.same(decideRegistration(keyed(status), 'bearer_validated'), { action: 'replace' }, `a leaving key_proven session (${status}) may be replaced`)
+  }
 })
