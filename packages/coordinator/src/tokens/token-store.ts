@@ -231,7 +231,8 @@ export class TokenStore {
   /**
    * Unproven rows (active, never used) created more than `olderThanMs` ago: listed, or with
    * `apply` revoked in the same single statement. Rows are revoked, never deleted, so the
-   * history stays.
+   * history stays. Tokens of key-pinned ids (they have an expiry) are left out: they expire by
+   * themselves, and an agent that has held one session for weeks has not lost its token.
    */
   async pruneUnproven(olderThanMs: number, apply: boolean): Promise<TokenInfo[]> {
     const secs = Math.floor(olderThanMs / 1000)
@@ -239,14 +240,14 @@ export class TokenStore {
       apply
         ? sql<TokenRow>`
             UPDATE provider_tokens SET revoked_at = now()
-            WHERE revoked_at IS NULL AND last_used_at IS NULL
+            WHERE revoked_at IS NULL AND last_used_at IS NULL AND expires_at IS NULL
               AND created_at < now() - make_interval(secs => ${secs})
             RETURNING id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at, expires_at, grace_until
           `.execute(this.db.kysely)
         : sql<TokenRow>`
             SELECT id, token_prefix, provider_id, provider_name, origin, created_at, last_used_at, revoked_at, expires_at, grace_until
             FROM provider_tokens
-            WHERE revoked_at IS NULL AND last_used_at IS NULL
+            WHERE revoked_at IS NULL AND last_used_at IS NULL AND expires_at IS NULL
               AND created_at < now() - make_interval(secs => ${secs})
             ORDER BY id
           `.execute(this.db.kysely),

@@ -146,3 +146,27 @@ t.test('migrations are idempotent and ran the multi-statement file', async (t) =
 async function activeCount(store: TokenStore, pid?: string): Promise<number> {
   return (await store.list({ activeOnly: true })).filter((r) => pid === undefined || r.providerId === pid).length
 }
+
+t.test('prune-tokens leaves key-pinned ids alone: their tokens expire by themselves', async (t) => {
+  const db = await createTestDb(t)
+  const store = new TokenStore(db)
+  await store.issue('v1-id', 'a', 'self_minted')
+  await sql`UPDATE provider_tokens SET created_at = now() - interval '3 days'`.execute(db.kysely)
+  await db.kysely
+    .insertInto('provider_tokens')
+    .values({
+      token_hash: 'c'.repeat(64),
+      token_prefix: 'cccccccccccc',
+      provider_id: 'keyed',
+      provider_name: 'keyed',
+      origin: 'self_minted',
+      expires_at: new Date(Date.now() + 86_400_000),
+    })
+    .execute()
+  await sql`UPDATE provider_tokens SET created_at = now() - interval '3 days'`.execute(db.kysely)
+  t.same(
+    (await store.pruneUnproven(86_400_000, true)).map((r) => r.providerId),
+    ['v1-id'],
+  )
+  t.equal(await activeCount(store, 'keyed'), 1)
+})
