@@ -224,6 +224,9 @@ function updateRow(entry, row, node) {
   cells.provider.replaceChildren(el('strong', '', row.provider_id), el('div', 'muted small', `${row.hostname} · ${row.binary_version}`))
   cells.node.textContent = node
   cells.auth.replaceChildren(badge(row.auth_state.replaceAll('_', ' '), row.auth_state === 'bearerless_duplicate' ? 'bad' : 'neutral'))
+  // Identity v2: the pinned key's fingerprint and generation, never the key.
+  const id = row.identity
+  if (id?.pinned) cells.auth.append(el('div', 'muted small', `key ${id.key_fingerprint} · gen ${id.generation}`))
   if (row.routing_eligible) cells.routable.replaceChildren(badge('yes', 'ok'))
   else {
     const reason = row.routing_ineligible_reason ?? 'unknown'

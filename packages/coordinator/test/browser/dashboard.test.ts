@@ -7,10 +7,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { PoolzSummary } from '@poolcoord/protocol'
+import { keyFingerprint, type PoolzSummary } from '@poolcoord/protocol'
 import { chromium, type BrowserContext, type Dialog, type Page } from 'playwright-core'
 import t, { type Test } from 'tap'
 import { apiError, buyer } from '../helpers/buyer.js'
+import { generateIdentityKey, keyJoin } from '../helpers/key-client.js'
 import { OPERATOR_KEY, startTestService, waitFor, type TestService } from '../helpers/service.js'
 import { TestProvider, answer, type InferenceRequest } from '../helpers/test-provider.js'
 
@@ -355,6 +356,17 @@ if (!existsSync(CHROMIUM)) {
     await waitFor(() => s.svc.ctx.registry.get('gamma') === undefined, 'gamma gone')
     await pageShows(t, page, readRows, [row('alpha'), betaDraining, initial[3] as RowView], 'the disconnected provider is gone')
     await pageShows(t, page, readSummary, summaryText((await s.poolz()).summary), 'the summary counts match /poolz after the disconnect')
+
+    // 8b. Identity v2: a key-proven provider shows its key's fingerprint and generation, never the key.
+    // (The badge and the line below it are two elements: textContent joins them without a space.)
+    const key = generateIdentityKey()
+    const keyed = await keyJoin(s.wsUrl, 'keyed', key, { intent: 'enroll' })
+    t.equal(keyed.ack?.auth_state, 'key_proven')
+    const keyedRow = row('keyed', { auth: `key provenkey ${keyFingerprint(key.publicKey)} · gen 1`, slots: '0 / 2', models: ['llama-3-8b'] })
+    await pageShows(t, page, readRows, [row('alpha'), betaDraining, keyedRow, initial[3] as RowView], 'a key-proven row shows its fingerprint')
+    t.notOk((await page.content()).includes(key.publicKey), 'the page never shows the key itself')
+    await keyed.client.close()
+    await waitFor(() => s.svc.ctx.registry.get('keyed') === undefined, 'keyed gone')
 
     // 9. Forget key: everything of the pool goes, the key too.
     await page.locator('#forget').click()
