@@ -6,7 +6,7 @@
  * re-checks routingEligible and its own slot count when the dispatch arrives, and a stale
  * snapshot costs a refused dispatch and a failover, never a second routable session.
  */
-import { AUTH_STATES, PROVIDER_ID_RE, PROVIDER_STATUSES, type AuthState, type ProviderStatus } from '@poolcoord/protocol'
+import { AUTH_STATES, MAX_GENERATION, PROVIDER_ID_RE, PROVIDER_STATUSES, type AuthState, type ProviderStatus } from '@poolcoord/protocol'
 import type { ProviderSession } from '../pool/provider-session.js'
 import { LEASE_NODE_ID_RE, TOKEN_ID_RE, isRecord, parseJsonRecord } from './lease-value.js'
 
@@ -154,6 +154,19 @@ function nodeAndIncarnation(v: Record<string, unknown>): boolean {
   return typeof v.node_id === 'string' && LEASE_NODE_ID_RE.test(v.node_id) && typeof v.incarnation === 'string' && TOKEN_ID_RE.test(v.incarnation)
 }
 
+function identityOk(v: unknown): boolean {
+  return (
+    Array.isArray(v) &&
+    v.length === 2 &&
+    typeof v[0] === 'number' &&
+    Number.isInteger(v[0]) &&
+    v[0] >= 1 &&
+    v[0] <= MAX_GENERATION &&
+    typeof v[1] === 'string' &&
+    /^[0-9a-f]{12}$/.test(v[1])
+  )
+}
+
 function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
   if (!isRecord(r)) return null
   const str = (x: unknown, max: number): x is string => typeof x === 'string' && x.length <= max
@@ -178,6 +191,8 @@ function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
     str(r.h, 256) &&
     str(r.bv, 128) &&
     (r.tk === null || str(r.tk, 12)) &&
+    // Absent from a node that predates identity v2 (a rolling upgrade): read as "not pinned".
+    (r.ig === undefined || r.ig === null || identityOk(r.ig)) &&
     typeof r.cd === 'boolean' &&
     typeof r.dr === 'boolean' &&
     typeof r.lp === 'boolean' &&
@@ -193,7 +208,7 @@ function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
     assignedId: r.a as string,
     authState: r.au as AuthState,
     tokenPrefix: r.tk as string | null,
-    identity: r.ig === null ? null : { generation: (r.ig as [number, string])[0], keyFingerprint: (r.ig as [number, string])[1] },
+    identity: r.ig === undefined || r.ig === null ? null : { generation: (r.ig as [number, string])[0], keyFingerprint: (r.ig as [number, string])[1] },
     hostname: r.h as string,
     binaryVersion: r.bv as string,
     modelId: models[0] as string,

@@ -35,6 +35,7 @@ t.test('a snapshot round-trips, every field of every session', async (t) => {
       drainRequested: true,
       leasePending: true,
     }),
+    makeSession({ providerId: 'keyed', assignedId: 'as-k', authState: 'key_proven', identity: { generation: 3, keyFingerprint: 'abcdef012345' } }),
   ]
   const snap = encodeSnapshot('n1', 'inc-1', 7, sessions)
   t.equal(snap.chunks.length, 1)
@@ -74,12 +75,15 @@ t.test('values that are not ours are refused, and bad rows dropped one by one', 
     { ...(good.sessions[0] as object), p: '..' },
     { ...(good.sessions[0] as object), sf: -1 },
     { ...(good.sessions[0] as object), m: [] },
+    { ...(good.sessions[0] as object), p: 'bad-ig', ig: [0, 'abcdef012345'] },
+    { ...(good.sessions[0] as object), p: 'bad-ig2', ig: [1, 'ABCDEF012345'] },
+    { ...(good.sessions[0] as object), p: 'old-node', ig: undefined },
     'x',
   ]
   const parsed = parseChunk(JSON.stringify({ ...good, sessions: rows }))
   t.same(
     parsed?.sessions.map((s) => s.providerId),
-    ['ok'],
-    'only the well-formed row is kept',
+    ['ok', 'old-node'],
+    'only the well-formed rows are kept; a row without identity (an older node) reads as not pinned',
   )
 })
