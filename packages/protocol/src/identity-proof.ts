@@ -67,6 +67,37 @@ export function keyFingerprint(identityKey: string): string {
   return sha256Hex(Buffer.from(identityKey, 'base64url')).slice(0, 12)
 }
 
+/**
+ * The encodings of Ed25519's small-order points (orders 1, 2, 4 and 8), with and without the
+ * sign bit. A key among them "verifies" forged signatures (the identity point accepts R =
+ * identity, S = 0 for any message), so whoever pinned it could be impersonated by anyone.
+ */
+const SMALL_ORDER = new Set([
+  '0100000000000000000000000000000000000000000000000000000000000000',
+  '0100000000000000000000000000000000000000000000000000000000000080',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
+  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+  '0000000000000000000000000000000000000000000000000000000000000000',
+  '0000000000000000000000000000000000000000000000000000000000000080',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
+  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa',
+])
+
+/**
+ * A key no provider may pin: a small-order point, or a y coordinate of p = 2^255 - 19 or more
+ * (a non-canonical spelling of another point). Honest keys (generateIdentityKey) never are.
+ */
+export function isWeakIdentityKey(identityKey: string): boolean {
+  const b = Buffer.from(identityKey, 'base64url')
+  if (b.length !== 32 || SMALL_ORDER.has(b.toString('hex'))) return true
+  // y >= p: the top byte (sign bit cleared) is 0x7f, bytes 30..1 are 0xff, byte 0 is 0xed or more.
+  if ((b[31]! & 0x7f) !== 0x7f || b[0]! < 0xed) return false
+  for (let i = 1; i < 31; i++) if (b[i] !== 0xff) return false
+  return true
+}
+
 /** A public key object from the wire form; throws on a malformed key. */
 export function publicKeyOf(identityKey: string): KeyObject {
   if (!IDENTITY_KEY_RE.test(identityKey)) throw new Error('malformed identity key')

@@ -16,7 +16,7 @@ import {
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_V2,
 } from './bounds.js'
-import { IDENTITY_INTENTS, IDENTITY_KEY_RE, SIGNATURE_RE, UUID_RE, type IdentityIntent } from './identity-proof.js'
+import { IDENTITY_INTENTS, IDENTITY_KEY_RE, SIGNATURE_RE, UUID_RE, isWeakIdentityKey, type IdentityIntent } from './identity-proof.js'
 import { Close, withField, type CloseSpec } from './close-codes.js'
 import { errorCode, int, modelList, modelSet, parseUsage, requestId, text, type Json } from './fields.js'
 import { PROVIDER_ID_RE } from './ids.js'
@@ -63,13 +63,13 @@ export function parseAuthInit(msg: Json | null): Parsed<AuthInitMessage> {
   const fields = parseHelloFields(msg)
   if (typeof fields === 'string') return badHello(fields)
   const key = msg.identity_key
-  if (typeof key !== 'string' || !IDENTITY_KEY_RE.test(key)) return badHello('identity_key')
+  if (typeof key !== 'string' || !IDENTITY_KEY_RE.test(key) || isWeakIdentityKey(key)) return badHello('identity_key')
   const intent = msg.intent
   if (typeof intent !== 'string' || !(IDENTITY_INTENTS as readonly string[]).includes(intent)) return badHello('intent')
   const value: AuthInitMessage = { type: 'auth_init', version: PROTOCOL_VERSION_V2, ...fields, identity_key: key, intent: intent as IdentityIntent }
   const next = msg.next_identity_key
   if (intent === 'rotate') {
-    if (typeof next !== 'string' || !IDENTITY_KEY_RE.test(next) || next === key) return badHello('next_identity_key')
+    if (typeof next !== 'string' || !IDENTITY_KEY_RE.test(next) || isWeakIdentityKey(next) || next === key) return badHello('next_identity_key')
     value.next_identity_key = next
   } else if (next !== undefined && next !== null) return badHello('next_identity_key')
   return { ok: true, value }

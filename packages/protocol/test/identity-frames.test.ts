@@ -130,3 +130,25 @@ t.test('sign and verify round-trip; any change to the signed lines fails', async
   t.notOk(await verifyProof(key.publicKey, provedBytes(f), 'A'.repeat(86)), 'a zero signature does not verify')
   t.notOk(await verifyProof('A'.repeat(43), provedBytes(f), sig), 'a degenerate key never verifies, never throws')
 })
+
+t.test('weak keys are refused: small-order points and non-canonical encodings', async (t) => {
+  const { isWeakIdentityKey, verifyProof: verify } = await import('../src/index.js')
+  const b64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64url')
+  const identity = b64('01'.padEnd(64, '0'))
+  // The attack: the identity point "verifies" R = identity, S = 0 for any message.
+  const forged = b64('01'.padEnd(64, '0') + '0'.repeat(64))
+  t.ok(await verify(identity, Buffer.from('any message at all'), forged), 'node:crypto accepts the forgery for this key, so the key must never be pinned')
+  for (const hex of [
+    '01'.padEnd(64, '0'),
+    'ec' + 'ff'.repeat(30) + '7f',
+    '0'.repeat(64),
+    '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
+    'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa',
+    'ee' + 'ff'.repeat(30) + '7f',
+  ]) {
+    t.ok(isWeakIdentityKey(b64(hex)), `weak: ${hex.slice(0, 8)}…`)
+    const init = { ...json(authInit(fields, { identity_key: key.publicKey, intent: 'enroll' })), identity_key: b64(hex) }
+    t.strictSame(parseAuthInit(init), { ok: false, close: withField(Close.invalidHello, 'identity_key') })
+  }
+  for (let i = 0; i < 50; i++) t.notOk(isWeakIdentityKey(generateIdentityKey().publicKey))
+})

@@ -61,6 +61,8 @@ export interface SessionIdentity {
   key: IdentityKeyPair
   next: IdentityKeyPair | null
   intent: IdentityIntent
+  /** The challenge's key_state may send the agent back for another intent (false: prove this one anyway). */
+  maySwitch: boolean
 }
 
 export interface SessionOptions {
@@ -217,9 +219,12 @@ export class AgentSession {
       this.originMismatch = c.origin
       return void this.ws.close(1000, 'origin_mismatch')
     }
-    if ((id.intent === 'connect' || id.intent === 'rotate') && c.key_state === 'unknown') this.switchIntent = 'enroll'
-    else if (id.intent === 'enroll' && c.key_state === 'pinned' && this.o.token === null) this.switchIntent = 'recover'
-    if (this.switchIntent !== null) return void this.ws.close(1000, 'intent_switch')
+    if (id.maySwitch) {
+      // No pin (never enrolled here, or reset-identity cleared it): enroll; a pin where we meant to enroll: recover.
+      if (id.intent !== 'enroll' && c.key_state === 'unknown') this.switchIntent = 'enroll'
+      else if (id.intent === 'enroll' && c.key_state === 'pinned' && this.o.token === null) this.switchIntent = 'recover'
+      if (this.switchIntent !== null) return void this.ws.close(1000, 'intent_switch')
+    }
     const bytes = provedBytes({
       origin: c.origin,
       intent: id.intent,

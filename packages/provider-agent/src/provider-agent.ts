@@ -76,8 +76,8 @@ export class ProviderAgent extends EventEmitter {
   /** The coordinator accepted our token since it last refused it (reconnect-policy.ts). */
   private tokenAccepted = false
   private identity: IdentityKeyState | null
-  /** Cleared when the coordinator shows it does not speak identity v2. */
-  private useV2: boolean
+  /** The coordinator did not select poolcoord.v2 last time: the next connection (one) speaks v1. */
+  private v1Once = false
   /** One-shot intent for the next connection: a key_state switch or the retry-once recovery. */
   private nextIntent: IdentityIntent | null = null
   private recoverTried = false
@@ -90,7 +90,6 @@ export class ProviderAgent extends EventEmitter {
     super()
     this.token = o.token
     this.identity = o.identity ?? null
-    this.useV2 = this.identity !== null
     this.slots = { active: 0, max: o.maxConcurrency }
     this.now = o.now ?? Date.now
     this.random = o.random ?? Math.random
@@ -143,6 +142,10 @@ export class ProviderAgent extends EventEmitter {
       explainClose(this.o.log, this.o.providerId, closed, d.kind, d.action === 'retry' ? d.delayMs : null)
       if (d.action === 'exit') return { reason: d.kind as 'replaced' | 'protocol_error', code: closed.code }
       this.emit('backoff', { kind: d.kind, code: closed.code, delayMs: d.delayMs })
+      // A new round after the backoff: the key_state correction and the retry-once recovery may
+      // happen again (a database blip must not cost the agent its recovery until a restart).
+      this.switches = 0
+      this.recoverTried = false
       await this.sleep(d.delayMs)
       // A token minted on the last connection is presented, and so proven, by the next one,
       // never lost to a self-heal because its write had not finished.
@@ -180,7 +183,16 @@ export class ProviderAgent extends EventEmitter {
     if (c.intent === null) return false
     const id = this.o.providerId
     if (c.v2Refused) {
-      this.useV2 = false
+      // Once, not for good: one hop through an old node or a proxy that drops the subprotocol
+      // must not leave a key-pinned agent presenting a bare bearer, which its id refuses.
+      if (this.identity?.enrolled === true) {
+        this.o.log.warn(
+          { event: 'agent.v2_unsupported' },
+          'the coordinator did not select identity v2 (poolcoord.v2), but this id proves a key there: not falling back to v1; retrying. A proxy in between may drop Sec-WebSocket-Protocol',
+        )
+        return false
+      }
+      this.v1Once = true
       this.o.log.warn(
         { event: 'agent.v2_unsupported' },
         'the coordinator does not speak identity v2 (poolcoord.v2); connecting with protocol v1 and the token alone',
@@ -202,6 +214,9 @@ export class ProviderAgent extends EventEmitter {
     if (c.code === 4005 && c.withToken && !this.recoverTried) {
       this.recoverTried = true
       this.nextIntent = 'recover'
+      // A refused token is of no further use to a key holder: from now on it connects without it
+      // (the file keeps it until a recovered token replaces it).
+      this.token = null
       this.o.log.warn(
         { event: 'agent.recovering', provider_id: id },
         'the coordinator refused the saved token (close 4005); recovering with the identity key, once',
@@ -215,11 +230,15 @@ export class ProviderAgent extends EventEmitter {
   private nextIdentity(): { identity: SessionIdentity | null; tokenless: boolean } {
     const state = this.identity
     const forced = this.nextIntent
+    const v1 = this.v1Once
     this.nextIntent = null
-    if (!this.useV2 || state === null) return { identity: null, tokenless: false }
+    this.v1Once = false
+    if (v1 || state === null) return { identity: null, tokenless: false }
     const tokenless = forced === 'recover' || this.token === null
     const intent: IdentityIntent = forced ?? (tokenless ? (state.enrolled ? 'recover' : 'enroll') : state.next !== null ? 'rotate' : 'connect')
-    return { identity: { key: state.current, next: intent === 'rotate' ? state.next : null, intent }, tokenless }
+    // Two corrections per round at most; after that the session proves the intent it announced.
+    const maySwitch = this.switches < 2
+    return { identity: { key: state.current, next: intent === 'rotate' ? state.next : null, intent, maySwitch }, tokenless }
   }
 
   /**
@@ -240,7 +259,9 @@ export class ProviderAgent extends EventEmitter {
     if (this.current === first && !this.stopping) this.prove(first)
   }
 
-  private connect(): AgentSession {
+  /** `v1`: speak v1 on this socket (a proving socket beside a session the coordinator admitted by v1). */
+  private connect(v1 = false): AgentSession {
+    if (v1) this.v1Once = true
     const { identity, tokenless } = this.nextIdentity()
     return new AgentSession({
       identity,
@@ -380,7 +401,7 @@ export class ProviderAgent extends EventEmitter {
 
   /** Connect again with the saved token while the first socket still holds the identity. */
   private prove(first: AgentSession): void {
-    const s = this.connect()
+    const s = this.connect(first.identity === null)
     this.proving = s
     void s.closed.then((c) => {
       if (this.proving !== s) return

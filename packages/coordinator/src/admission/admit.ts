@@ -13,8 +13,11 @@ import { keyFingerprint, type IdentityIntent } from '@poolcoord/protocol'
 
 export interface AdmitRequest {
   hello: Hello
-  /** What the upgrade's bearer validated as; null for a tokenless connect. */
-  bearer: ValidatedToken | null
+  /**
+   * What the upgrade's bearer validated as; null for a tokenless connect. `pinEpoch`: this node's
+   * IdentityStore.pinEpoch just before that validation.
+   */
+  bearer: (ValidatedToken & { pinEpoch: number }) | null
   /** Identity v2: the intent and keys of an auth_init whose proof has been verified; null for a v1 hello. */
   key: { intent: IdentityIntent; key: string; nextKey: string | null } | null
   peer: string
@@ -33,6 +36,9 @@ export type AdmitResult =
       lease: SessionRef | null
     }
   | { ok: false; outcome: AdmissionOutcome }
+
+/** A token minted during admission; `renewedFrom` names the presented token a renewal put in grace. */
+type Minted = IssuedToken & { renewedFrom?: string }
 
 /** What was decided under the locks, before the session enters this node's pool. */
 type Decided =
@@ -84,7 +90,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     if (!req.isOpen()) return abandoned(null, null)
     const cluster = ctx.cluster
     if (cluster !== null && !cluster.isLive()) return fail({ kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'fenced' }, null, null)
-    let issued: IssuedToken | null = null
+    let issued: Minted | null = null
     let lease: SessionRef | null = null
     let d: Decided
     try {
@@ -164,7 +170,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
   }
 
   /** The credential steps and, in cluster mode, the lease claim: what must be serialised across nodes. */
-  async function decideShared(onIssued: (t: IssuedToken) => void, onLease: (l: SessionRef) => void): Promise<Decided> {
+  async function decideShared(onIssued: (t: Minted) => void, onLease: (l: SessionRef) => void): Promise<Decided> {
     const cluster = ctx.cluster
     const cred = req.key === null ? await decideV1(onIssued) : await decideV2(req.key, onIssued)
     if (cred.kind === 'fail') return cred
@@ -212,8 +218,19 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
   /** A v1 hello: the admission machine (admission-machine.ts). */
   async function decideV1(onIssued: (t: IssuedToken) => void): Promise<Credential> {
     let pinned: boolean
-    if (req.bearer !== null) pinned = req.bearer.pinned
-    else {
+    if (req.bearer !== null) {
+      pinned = req.bearer.pinned
+      // The pin was read at the upgrade. If one may have committed since (here, or on another
+      // node), check again under this lock: a v1 bearer must never get in on a freshly pinned id.
+      if (!pinned && (ctx.cluster !== null || ctx.identities.pinEpoch !== req.bearer.pinEpoch)) {
+        try {
+          pinned = !(await ctx.identities.stillUnpinned(req.bearer.tokenId, hello.providerId))
+        } catch (err) {
+          ctx.log.error({ err, provider_id: hello.providerId }, 'identity key check failed; failing closed')
+          return { kind: 'fail', outcome: 'admission.store_error', event: 'admission.store_error' }
+        }
+      }
+    } else {
       try {
         pinned = (await ctx.identities.get(hello.providerId)) !== null
       } catch (err) {
@@ -244,7 +261,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
   }
 
   /** A verified v2 proof: key-admission.ts decides, one guarded transaction carries it out. */
-  async function decideV2(key: NonNullable<AdmitRequest['key']>, onIssued: (t: IssuedToken) => void): Promise<Credential> {
+  async function decideV2(key: NonNullable<AdmitRequest['key']>, onIssued: (t: Minted) => void): Promise<Credential> {
     const id = hello.providerId
     const now = ctx.clock.now()
     const { tokenTtlMs, tokenGraceMs, previousKeyValidMs } = ctx.config.identity
@@ -310,13 +327,14 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       return { kind: 'fail', outcome, event: outcome, reason: written.why }
     }
     const token = 'token' in written ? (written.token as IssuedToken | null) : null
-    if (token !== null) onIssued(token)
+    // A renewal's undo must also take the presented token out of the grace it was given.
+    if (token !== null) onIssued(d.kind === 'connect' && d.renewal === 'supersede' ? { ...token, renewedFrom: (req.bearer as ValidatedToken).tokenId } : token)
     const generation = 'generation' in written ? (written.generation as number) : (pin?.generation ?? 1)
     const current = d.kind === 'connect' && d.rotation !== null ? d.rotation.nextKey : (pin?.publicKey ?? key.key)
     return { kind: 'ok', event: d.event, authState: 'key_proven', identity: { generation, keyFingerprint: keyFingerprint(current) } }
   }
 
-  async function fail(d: Extract<Decided, { kind: 'fail' }>, issued: IssuedToken | null, lease: SessionRef | null): Promise<AdmitResult> {
+  async function fail(d: Extract<Decided, { kind: 'fail' }>, issued: Minted | null, lease: SessionRef | null): Promise<AdmitResult> {
     if (d.outcome === 'admission.abandoned') return abandoned(issued, lease)
     const base = { provider_id: hello.providerId, peer: req.peer }
     if (lease !== null) ctx.cluster?.keeper.release(hello.providerId, lease)
@@ -328,7 +346,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     return { ok: false, outcome: d.outcome }
   }
 
-  async function abandoned(issued: IssuedToken | null, lease: SessionRef | null): Promise<AdmitResult> {
+  async function abandoned(issued: Minted | null, lease: SessionRef | null): Promise<AdmitResult> {
     const base = { provider_id: hello.providerId, peer: req.peer }
     if (lease !== null) ctx.cluster?.keeper.release(hello.providerId, lease)
     await undoMint(issued, base)
@@ -357,10 +375,11 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     }
   }
 
-  async function undoMint(issued: IssuedToken | null, base: Record<string, unknown>): Promise<void> {
+  async function undoMint(issued: Minted | null, base: Record<string, unknown>): Promise<void> {
     if (issued === null) return
     try {
-      await ctx.tokens.revoke(issued.token)
+      if (issued.renewedFrom === undefined) await ctx.tokens.revoke(issued.token)
+      else await ctx.identities.undoRenewal({ providerId: hello.providerId, tokenId: issued.renewedFrom, successor: issued.token })
       ctx.log.info({ event: 'admission.mint_revoked', token_prefix: issued.tokenPrefix, ...base }, 'revoked a token nobody received')
     } catch (err) {
       // The cleartext was never sent, so the row is unusable; self-heal or prune-tokens clears it.

@@ -83,7 +83,9 @@ export function decideKeyAdmission(f: KeyFacts): KeyDecision {
   if (bearer !== null && bearer.providerId !== f.helloProviderId) return reject('admission.binding_mismatch')
   if (pin !== null && pin.revoked) return reject('admission.identity_revoked')
   if (pin === null) {
-    if (f.intent !== 'enroll') return reject(f.intent === 'connect' && bearer === null ? 'admission.bearer_required' : 'admission.key_not_pinned')
+    if (f.intent !== 'enroll') {
+      return reject((f.intent === 'connect' || f.intent === 'rotate') && bearer === null ? 'admission.bearer_required' : 'admission.key_not_pinned')
+    }
     if (bearer !== null) return { kind: 'pin_in_place', event: 'admission.key_pinned_in_place' }
     if (f.requireProviderTokens) return reject('admission.tokens_required')
     // v2 never produces quarantined duplicates: the unproven token's live holder keeps the id.

@@ -7,18 +7,11 @@ import { IdentityNotPinnedError, InvalidProviderIdError } from '../errors.js'
 import { PROVIDER_ID_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { ONE_ACTIVE_INDEX, boundedName, type IssuedToken } from './token-store.js'
 import { generateToken } from './token.js'
+import type { PinnedKey } from './pinned-key.js'
+
+export type { PinnedKey }
 
 const KEY_PKEY = 'provider_identity_keys_pkey'
-
-/** A pinned key as admission reads it. Times are clock ms. */
-export interface PinnedKey {
-  providerId: string
-  publicKey: string
-  generation: number
-  previousKey: string | null
-  previousValidUntil: number | null
-  revoked: boolean
-}
 
 export interface IdentityInfo extends PinnedKey {
   createdAt: Date
@@ -49,6 +42,13 @@ class Refusal extends Error {
  * rules them; the audit columns use the database's.
  */
 export class IdentityStore {
+  /**
+   * Counts the pins this process has committed. A v1 bearer was checked against the pin at its
+   * upgrade, up to the hello deadline earlier; if a pin committed here since (or in cluster mode,
+   * where another node may pin), admission checks again (stillUnpinned) instead of trusting it.
+   */
+  pinEpoch = 0
+
   constructor(
     private readonly db: Database,
     private readonly timeoutMs: number,
@@ -85,7 +85,7 @@ export class IdentityStore {
       if (active.rows.length > 0) throw new Refusal('proven_token')
       await trx.insertInto('provider_identity_keys').values({ provider_id: a.providerId, public_key: a.key }).execute()
       return { token: await mint(trx, a) }
-    })
+    }).finally(() => this.pinEpoch++)
   }
 
   /**
@@ -100,6 +100,42 @@ export class IdentityStore {
         WHERE id = ${a.tokenId} AND provider_id = ${a.providerId} AND revoked_at IS NULL AND grace_until IS NULL
       `.execute(trx)
       if (Number(r.numAffectedRows ?? 0) !== 1) throw new Refusal('token_changed')
+      return {}
+    }).finally(() => this.pinEpoch++)
+  }
+
+  /**
+   * For a v1 bearer admitted on facts read at its upgrade: the token is still active and its id
+   * still has no pinned key. One statement.
+   */
+  async stillUnpinned(tokenId: string, providerId: string): Promise<boolean> {
+    const r = await this.run(() =>
+      sql`
+        SELECT 1 FROM provider_tokens t
+        WHERE t.id = ${tokenId} AND t.revoked_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM provider_identity_keys k WHERE k.provider_id = ${providerId})
+      `.execute(this.db.kysely),
+    )
+    return r.rows.length === 1
+  }
+
+  /**
+   * Undoes a renewal whose successor never reached its provider (the session did not enter the
+   * pool): the successor is revoked and the presented token leaves the grace this renewal gave it.
+   */
+  async undoRenewal(a: { providerId: string; tokenId: string; successor: string }): Promise<void> {
+    await this.tx(async (trx) => {
+      await trx
+        .updateTable('provider_tokens')
+        .set({ revoked_at: sql<Date>`now()` })
+        .where('token_hash', '=', hashToken(a.successor))
+        .where('revoked_at', 'is', null)
+        .execute()
+      await sql`
+        UPDATE provider_tokens SET grace_until = NULL
+        WHERE id = ${a.tokenId} AND provider_id = ${a.providerId} AND revoked_at IS NULL AND grace_until IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM provider_tokens s WHERE s.provider_id = ${a.providerId} AND s.revoked_at IS NULL AND s.grace_until IS NULL)
+      `.execute(trx)
       return {}
     })
   }

@@ -13,7 +13,7 @@ import {
 } from '../errors.js'
 import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { generateToken } from './token.js'
-import type { PinnedKey } from './identity-store.js'
+import type { PinnedKey } from './pinned-key.js'
 
 export const ONE_ACTIVE_INDEX = 'provider_tokens_one_active_per_provider'
 

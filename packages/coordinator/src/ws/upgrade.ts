@@ -48,7 +48,11 @@ export function createUpgradeHandler(ctx: AppContext, wss: WebSocketServer, pend
       (auth) => {
         if (socket.destroyed) return release()
         socket.removeListener('error', destroyOnError)
-        wss.handleUpgrade(req, socket, head, (ws) => handleProviderConnection(ctx, ws, { auth, peer, release, startedAt, v2, origin: origin() }))
+        // What the socket speaks is what ws selected (selectSubprotocol), so both sides agree even
+        // where offersV2 gave up on an oversized header.
+        wss.handleUpgrade(req, socket, head, (ws) =>
+          handleProviderConnection(ctx, ws, { auth, peer, release, startedAt, v2: ws.protocol === SUBPROTOCOL_V2, origin: origin() }),
+        )
       },
       (err: unknown) => {
         release()
@@ -92,8 +96,10 @@ async function authenticate(ctx: AppContext, req: IncomingMessage, url: URL, v2:
     return ctx.live.get().requireProviderTokens && !v2 ? reject('admission.tokens_required') : { kind: 'tokenless' }
   }
   try {
+    // Read before the statement: a pin committed by this node after this point shows as a new epoch.
+    const pinEpoch = ctx.identities.pinEpoch
     const bound = await ctx.tokens.validateAndMarkUsed(bearer.token, ctx.clock.now())
-    return bound === null ? reject('admission.invalid_token') : { kind: 'bearer', ...bound }
+    return bound === null ? reject('admission.invalid_token') : { kind: 'bearer', ...bound, pinEpoch }
   } catch (err) {
     ctx.log.error({ err }, 'token validation failed; failing closed')
     return reject('admission.store_error')

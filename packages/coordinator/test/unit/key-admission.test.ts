@@ -59,6 +59,7 @@ const table: Array<[string, Partial<KeyFacts>, KeyDecision]> = [
   ['connect, no pin, no bearer', { pin: null, bearer: null }, reject('admission.bearer_required')],
   ['recover, no pin', { pin: null, intent: 'recover', bearer: null }, reject('admission.key_not_pinned')],
   ['rotate, no pin', { pin: null, intent: 'rotate', nextKey: NEXT }, reject('admission.key_not_pinned')],
+  ['rotate, no pin, no bearer', { pin: null, intent: 'rotate', nextKey: NEXT, bearer: null }, reject('admission.bearer_required')],
   // pinned
   ['enroll, tokenless, pinned: recover instead', { intent: 'enroll', bearer: null }, reject('admission.key_pinned')],
   ['enroll, tokenless, pinned, another key', { intent: 'enroll', bearer: null, key: OTHER }, reject('admission.key_mismatch')],
