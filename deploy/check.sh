@@ -4,8 +4,8 @@
 #   - systemd-analyze verify on the unit; any warning fails the check;
 #   - nginx -t on the site, with a self-signed certificate made for this run;
 #   - the site in a real nginx in front of a real coordinator: TLS, a provider's WebSocket
-#     handshake through the proxy, the operator paths refused to other addresses, the body limit,
-#     and no query string in the access log;
+#     handshake through the proxy (v1, and identity v2 with the public origin), the operator paths
+#     refused to other addresses, the body limit, and no query string in the access log;
 #   - several upstream nodes: the site with a dead node first in its upstream, and the compose
 #     load balancer (deploy/nginx/compose-lb) with a draining node first; requests and provider
 #     handshakes still reach the coordinator.
@@ -64,7 +64,9 @@ echo "nginx -t: ok"
 
 echo "-- the site in front of a running coordinator"
 key="deploy-check-operator-key-0123456789"
+# COORD_PUBLIC_ORIGIN: the origin a provider dialling the site signs (identity v2).
 COORD_DATA_DIR="$work/data" COORD_PORT=18481 COORD_TRUST_PROXY=true COORD_OPERATOR_KEY="$key" \
+  COORD_PUBLIC_ORIGIN=wss://coordinator.example.com:18443 \
   node packages/coordinator/dist/bin.js >"$work/coordinator.log" 2>&1 &
 coord_pid=$!
 nginx -p "$work" -c "$work/nginx.conf"
@@ -98,6 +100,7 @@ expect 301 "plain HTTP redirects" "http://127.0.0.1:18480/v1/models"
 # A provider's handshake through the proxy: upgrade, hello, hello_ack with a minted token.
 NODE_EXTRA_CA_CERTS="$work/fullchain.pem" node --input-type=module -e '
 import WebSocket from "ws"
+import { SUBPROTOCOL_V2, authInit, authProof, encode, generateIdentityKey, provedBytes, sha256Hex, signProof } from "./packages/protocol/dist/index.js"
 const tls = { servername: "coordinator.example.com" }
 const ws = new WebSocket("wss://127.0.0.1:18443/ws/provider?token=" + "ab".repeat(32), tls)
 const timer = setTimeout(() => { console.error("no answer within 10 s"); process.exit(1) }, 10000)
@@ -115,11 +118,41 @@ ws.on("close", () => {
     if (ack.type !== "hello_ack" || ack.auth_state !== "self_minted") { console.error("unexpected", ack.type); process.exit(1) }
     console.log("provider handshake through the proxy: hello_ack", ack.auth_state)
     p.close(1000)
-    perAddressLimit().then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1) })
+    keyHandshake().then(perAddressLimit).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(1) })
   })
   p.on("error", (e) => { console.error(e.message); process.exit(1) })
 })
 ws.on("error", (e) => { if (status === 0) { console.error(e.message); process.exit(1) } })
+
+// Identity v2 through the proxy: nginx passes the subprotocol both ways, and the challenge names
+// the public origin (COORD_PUBLIC_ORIGIN), not the loopback listener behind nginx.
+function keyHandshake() {
+  return new Promise((resolve, reject) => {
+    const key = generateIdentityKey()
+    const fields = { provider_id: "deploy-check-v2", hostname: "ci", model_id: "m", binary_version: "check", max_concurrency: 1, max_context_tokens: 4096 }
+    const init = encode(authInit(fields, { identity_key: key.publicKey, intent: "enroll" }))
+    const s = new WebSocket("wss://127.0.0.1:18443/ws/provider", [SUBPROTOCOL_V2], tls)
+    s.on("open", () => {
+      if (s.protocol !== SUBPROTOCOL_V2) return reject(new Error(`subprotocol through the proxy: "${s.protocol}", want ${SUBPROTOCOL_V2}`))
+      s.send(init)
+    })
+    s.on("message", (m) => {
+      const msg = JSON.parse(String(m))
+      if (msg.type === "auth_challenge") {
+        if (msg.origin !== "wss://coordinator.example.com:18443") return reject(new Error(`challenge origin ${msg.origin}, want the public origin`))
+        const bytes = provedBytes({ origin: msg.origin, intent: "enroll", providerId: fields.provider_id, identityKey: key.publicKey, nextIdentityKey: null,
+          challengeId: msg.challenge_id, nonce: msg.nonce, issuedAt: msg.issued_at, initSha256: sha256Hex(init) })
+        return s.send(encode(authProof(msg.challenge_id, signProof(key, bytes))))
+      }
+      if (msg.type !== "hello_ack" || msg.auth_state !== "key_proven") return reject(new Error(`unexpected ${msg.type} ${msg.auth_state}`))
+      console.log("identity-v2 handshake through the proxy: poolcoord.v2 selected, public origin signed, hello_ack key_proven")
+      s.close(1000)
+      resolve()
+    })
+    s.on("close", (code) => reject(new Error(`identity-v2 handshake closed ${code}`)))
+    s.on("error", reject)
+  })
+}
 
 // The coordinator allows 8 unadmitted sockets per client address. Through the proxy, that must
 // be the address nginx saw (X-Real-IP), not nginx itself: a 9th from one address is refused

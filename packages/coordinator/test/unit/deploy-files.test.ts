@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { parse } from 'yaml'
 import { MIN_NATS_MAX_PAYLOAD } from '../../src/cluster/nats-link.js'
-import { defaultLimits, envToConfig, readEnv } from '../../src/config.js'
+import { defaultLimits, envToConfig, parsePublicOrigin, readEnv } from '../../src/config.js'
 
 const read = (path: string): string => readFileSync(new URL(`../../../../${path}`, import.meta.url), 'utf8')
 
@@ -26,6 +26,18 @@ function unitValues(unit: string, key: string): string[] {
     .split('\n')
     .filter((l) => l.startsWith(`${key}=`))
     .map((l) => l.slice(key.length + 1))
+}
+
+/** deploy/compose.env.example as a map: the values compose would fill in for `${VAR}` once copied to deploy/.env. */
+function envExample(): Map<string, string> {
+  const lines = read('deploy/compose.env.example').split('\n')
+  return new Map(lines.filter((l) => /^[A-Z_]+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+}
+
+/** A compose value with `${VAR…}` filled from the env example, or with a secret of a valid shape where the example leaves it empty. */
+function fillFromExample(value: string): string {
+  const example = envExample()
+  return value.replace(/\$\{([A-Z_]+)[^}]*\}/g, (_m, name: string) => example.get(name) || 'secret-0123456789abcdef')
 }
 
 /** The nginx location block that starts with `location <match> {`. */
@@ -52,6 +64,12 @@ t.test('systemd unit', async (t) => {
   const env = unitValues(unit, 'Environment').join(' ')
   t.match(env, /COORD_HOST=127\.0\.0\.1/, 'loopback only, behind the proxy')
   t.match(env, /COORD_TRUST_PROXY=true/, 'per-address limits use the proxy-reported address')
+  // Identity-v2 agents sign the origin they dial: the nginx site's public name, not the loopback listener.
+  const origin = /COORD_PUBLIC_ORIGIN=(\S+)/.exec(env)?.[1]
+  t.ok(origin, 'COORD_PUBLIC_ORIGIN is set')
+  t.equal(parsePublicOrigin(origin), origin, 'and is an origin as the coordinator normalises it')
+  const serverName = /^\s*server_name (\S+);/m.exec(read('deploy/nginx/poolcoord.conf'))?.[1]
+  t.equal(origin, `wss://${serverName}`, 'the nginx site name, over TLS')
 })
 
 t.test('compose file', async (t) => {
@@ -68,6 +86,10 @@ t.test('compose file', async (t) => {
   t.notOk(coord.environment?.COORD_REQUIRE_PROVIDER_TOKENS, 'require_provider_tokens left to the file')
   t.notOk(coord.environment?.COORD_LOG_LEVEL, 'log_level left to the file')
   t.ok(compose.services.postgres, 'has a postgres service')
+  t.match(coord.environment?.COORD_PUBLIC_ORIGIN, /^\$\{COORD_PUBLIC_ORIGIN:\?/, 'the public origin comes from deploy/.env, and is required')
+  const example = envExample().get('COORD_PUBLIC_ORIGIN')
+  t.ok(example?.startsWith('wss://'), 'the env example shows a TLS origin')
+  t.equal(parsePublicOrigin(example), example, 'that the coordinator accepts as it is')
 })
 
 t.test('cluster compose file and its NATS configuration', async (t) => {
@@ -77,12 +99,14 @@ t.test('cluster compose file and its NATS configuration', async (t) => {
   t.ok(nodes.length >= 2, `${nodes.length} coordinator nodes`)
   const ids = nodes.map(([, s]) => s.environment?.COORD_NODE_ID)
   t.equal(new Set(ids).size, nodes.length, 'each node has its own COORD_NODE_ID')
+  t.equal(new Set(nodes.map(([, s]) => s.environment?.COORD_PUBLIC_ORIGIN)).size, 1, 'every node signs the one origin providers dial')
   t.equal(new Set(nodes.map(([, s]) => s.volumes?.find((v) => v.endsWith(':/data')))).size, nodes.length, 'and its own data volume')
   for (const [name, s] of nodes) {
-    // Compose fills ${VAR} from deploy/.env: stand in a secret of a valid shape.
-    const env = Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, String(v).replace(/\$\{[^}]*\}/g, 'secret-0123456789abcdef')]))
+    // Compose fills ${VAR} from deploy/.env: the example's value, or a secret of a valid shape.
+    const env = Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, fillFromExample(String(v))]))
     const config = envToConfig(readEnv(env))
     t.ok(config.cluster !== null && config.databaseUrl !== null, `${name}: a valid cluster configuration on PostgreSQL`)
+    t.ok(config.identity.publicOrigin?.startsWith('wss://'), `${name}: signs the public origin of the TLS site, not its own address`)
     t.ok(seconds(s.stop_grace_period ?? '10s') >= drainS + 10, `${name}: stop_grace_period outlasts the drain`)
   }
   const nats = read('deploy/nats/nats.conf')
