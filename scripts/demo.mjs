@@ -92,10 +92,12 @@ async function main() {
       const res = await fetch(`${base}/poolz`, { headers: { authorization: `Bearer ${key}` } })
       /** @type {import('@poolcoord/protocol').PoolzResponse} */
       const body = await res.json()
-      const ready = body.pool.filter((p) => p.routing_eligible && p.auth_state === 'bearer_validated')
+      const ready = body.pool.filter((p) => p.routing_eligible && p.auth_state === 'key_proven')
       return ready.length === 2 ? ready : undefined
     })
-    for (const p of pool) say(`   ${p.provider_id}: ${p.auth_state} (minted a token on first connect, saved it, proved it)`)
+    for (const p of pool) {
+      say(`   ${p.provider_id}: ${p.auth_state}, key ${p.identity.key_fingerprint} (enrolled its Ed25519 key on first connect; got a token and saved it)`)
+    }
 
     say('3. a buyer, with the official openai client:')
     const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 })
