@@ -14,10 +14,10 @@ import { keyFingerprint, type IdentityIntent } from '@poolcoord/protocol'
 export interface AdmitRequest {
   hello: Hello
   /**
-   * What the upgrade's bearer validated as; null for a tokenless connect. `pinEpoch`: this node's
-   * IdentityStore.pinEpoch just before that validation.
+   * What the upgrade's bearer validated as; null for a tokenless connect. `writeEpoch`: this node's
+   * IdentityStore.writeEpoch just before that validation (see there).
    */
-  bearer: (ValidatedToken & { pinEpoch: number }) | null
+  bearer: (ValidatedToken & { writeEpoch: number }) | null
   /** Identity v2: the intent and keys of an auth_init whose proof has been verified; null for a v1 hello. */
   key: { intent: IdentityIntent; key: string; nextKey: string | null } | null
   peer: string
@@ -217,12 +217,16 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
 
   /** A v1 hello: the admission machine (admission-machine.ts). */
   async function decideV1(onIssued: (t: IssuedToken) => void): Promise<Credential> {
+    // The live session is read first, at once: what the machine sees of it is the pool at the
+    // moment this hello got the id's lock, not after a store round trip.
+    const live = req.bearer === null ? await liveSelfMinted() : false
+    if (live === null) return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
     let pinned: boolean
     if (req.bearer !== null) {
       pinned = req.bearer.pinned
       // The pin was read at the upgrade. If one may have committed since (here, or on another
       // node), check again under this lock: a v1 bearer must never get in on a freshly pinned id.
-      if (!pinned && (ctx.cluster !== null || ctx.identities.pinEpoch !== req.bearer.pinEpoch)) {
+      if (!pinned && (ctx.cluster !== null || ctx.identities.writeEpoch !== req.bearer.writeEpoch)) {
         try {
           pinned = !(await ctx.identities.stillUnpinned(req.bearer.tokenId, hello.providerId))
         } catch (err) {
@@ -238,8 +242,6 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
         return { kind: 'fail', outcome: 'admission.store_error', event: 'admission.store_error' }
       }
     }
-    const live = req.bearer === null && !pinned ? await liveSelfMinted() : false
-    if (live === null) return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
     let step = transition(initialState, {
       type: 'hello',
       helloProviderId: hello.providerId,
@@ -272,6 +274,8 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     // With a bearer, the pin was read by the upgrade's one validate-and-mark statement; the
     // store step re-checks it under this lock (identity-store.ts), so it is not read twice.
     let pin = req.bearer?.pin ?? null
+    // Single node, and no identity write since the upgrade read the pin: it is still the pin.
+    const pinUnchanged = req.bearer !== null && ctx.cluster === null && ctx.identities.writeEpoch === req.bearer.writeEpoch
     if (req.bearer === null) {
       try {
         pin = await ctx.identities.get(id)
@@ -316,6 +320,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
             renewal: d.renewal,
             graceMs: tokenGraceMs,
             rotation: d.rotation === null ? null : { ...d.rotation, previousValidMs: previousKeyValidMs },
+            unchangedGeneration: pinUnchanged && pin !== null ? pin.generation : null,
           })
           break
       }

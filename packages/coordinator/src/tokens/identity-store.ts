@@ -43,11 +43,14 @@ class Refusal extends Error {
  */
 export class IdentityStore {
   /**
-   * Counts the pins this process has committed. A v1 bearer was checked against the pin at its
-   * upgrade, up to the hello deadline earlier; if a pin committed here since (or in cluster mode,
-   * where another node may pin), admission checks again (stillUnpinned) instead of trusting it.
+   * Counts the identity writes this process has made (every transaction: pins, recoveries,
+   * rotations, renewals, revocations, resets), committed or not. A bearer's pin is read at its
+   * upgrade, up to the hello deadline before admission decides on it. On one node every identity
+   * write goes through this store, so an unchanged count means the pin read at the upgrade is
+   * still the pin, and admission need not read it again; a changed count, or cluster mode (where
+   * another node writes), makes admission check again under the id's lock.
    */
-  pinEpoch = 0
+  writeEpoch = 0
 
   constructor(
     private readonly db: Database,
@@ -85,7 +88,7 @@ export class IdentityStore {
       if (active.rows.length > 0) throw new Refusal('proven_token')
       await trx.insertInto('provider_identity_keys').values({ provider_id: a.providerId, public_key: a.key }).execute()
       return { token: await mint(trx, a) }
-    }).finally(() => this.pinEpoch++)
+    })
   }
 
   /**
@@ -101,7 +104,7 @@ export class IdentityStore {
       `.execute(trx)
       if (Number(r.numAffectedRows ?? 0) !== 1) throw new Refusal('token_changed')
       return {}
-    }).finally(() => this.pinEpoch++)
+    })
   }
 
   /**
@@ -168,8 +171,15 @@ export class IdentityStore {
     ttlMs: number
     graceMs: number
     rotation: { generation: number; nextKey: string; previousValidMs: number } | null
+    /**
+     * The pin's generation when the caller knows the pin it decided on is still the pin (no
+     * identity write since it was read, on one node: writeEpoch); null to check it again here.
+     */
+    unchangedGeneration: number | null
   }): Promise<Written<{ token: IssuedToken | null; generation: number }> | Refused> {
-    if (a.renewal === 'keep' && a.rotation === null) return this.check(a)
+    if (a.renewal === 'keep' && a.rotation === null) {
+      return a.unchangedGeneration === null ? this.check(a) : Promise.resolve({ ok: true, token: null, generation: a.unchangedGeneration })
+    }
     return this.tx(async (trx) => {
       const at = new Date(a.now)
       let generation: number
@@ -280,6 +290,10 @@ export class IdentityStore {
     } catch (err) {
       if (err instanceof Refusal) return { ok: false, why: err.why }
       throw err
+    } finally {
+      // After the transaction settled: a bearer whose upgrade read the count before this commit
+      // sees a new count, one that read it after sees the write in its own statement.
+      this.writeEpoch++
     }
   }
 

@@ -24,7 +24,7 @@ import type { ValidatedToken } from '../tokens/token-store.js'
 import { KeyChallenge } from './key-handshake.js'
 import { closeSocket, socketLink } from './socket-link.js'
 
-export type UpgradeAuth = { kind: 'reject'; outcome: AdmissionOutcome } | { kind: 'tokenless' } | ({ kind: 'bearer'; pinEpoch: number } & ValidatedToken)
+export type UpgradeAuth = { kind: 'reject'; outcome: AdmissionOutcome } | { kind: 'tokenless' } | ({ kind: 'bearer'; writeEpoch: number } & ValidatedToken)
 
 export interface ConnectionOptions {
   auth: UpgradeAuth

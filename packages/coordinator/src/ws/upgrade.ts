@@ -97,9 +97,9 @@ async function authenticate(ctx: AppContext, req: IncomingMessage, url: URL, v2:
   }
   try {
     // Read before the statement: a pin committed by this node after this point shows as a new epoch.
-    const pinEpoch = ctx.identities.pinEpoch
+    const writeEpoch = ctx.identities.writeEpoch
     const bound = await ctx.tokens.validateAndMarkUsed(bearer.token, ctx.clock.now())
-    return bound === null ? reject('admission.invalid_token') : { kind: 'bearer', ...bound, pinEpoch }
+    return bound === null ? reject('admission.invalid_token') : { kind: 'bearer', ...bound, writeEpoch }
   } catch (err) {
     ctx.log.error({ err }, 'token validation failed; failing closed')
     return reject('admission.store_error')

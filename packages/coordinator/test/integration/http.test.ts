@@ -27,7 +27,7 @@ t.test('/poolz rows and summary; /healthz counts; /metrics moves', async (t) => 
   const poolz = await s.poolz()
   t.equal(poolz.summary.total, 1)
   t.equal(poolz.summary.routable, 1)
-  t.same(poolz.summary.by_auth_state, { bearer_validated: 0, self_minted: 1, bearerless_duplicate: 0 })
+  t.same(poolz.summary.by_auth_state, { key_proven: 0, bearer_validated: 0, self_minted: 1, bearerless_duplicate: 0 })
   const row = poolz.pool[0]
   t.equal(row?.token_prefix, a.ack?.assigned_provider_token?.slice(0, 12))
   t.hasStrict(row, { provider_id: 'a', assigned_id: a.ack?.assigned_id, auth_state: 'self_minted', routing_eligible: true, status: 'ready', slots_free: 2 })

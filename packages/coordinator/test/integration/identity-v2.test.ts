@@ -323,3 +323,15 @@ t.test('no key, signature or token in logs or /poolz', async (t) => {
     t.notOk(text.includes(secret), `no ${what}`)
   }
 })
+
+t.test('revoke-identity between the upgrade and the proof: the pin read at the upgrade is not trusted', async (t) => {
+  const s = await startTestService(t)
+  const { key, token } = await enrolled(s, 'mac-1')
+  const h = await openKeyHandshake(s.wsUrl, 'mac-1', key, { intent: 'connect', token })
+  t.equal(h.challenge?.key_state, 'pinned')
+  await s.svc.ctx.identities.revoke('mac-1')
+  h.client.send(proofFor(h, 'mac-1', key, 'connect', null))
+  t.same((await h.client.outcome()).close, REFUSED)
+  t.equal(s.logs.events('admission.identity_conflict').length, 1, 'the guarded read found the revocation')
+  t.equal((await s.poolz()).summary.total, 0)
+})
