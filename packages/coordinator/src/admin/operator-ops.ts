@@ -33,6 +33,8 @@ export interface LivePool {
    * ask another node); false when it has none.
    */
   kick(providerId: string): boolean | Promise<boolean>
+  /** Closes the provider's session, wherever it is, only if the token with this prefix admitted it. */
+  kickIfToken(providerId: string, tokenPrefix: string): boolean | Promise<boolean>
   setCordoned(providerId: string, cordoned: boolean): boolean
 }
 
@@ -63,14 +65,16 @@ export class OperatorOps {
   }
 
   /**
-   * Revokes the one active token with this prefix and, with `kick`, closes its provider's live
-   * session in the same call: the caller was authorised once, for both.
+   * Revokes the one active token with this prefix and closes the session that token admitted, so
+   * that a revocation bites at once rather than at the provider's next reconnect; with `kick`, it
+   * closes the provider's live session whatever token admitted it. One call, authorised once.
    */
   async revokeToken(prefix: string, kick: boolean): Promise<RevokeResponse> {
     if (!TOKEN_PREFIX_RE.test(prefix)) throw new TokenPrefixInvalidError()
     const tk = await this.tokens.revokeByPrefix(prefix)
-    // Without a coordinator there is no live session to close.
-    const kicked = kick ? ((await this.live?.kick(tk.providerId)) ?? false) : null
+    // Without a coordinator there is no live session to close: false when a kick was asked for, null otherwise.
+    if (this.live === null) return { ...adminToken(tk), kicked: kick ? false : null }
+    const kicked = kick ? await this.live.kick(tk.providerId) : await this.live.kickIfToken(tk.providerId, tk.tokenPrefix)
     return { ...adminToken(tk), kicked }
   }
 
@@ -80,6 +84,8 @@ export class OperatorOps {
       throw new UsageError('older_than must be at least 24h: younger unproven tokens may belong to providers still starting')
     }
     const rows = await this.tokens.pruneUnproven(olderThanS * 1000, apply)
+    // A pruned token may still hold a session (a self-minted one that never reconnected): revoked means closed.
+    if (apply && this.live !== null) for (const r of rows) await this.live.kickIfToken(r.providerId, r.tokenPrefix)
     return { applied: apply, tokens: rows.map(adminToken) }
   }
 

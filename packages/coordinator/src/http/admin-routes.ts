@@ -27,6 +27,18 @@ export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record
     // Cluster mode: the provider's socket may be on another node.
     return (await ctx.cluster?.ops.remote('kick', providerId)) != null
   }
+  /**
+   * Closes the provider's session only if the revoked token admitted it (its prefix): a session
+   * the provider opened with another token, such as one it recovered with its key, keeps running.
+   * In cluster mode the row comes from the cluster-wide view, and the node that holds it kicks.
+   */
+  const kickHolding = async (providerId: string, tokenPrefix: string): Promise<boolean> => {
+    const local = ctx.registry.get(providerId)
+    if (local !== undefined) return local.tokenPrefix === tokenPrefix ? kickSession(ctx, local) : false
+    if (ctx.cluster === null) return false
+    const row = ctx.pool.sessionList().find((s) => s.providerId === providerId && s.tokenPrefix === tokenPrefix)
+    return row !== undefined && (await ctx.cluster.ops.remote('kick', providerId)) != null
+  }
   const live: LivePool = {
     sessions: () =>
       Array.from(ctx.pool.liveSessions(), (s) => ({
@@ -41,6 +53,10 @@ export function createAdminRoutes(ctx: AppContext, stats: () => unknown): Record
       // the kick finds it. With the lock's queue full (a flood of hellos), kick without waiting.
       const locked = await ctx.admissionLock.run(providerId, () => kick(providerId))
       return locked.ok ? locked.value : kick(providerId)
+    },
+    kickIfToken: async (providerId, tokenPrefix) => {
+      const locked = await ctx.admissionLock.run(providerId, () => kickHolding(providerId, tokenPrefix))
+      return locked.ok ? locked.value : kickHolding(providerId, tokenPrefix)
     },
     setCordoned: (providerId, cordoned) => ctx.registry.setCordoned(providerId, cordoned),
   }

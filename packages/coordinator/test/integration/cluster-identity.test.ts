@@ -5,6 +5,7 @@ import { routableOn, startCluster, until, type NodeProc } from '../helpers/clust
 import { generateIdentityKey, keyJoin } from '../helpers/key-client.js'
 import { captureLogs } from '../helpers/logs.js'
 import { join } from '../helpers/provider-client.js'
+import { OPERATOR_KEY } from '../helpers/service.js'
 
 /** Identity v2 across real coordinator processes (specs/admission.md §6, specs/cluster.md §7). */
 t.test('identity v2 across nodes', async (t) => {
@@ -55,5 +56,24 @@ t.test('identity v2 across nodes', async (t) => {
     t.equal(await activeTokens('twin'), 1)
     await until('one twin session cluster-wide', async () => (await n1.poolz()).pool.filter((r) => r.provider_id === 'twin').length === 1)
     for (const c of [a, b]) if (c.ack !== undefined) c.client.ws.terminate()
+  })
+
+  await t.test('revoking a token through node 2 closes the session it admitted on node 1 within a second', async (t) => {
+    const minted = await join(n1.wsUrl, 'leaky')
+    const token = minted.ack?.assigned_provider_token as string
+    await minted.client.close()
+    await until('leaky gone', async () => !(await n2.poolz()).pool.some((r) => r.provider_id === 'leaky'))
+    const p = await join(n1.wsUrl, 'leaky', { token })
+    t.equal(p.ack?.auth_state, 'bearer_validated')
+    await routableOn(n2, 'leaky', 'n1')
+    const started = performance.now()
+    const res = await fetch(`${n2.url}/admin/tokens/${token.slice(0, 12)}/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${OPERATOR_KEY}`, 'content-type': 'application/json' },
+      body: '{}',
+    })
+    t.match(await res.json(), { provider_id: 'leaky', revoked: true, kicked: true })
+    t.same(await p.client.closed, { code: 4007, reason: 'kicked' })
+    t.ok(performance.now() - started < 1000, `closed ${Math.round(performance.now() - started)} ms after the request to the other node`)
   })
 })
