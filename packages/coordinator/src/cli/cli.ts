@@ -134,8 +134,12 @@ function program(config: Config, io: CliIo, status: { code: number }): Command {
       const tk = await withApi(urlOf(o), (api) => api.revokeToken(p, false))
       if (o.json) return out(JSON.stringify(tk))
       out(
-        `revoked ${tk.token_prefix} (provider_id ${tk.provider_id}). A live session keeps running until it reconnects; use revoke-and-kick to end it now. ` +
-          'A provider that is still running with this token is refused at its next connect. ' +
+        `revoked ${tk.token_prefix} (provider_id ${tk.provider_id}). ` +
+          (tk.kicked === true
+            ? 'The session this token admitted was closed now; its reconnect with this token is refused. '
+            : tk.kicked === null
+              ? 'No coordinator answered, so no live session was closed; a provider still running with this token is refused at its next connect. '
+              : 'No live session was running on this token. ') +
           `If ${tk.provider_id} has a pinned identity key (list-identities), the provider holding that key recovers by itself with a new token, ` +
           'and whoever holds only this token cannot: the right answer to a leaked token. ' +
           `To block the id entirely, key included: revoke-identity --provider-id ${tk.provider_id}.`,
