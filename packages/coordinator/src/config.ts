@@ -55,6 +55,8 @@ export interface Limits {
   maxQueuedAdmissionsPerId: number
   /** Largest buyer request body; 413 beyond. */
   maxBodyBytes: number
+  /** Time a client has to send a whole request, headers and body (Node's requestTimeout; 408 past it). */
+  requestReadTimeoutMs: number
   /** Whole-request deadline for a buyer request, across failover. */
   requestTimeoutMs: number
   /** Time a provider has, per attempt, to send its first chunk or its end. */
@@ -159,6 +161,7 @@ export const defaultLimits: Limits = {
   storeTimeoutMs: 5_000,
   maxQueuedAdmissionsPerId: 32,
   maxBodyBytes: 1024 * 1024,
+  requestReadTimeoutMs: 30_000,
   requestTimeoutMs: 300_000,
   firstChunkTimeoutMs: 60_000,
   maxResponseBytes: 16 * 1024 * 1024,

@@ -13,7 +13,16 @@ import { closeSocket } from './ws/socket-link.js'
 import { createUpgradeHandler, selectSubprotocol } from './ws/upgrade.js'
 
 function newHttpServer(): http.Server {
-  const server = http.createServer({ maxHeaderSize: 16 * 1024, headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 })
+  // Node enforces requestTimeout and headersTimeout only when it checks its connections, every
+  // connectionsCheckingInterval (30 s by default): a body dribbled at a byte a second would then
+  // live up to twice its limit. Checking every second keeps each limit within a second of itself.
+  const server = http.createServer({
+    maxHeaderSize: 16 * 1024,
+    headersTimeout: 10_000,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 5_000,
+    connectionsCheckingInterval: 1_000,
+  })
   server.on('clientError', (_err, socket) => socket.destroy())
   return server
 }
@@ -65,6 +74,8 @@ export class Service {
     const { limits } = config
     const wss = new WebSocketServer({ noServer: true, maxPayload: limits.maxFrameBytes, perMessageDeflate: false, handleProtocols: selectSubprotocol })
     const svc = new Service(ctx, server, wss)
+    server.requestTimeout = limits.requestReadTimeoutMs
+    server.headersTimeout = Math.min(10_000, limits.requestReadTimeoutMs)
     const handler = createHttpHandler(ctx, { draining: () => svc.state === 'draining' })
     const pending = new PendingLimiter(limits.maxPendingConnections, limits.maxPendingPerIp)
     server.removeAllListeners('request')

@@ -25,6 +25,7 @@ export function parseChatRequest(raw: string): ChatRequest {
   if (!Array.isArray(o.messages) || o.messages.length === 0) {
     throw new InvalidRequestError('`messages` is required: a non-empty array')
   }
+  // null is allowed and means false: OpenAI's schema makes `stream` nullable, and its clients may send it.
   if (o.stream !== undefined && o.stream !== null && typeof o.stream !== 'boolean') {
     throw new InvalidRequestError('`stream` must be a boolean')
   }

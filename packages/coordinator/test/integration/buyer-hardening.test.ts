@@ -215,3 +215,19 @@ t.test('pinned requests never move a provider into cooldown', async (t) => {
   }
   t.equal(s.svc.ctx.registry.get('target')?.consecutiveFailures, 0)
 })
+
+t.test('attack: a body dribbled a byte at a time is cut within a second of the read limit, not at the next 30 s check', async (t) => {
+  const s = await startTestService(t, { limits: { requestReadTimeoutMs: 1_500 } })
+  const port = Number(new URL(s.url).port)
+  const socket = net.connect(port, '127.0.0.1')
+  await new Promise((r) => socket.once('connect', r))
+  const started = performance.now()
+  socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n')
+  const drip = setInterval(() => socket.writable && socket.write(' '), 200)
+  socket.on('error', () => undefined)
+  await new Promise((r) => socket.once('close', r))
+  clearInterval(drip)
+  const ms = performance.now() - started
+  t.ok(ms < 3_500, `cut after ${Math.round(ms)} ms (limit 1,500 ms, checked every second)`)
+  t.ok(ms >= 1_400, 'not before the limit')
+})
