@@ -30,6 +30,11 @@ export const REQUEST_ID_MAX = 64
 export const MAX_SEQ = 2 ** 31 - 1
 export const MAX_TOKEN_COUNT = 2 ** 31 - 1
 
+// frame shape (§4.2): what JSON.parse may be asked to build from one provider frame. The largest
+// valid frame is a heartbeat naming 64 models (about 130 tokens, depth 2).
+export const MAX_FRAME_DEPTH = 8
+export const MAX_FRAME_TOKENS = 1024
+
 // frame sizes (§1.3, §4.1)
 /** The first frame (the hello) is at most this many bytes. */
 export const MAX_FIRST_FRAME_BYTES = 16 * 1024

@@ -5,6 +5,7 @@
 export * from './bounds.js'
 export * from './close-codes.js'
 export * from './fields.js'
+export * from './frame-shape.js'
 export * from './identity-proof.js'
 export * from './ids.js'
 export * from './messages.js'

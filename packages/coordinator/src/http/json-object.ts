@@ -1,7 +1,15 @@
+import { frameShape } from '@poolcoord/protocol'
 import { InvalidJsonError } from '../errors.js'
 
-/** Parses a request body that must be one JSON object; anything else is `invalid_json`. */
+/**
+ * How deep a request body may nest. JSON.parse of 1 MiB of nested arrays blocks the event loop
+ * for hundreds of milliseconds; real bodies (messages, tool schemas) stay far below this.
+ */
+export const MAX_BODY_DEPTH = 64
+
+/** Parses a request body that must be one JSON object; anything else (or deeper than MAX_BODY_DEPTH) is `invalid_json`. */
 export function parseJsonObject(text: string): Record<string, unknown> {
+  if (frameShape(Buffer.from(text), MAX_BODY_DEPTH, Number.POSITIVE_INFINITY) !== 'ok') throw new InvalidJsonError()
   let v: unknown
   try {
     v = JSON.parse(text)

@@ -8,6 +8,9 @@ import type { IdentityIntent as KeyIntent } from '@poolcoord/protocol'
 import {
   CHALLENGE_TTL_MS,
   Close,
+  MAX_FRAME_DEPTH,
+  MAX_FRAME_TOKENS,
+  frameShape,
   decodeJson,
   encode,
   helloAck,
@@ -234,6 +237,16 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
   function onSessionFrame(s: ProviderSession, data: RawData, isBinary: boolean): void {
     if (!ctx.registry.touch(s.providerId, s.assignedId, ctx.clock.now())) return
     if (isBinary) return
+    // Before JSON.parse: a frame nested deep or holding very many values would block the event
+    // loop while it parses (issue 15); no valid frame comes near either bound.
+    const shape = frameShape(data as Buffer, MAX_FRAME_DEPTH, MAX_FRAME_TOKENS)
+    if (shape !== 'ok') {
+      ctx.log.warn(
+        { event: 'provider.frame_refused', provider_id: s.providerId, assigned_id: s.assignedId, reason: shape, bytes: rawSize(data) },
+        'closing: a frame too costly to parse',
+      )
+      return closeSocket(ws, withField(Close.invalidFrame, shape))
+    }
     const msg = decodeJson(data as Buffer)
     if (msg === null) return closeSocket(ws, withField(Close.invalidFrame, 'json'))
     const parsed = parseProviderMessage(msg)
