@@ -1,11 +1,13 @@
 import { Kvm } from '@nats-io/kv'
+import { sql } from 'kysely'
 import t from 'tap'
+import { openDatabase } from '../../src/db/database.js'
 import { leaseKey, parseLease } from '../../src/cluster/lease-value.js'
 import { SESSIONS_BUCKET } from '../../src/cluster/sessions-bucket.js'
 import { connectLink } from '../helpers/cluster-node.js'
 import { routableOn, startCluster, until, type NodeProc } from '../helpers/cluster-procs.js'
 import { join } from '../helpers/provider-client.js'
-import { OPERATOR_KEY } from '../helpers/service.js'
+import { captureLogs } from '../helpers/logs.js'
 import { TestProvider } from '../helpers/test-provider.js'
 
 /**
@@ -51,16 +53,15 @@ t.test('a draining→ready flap leaves the lease saying draining, and a weaker c
   }
   t.equal(last, 'ready', `the lease follows the session back to ready (it says ${last})`)
 
-  // The consequence. An operator revokes the bearer's token without kicking it: the session keeps
-  // serving, as documented (admission.md §3.2 "Revocation and live sessions"). A tokenless claim
-  // can now mint; on one node the ready bearer session refuses it (bearer_downgrade).
+  // The consequence. The bearer's token is revoked while its session keeps serving: revoked on the
+  // database directly (coordinator-cli with no coordinator answering), which closes nothing; a
+  // revocation through a coordinator would close the session too (admission.md §3.2). A tokenless
+  // claim can now mint; on one node the ready bearer session refuses it (bearer_downgrade).
   const prefix = token.slice(0, 12)
-  const revoked = await fetch(`${n1.url}/admin/tokens/${prefix}/revoke`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${OPERATOR_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ kick: false }),
-  })
-  t.equal(revoked.status, 200)
+  const db = await openDatabase({ url: cluster.databaseUrl, dataDir: 'memory', log: captureLogs().logger })
+  t.teardown(() => db.close())
+  const revoked = await sql`UPDATE provider_tokens SET revoked_at = now() WHERE token_prefix = ${prefix} AND revoked_at IS NULL`.execute(db.kysely)
+  t.equal(Number(revoked.numAffectedRows), 1)
   const bearerClosed = new Promise<number>((resolve) => p.client.ws.once('close', resolve))
   const intruder = await join(n2.wsUrl, 'flap')
   t.teardown(() => intruder.client.close())
