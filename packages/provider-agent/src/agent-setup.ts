@@ -38,7 +38,8 @@ export interface SetupOptions {
   protocol?: 'v1' | 'v2'
 }
 
-export async function setupAgent(c: AgentConfig, o: SetupOptions): Promise<ProviderAgent> {
+/** The private state directory, checked, and this agent's provider id (given, or generated once and kept). */
+async function stateDirAndId(c: AgentConfig, o: SetupOptions): Promise<string> {
   try {
     await ensureStateDir(c.stateDir, o.uid)
   } catch (err) {
@@ -46,6 +47,11 @@ export async function setupAgent(c: AgentConfig, o: SetupOptions): Promise<Provi
   }
   const providerId = c.providerId ?? (await stableProviderId(c, o))
   if (!PROVIDER_ID_RE.test(providerId)) throw new AgentSetupError('the provider id must be 1 to 64 characters of A-Z a-z 0-9 _ . -')
+  return providerId
+}
+
+export async function setupAgent(c: AgentConfig, o: SetupOptions): Promise<ProviderAgent> {
+  const providerId = await stateDirAndId(c, o)
   const tokenPath = tokenStatePath(c.stateDir, c.coordinatorUrl, providerId)
 
   let token: string | null = null
@@ -149,12 +155,7 @@ export async function loadOrCreateKey(
  * coordinator confirms. Returns what to tell the operator.
  */
 export async function rotateKey(c: AgentConfig, o: SetupOptions): Promise<string> {
-  try {
-    await ensureStateDir(c.stateDir, o.uid)
-  } catch (err) {
-    throw new AgentSetupError(`state directory: ${(err as Error).message}`)
-  }
-  const providerId = c.providerId ?? (await stableProviderId(c, o))
+  const providerId = await stateDirAndId(c, o)
   const keyPath = identityKeyPath(c.stateDir, c.coordinatorUrl, providerId)
   const loaded = await readStateFile(keyPath, o.uid, identityKeyValidator(c.coordinatorUrl, providerId))
   if (loaded.kind !== 'ok') {

@@ -223,7 +223,7 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     if (live === null) return { kind: 'fail', outcome: 'admission.cluster_unavailable', reason: 'nats' }
     let pinned: boolean
     if (req.bearer !== null) {
-      pinned = req.bearer.pinned
+      pinned = req.bearer.pin !== null
       // The pin was read at the upgrade. If one may have committed since (here, or on another
       // node), check again under this lock: a v1 bearer must never get in on a freshly pinned id.
       if (!pinned && (ctx.cluster !== null || ctx.identities.writeEpoch !== req.bearer.writeEpoch)) {

@@ -7,7 +7,7 @@ import { IdentityNotPinnedError, InvalidProviderIdError } from '../errors.js'
 import { PROVIDER_ID_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { ONE_ACTIVE_INDEX, boundedName, type IssuedToken } from './token-store.js'
 import { generateToken } from './token.js'
-import type { PinnedKey } from './pinned-key.js'
+import { pinnedKeyOf, type PinnedKey } from './pinned-key.js'
 
 export type { PinnedKey }
 
@@ -59,7 +59,7 @@ export class IdentityStore {
 
   async get(providerId: string): Promise<PinnedKey | null> {
     const row = await this.run(() => this.db.kysely.selectFrom('provider_identity_keys').selectAll().where('provider_id', '=', providerId).executeTakeFirst())
-    return row === undefined ? null : toInfo(row)
+    return row === undefined ? null : pinnedKeyOf(row)
   }
 
   /**
@@ -271,7 +271,7 @@ export class IdentityStore {
   async list(): Promise<IdentityInfo[]> {
     const rows = await this.run(() => this.db.kysely.selectFrom('provider_identity_keys').selectAll().orderBy('provider_id').execute())
     return rows.map((r) => ({
-      ...toInfo(r),
+      ...pinnedKeyOf(r),
       createdAt: new Date(r.created_at),
       rotatedAt: r.rotated_at === null ? null : new Date(r.rotated_at),
       revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at),
@@ -317,24 +317,6 @@ async function mint(trx: Transaction<DatabaseSchema>, a: { providerId: string; n
     })
     .execute()
   return { token, tokenPrefix: tokenPrefix(token), providerId: a.providerId }
-}
-
-function toInfo(r: {
-  provider_id: string
-  public_key: string
-  generation: number
-  previous_key: string | null
-  previous_valid_until: Date | null
-  revoked_at: Date | null
-}): PinnedKey {
-  return {
-    providerId: r.provider_id,
-    publicKey: r.public_key,
-    generation: Number(r.generation),
-    previousKey: r.previous_key,
-    previousValidUntil: r.previous_valid_until === null ? null : new Date(r.previous_valid_until).getTime(),
-    revoked: r.revoked_at !== null,
-  }
 }
 
 function checkId(providerId: string): void {

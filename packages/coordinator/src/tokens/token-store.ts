@@ -13,7 +13,7 @@ import {
 } from '../errors.js'
 import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { generateToken } from './token.js'
-import type { PinnedKey } from './pinned-key.js'
+import { pinnedKeyOf, type PinnedKey } from './pinned-key.js'
 
 export const ONE_ACTIVE_INDEX = 'provider_tokens_one_active_per_provider'
 
@@ -34,9 +34,7 @@ export interface ValidatedToken {
   inGrace: boolean
   /** Clock ms; null for tokens that never expire (ids without a pinned key). */
   expiresAt: number | null
-  /** The id has a row in provider_identity_keys (revoked or not). */
-  pinned: boolean
-  /** That row, read in the same statement: a v2 connect decides on it without reading again. */
+  /** The id's row in provider_identity_keys (revoked or not), read in the same statement: a v2 connect decides on it without reading again. */
   pin: PinnedKey | null
 }
 
@@ -112,18 +110,8 @@ export class TokenStore {
       tokenPrefix: row.token_prefix,
       inGrace: row.in_grace,
       expiresAt: row.expires_at === null ? null : new Date(row.expires_at).getTime(),
-      pinned: row.public_key !== null,
       pin:
-        row.public_key === null
-          ? null
-          : {
-              providerId: row.provider_id,
-              publicKey: row.public_key,
-              generation: Number(row.generation),
-              previousKey: row.previous_key,
-              previousValidUntil: row.previous_valid_until === null ? null : new Date(row.previous_valid_until).getTime(),
-              revoked: row.key_revoked_at !== null,
-            },
+        row.public_key === null ? null : pinnedKeyOf({ ...row, public_key: row.public_key, generation: row.generation ?? 1, revoked_at: row.key_revoked_at }),
     }
   }
 

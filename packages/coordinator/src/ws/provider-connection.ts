@@ -147,7 +147,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     // key_state tells the agent whether to enroll or recover. A bearer's upgrade already read the
     // pin of the id it is bound to; it is the one that matters unless the frame names another id.
     let pinned: boolean
-    if (auth.kind === 'bearer' && auth.providerId === init.provider_id) pinned = auth.pinned
+    if (auth.kind === 'bearer' && auth.providerId === init.provider_id) pinned = auth.pin !== null
     else {
       try {
         pinned = (await ctx.identities.get(init.provider_id)) !== null

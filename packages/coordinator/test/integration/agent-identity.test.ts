@@ -1,16 +1,17 @@
 // The agent's identity v2 (specs/provider-agent.md §3): enrolment, recovery with no operator,
 // the retry-once recovery, the fallback to v1, key rotation, the origin check and token renewal.
 import { readFile, rm, stat } from 'node:fs/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { WebSocketServer } from 'ws'
 import { rotateKey } from '@poolcoord/provider-agent/agent-setup'
 import { identityKeyPath } from '@poolcoord/provider-agent/identity-key-file'
 import { tokenStatePath } from '@poolcoord/provider-agent/state-file'
 import { Close, encode, helloAck, keyFingerprint, identityKeyFromSeed } from '@poolcoord/protocol'
 import { ManualClock } from '../../src/clock.js'
+import type { AgentConfig } from '@poolcoord/provider-agent/agent-config'
 import { agentConfig, startAgent, startMock, stateDir } from '../helpers/agent.js'
 import { captureLogs } from '../helpers/logs.js'
-import { startTestService, waitFor } from '../helpers/service.js'
+import { startTestService, waitFor, type TestService } from '../helpers/service.js'
 
 const V2 = { protocol: 'v2' as const }
 
@@ -20,6 +21,15 @@ async function keyFile(dir: string, url: string, id: string): Promise<{ private_
 
 async function savedToken(dir: string, url: string, id: string): Promise<string> {
   return (JSON.parse(await readFile(tokenStatePath(dir, url, id), 'utf8')) as { token: string }).token
+}
+
+/** An agent enrolls its key, saves the token it got, and stops: the state a restart starts from. */
+async function enrollAndStop(t: Test, svc: TestService, config: AgentConfig): Promise<void> {
+  const a = await startAgent(t, config, V2)
+  await a.admitted(1)
+  await waitFor(async () => a.logs.events('agent.token_saved').length === 1, 'token saved')
+  await a.stop()
+  await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone')
 }
 
 t.test('a fresh agent enrolls its key, saves the token, and reconnects by bearer + proof', async (t) => {
@@ -48,12 +58,8 @@ t.test('lost token, key kept: the agent recovers by itself', async (t) => {
   const mock = await startMock(t)
   const dir = await stateDir(t)
   const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'mac-1' })
-  const a = await startAgent(t, config, V2)
-  await a.admitted(1)
-  await waitFor(async () => a.logs.events('agent.token_saved').length === 1, 'token saved')
+  await enrollAndStop(t, svc, config)
   const first = await savedToken(dir, svc.wsUrl, 'mac-1')
-  await a.stop()
-  await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone')
   await rm(tokenStatePath(dir, svc.wsUrl, 'mac-1'))
   const b = await startAgent(t, config, V2)
   t.match(await b.admitted(1), { authState: 'key_proven', withToken: false })
@@ -68,11 +74,7 @@ t.test('retry-once: a revoked token is recovered at once, with no backoff', asyn
   const mock = await startMock(t)
   const dir = await stateDir(t)
   const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'mac-1' })
-  const a = await startAgent(t, config, V2)
-  await a.admitted(1)
-  await waitFor(async () => a.logs.events('agent.token_saved').length === 1, 'token saved')
-  await a.stop()
-  await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone')
+  await enrollAndStop(t, svc, config)
   // The operator revokes the leaked token; the agent restarts with it.
   const [tk] = await svc.svc.ctx.tokens.list({ activeOnly: true })
   await svc.svc.ctx.tokens.revokeByPrefix(tk!.tokenPrefix)
@@ -88,11 +90,7 @@ t.test('revoke-identity: the retry-once recovery fails and the agent waits the l
   const mock = await startMock(t)
   const dir = await stateDir(t)
   const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'mac-1' })
-  const a = await startAgent(t, config, V2)
-  await a.admitted(1)
-  await waitFor(async () => a.logs.events('agent.token_saved').length === 1, 'token saved')
-  await a.stop()
-  await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone')
+  await enrollAndStop(t, svc, config)
   await svc.svc.ctx.identities.revoke('mac-1')
   const b = await startAgent(t, config, V2)
   await waitFor(() => b.backoffs.length === 1, 'a backoff')
@@ -176,12 +174,8 @@ t.test('a renewed token comes in the ack and is saved before it is used', async 
   const mock = await startMock(t)
   const dir = await stateDir(t)
   const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'mac-1' })
-  const a = await startAgent(t, config, V2)
-  await a.admitted(1)
-  await waitFor(async () => a.logs.events('agent.token_saved').length === 1, 'token saved')
+  await enrollAndStop(t, svc, config)
   const first = await savedToken(dir, svc.wsUrl, 'mac-1')
-  await a.stop()
-  await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone')
   clock.advance(16 * 86_400_000)
   const b = await startAgent(t, config, V2)
   t.match(await b.admitted(1), { authState: 'key_proven', withToken: true })
@@ -196,11 +190,7 @@ t.test('after reset-identity the agent gets back in by itself: refused token, re
   const mock = await startMock(t)
   const dir = await stateDir(t)
   const config = agentConfig({ coordinatorUrl: svc.wsUrl, backendUrl: mock.url, stateDir: dir, providerId: 'mac-1' })
-  const a = await startAgent(t, config, V2)
-  await a.admitted(1)
-  await waitFor(async () => a.logs.events('agent.token_saved').length === 1, 'token saved')
-  await a.stop()
-  await waitFor(async () => (await svc.poolz()).pool.length === 0, 'gone')
+  await enrollAndStop(t, svc, config)
   await svc.svc.ctx.identities.reset('mac-1')
   const b = await startAgent(t, config, V2)
   t.match(await b.admitted(1), { authState: 'key_proven', withToken: false }, 'enrolled afresh')

@@ -3,13 +3,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql } from 'kysely'
-import pg from 'pg'
-import t, { type Test } from 'tap'
-import { openDatabase, type Database } from '../../src/db/database.js'
+import t from 'tap'
+import { openDatabase } from '../../src/db/database.js'
 import { migrate } from '../../src/db/migrate.js'
 import { createLogger } from '../../src/logger.js'
 import { TokenStore } from '../../src/tokens/token-store.js'
 import { closedPort, runCli, spawnCli } from '../helpers/cli.js'
+import { cliTarget, withDb } from '../helpers/cli-target.js'
 import { join as joinPool } from '../helpers/provider-client.js'
 import { OPERATOR_KEY, startTestService, waitFor } from '../helpers/service.js'
 
@@ -19,39 +19,6 @@ import { OPERATOR_KEY, startTestService, waitFor } from '../helpers/service.js'
  */
 const pgUrl = process.env.TEST_DATABASE_URL
 const quiet = createLogger({ level: 'silent' })
-
-async function cliTarget(t: Test): Promise<{ env: Record<string, string>; open: () => Promise<Database> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-cli-'))
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  // Nothing listens on that port, so these runs work on the database directly.
-  const base = { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY, COORD_PORT: await closedPort() }
-  if (pgUrl === undefined) {
-    return { env: base, open: () => openDatabase({ url: null, dataDir, log: quiet }) }
-  }
-  const name = `poolcoord_cli_${randomBytes(6).toString('hex')}`
-  const admin = new pg.Client({ connectionString: pgUrl })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  t.teardown(async () => {
-    const c = new pg.Client({ connectionString: pgUrl })
-    await c.connect()
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-    await c.end()
-  })
-  const url = new URL(pgUrl)
-  url.pathname = `/${name}`
-  return { env: { ...base, DATABASE_URL: url.toString() }, open: () => openDatabase({ url: url.toString(), dataDir, log: quiet }) }
-}
-
-async function withDb<T>(target: { open: () => Promise<Database> }, fn: (db: Database) => Promise<T>): Promise<T> {
-  const db = await target.open()
-  try {
-    return await fn(db)
-  } finally {
-    await db.close()
-  }
-}
 
 t.test('migrate, issue-token, list-tokens, revoke-token: output and every exit code', async (t) => {
   const target = await cliTarget(t)

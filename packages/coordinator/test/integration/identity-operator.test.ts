@@ -1,17 +1,14 @@
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join as joinPath } from 'node:path'
 import { keyFingerprint, type AdminIdentity, type AdminToken, type IdentityActionResponse } from '@poolcoord/protocol'
-import pg from 'pg'
 import t, { type Test } from 'tap'
 import { ManualClock } from '../../src/clock.js'
-import { openDatabase, type Database } from '../../src/db/database.js'
 import { migrate } from '../../src/db/migrate.js'
-import { createLogger } from '../../src/logger.js'
 import { IdentityStore } from '../../src/tokens/identity-store.js'
-import { closedPort, runCli } from '../helpers/cli.js'
+import { runCli } from '../helpers/cli.js'
+import { cliTarget, withDb } from '../helpers/cli-target.js'
 import { generateIdentityKey, keyJoin, type IdentityKeyPair } from '../helpers/key-client.js'
 import { join } from '../helpers/provider-client.js'
 import { OPERATOR_KEY, startTestService, waitFor, type TestService } from '../helpers/service.js'
@@ -25,8 +22,6 @@ const DAY = 86_400_000
 const REFUSED = { code: 4005, reason: 'invalid_token' }
 const KICKED = { code: 4007, reason: 'kicked' }
 const auth = { authorization: `Bearer ${OPERATOR_KEY}` }
-const pgUrl = process.env.TEST_DATABASE_URL
-const quiet = createLogger({ level: 'silent' })
 
 function admin(s: TestService, method: 'GET' | 'POST', path: string, headers: Record<string, string> = auth) {
   return fetch(`${s.url}${path}`, { method, headers })
@@ -271,7 +266,7 @@ t.test('errors: unknown id 404, malformed id 400, no key 401; nothing changes', 
 })
 
 t.test('on the database, with no coordinator: the same operations, nothing to kick', async (t) => {
-  const target = await dbTarget(t)
+  const target = await cliTarget(t)
   const cli = (...args: string[]) => runCli(args, target.env)
   const key = generateIdentityKey()
   await withDb(target, async (db) => {
@@ -300,34 +295,3 @@ t.test('on the database, with no coordinator: the same operations, nothing to ki
   t.equal(none.code, 1)
   t.match(none.stderr, /no identity key is pinned for this provider_id/)
 })
-
-/** A database of its own for the CLI: PostgreSQL when TEST_DATABASE_URL is set, else an embedded data directory. */
-async function dbTarget(t: Test): Promise<{ env: Record<string, string>; open: () => Promise<Database> }> {
-  const dataDir = mkdtempSync(joinPath(tmpdir(), 'poolcoord-idop-db-'))
-  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
-  const base = { COORD_DATA_DIR: dataDir, COORD_OPERATOR_KEY: OPERATOR_KEY, COORD_PORT: await closedPort() }
-  if (pgUrl === undefined) return { env: base, open: () => openDatabase({ url: null, dataDir, log: quiet }) }
-  const name = `poolcoord_idop_${randomBytes(6).toString('hex')}`
-  const adminClient = new pg.Client({ connectionString: pgUrl })
-  await adminClient.connect()
-  await adminClient.query(`CREATE DATABASE ${name}`)
-  await adminClient.end()
-  t.teardown(async () => {
-    const c = new pg.Client({ connectionString: pgUrl })
-    await c.connect()
-    await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-    await c.end()
-  })
-  const url = new URL(pgUrl)
-  url.pathname = `/${name}`
-  return { env: { ...base, DATABASE_URL: url.toString() }, open: () => openDatabase({ url: url.toString(), dataDir, log: quiet }) }
-}
-
-async function withDb<T>(target: { open: () => Promise<Database> }, fn: (db: Database) => Promise<T>): Promise<T> {
-  const db = await target.open()
-  try {
-    return await fn(db)
-  } finally {
-    await db.close()
-  }
-}

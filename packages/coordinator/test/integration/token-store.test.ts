@@ -42,7 +42,7 @@ t.test('validateAndMarkUsed validates, stamps last_used_at and refuses revoked t
   const { token } = await store.issue('mac-1', 'a', 'self_minted')
   t.equal(await store.validateAndMarkUsed('f'.repeat(64)), null, 'unknown token')
   const v = await store.validateAndMarkUsed(token)
-  t.match(v, { providerId: 'mac-1', tokenPrefix: token.slice(0, 12), inGrace: false, expiresAt: null, pinned: false })
+  t.match(v, { providerId: 'mac-1', tokenPrefix: token.slice(0, 12), inGrace: false, expiresAt: null, pin: null })
   t.match(v?.tokenId, /^\d+$/)
   const [row] = await store.list()
   t.ok(row?.lastUsedAt instanceof Date, 'marked as proven')
