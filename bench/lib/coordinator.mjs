@@ -47,6 +47,13 @@ export async function startCoordinator({ dbUrl, port, workDir, profileDir = null
       COORD_OPERATOR_KEY: OPERATOR_KEY,
       COORD_LOG_LEVEL: 'warn',
       COORD_DRAIN_TIMEOUT_S: '2',
+      // The bench connects thousands of providers from 127.0.0.1 to measure throughput; the abuse
+      // limits per address (specs/admission.md §7) would refuse most of them.
+      COORD_MINT_RATE_ADDRESS: 'off',
+      COORD_MINT_RATE_PREFIX: 'off',
+      COORD_MINT_RATE_GLOBAL: 'off',
+      COORD_MAX_SESSIONS_PER_ADDRESS: '1000000',
+      COORD_MAX_UNPROVEN_PER_ADDRESS: '1000000',
       ...extraEnv,
     },
   })

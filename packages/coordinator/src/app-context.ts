@@ -8,18 +8,22 @@ import type { Logger } from './logger.js'
 import type { Metrics } from './metrics.js'
 import type { ProviderLink } from './pool/provider-link.js'
 import type { Registry } from './pool/registry.js'
+import type { EjectionCap } from './pool/ejection-cap.js'
+import type { StrikeBook } from './pool/strike-book.js'
 import type { RequestHistory } from './request-history.js'
 import type { Dispatcher } from './routing/dispatcher.js'
 import type { TokenStore } from './tokens/token-store.js'
 import type { IdentityStore } from './tokens/identity-store.js'
 import type { AttemptTarget } from './routing/attempt.js'
 import type { ClusterNode } from './cluster/cluster-node.js'
+import type { MintLimiter } from './limits/mint-limiter.js'
+import type { PrefixSessions } from './limits/prefix-sessions.js'
 
 /**
  * The pool as routing and the views read it: the Registry on one node; in cluster mode the whole
  * cluster's pool (cluster/cluster-pool.ts), of which the Registry holds this node's share.
  */
-export type PoolView = Pick<Registry<ProviderLink>, 'sessionList' | 'liveSessions' | 'recordOutcome' | 'markBusy'>
+export type PoolView = Pick<Registry<ProviderLink>, 'sessionList' | 'liveSessions' | 'recordOutcome' | 'markBusy' | 'routingVersion'>
 
 /** Everything the coordinator's shells need, built once and passed explicitly. */
 export interface AppContext {
@@ -38,6 +42,10 @@ export interface AppContext {
   readonly dispatcher: Dispatcher
   /** What selection, /v1/models, /poolz and /healthz read. */
   readonly pool: PoolView
+  /** Which cooling providers the ejection cap releases, per model: one memo for the router and /poolz. */
+  readonly ejection: EjectionCap
+  /** Strikes per provider_id, kept across its reconnects (pool/strike-book.ts). */
+  readonly strikes: StrikeBook
   /** Where an exchange runs its attempts: the Dispatcher, or in cluster mode the node's target (local or remote). */
   readonly target: AttemptTarget
   /** null in single-node mode. */
@@ -48,6 +56,10 @@ export interface AppContext {
   /** Buyer requests and errors per 10 s over the last 15 minutes, for the dashboard. */
   readonly history: RequestHistory
   readonly admissionLock: KeyedMutex
+  /** Mint and recovery rate limits, shared through the database (specs/admission.md §7). */
+  readonly mintLimiter: MintLimiter
+  /** Admitted sessions per address, all and unproven. */
+  readonly prefixSessions: PrefixSessions
   readonly isOperator: (authorization: string | undefined) => boolean
   /** operatorProof() with this coordinator's key: lets the CLI check the server before sending the key. */
   readonly proveOperatorKey: (nonce: string) => string

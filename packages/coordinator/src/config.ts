@@ -1,9 +1,11 @@
 import { MAX_FIRST_FRAME_BYTES, MAX_INFERENCE_REQUEST_BYTES, MAX_PROVIDER_FRAME_BYTES } from '@poolcoord/protocol'
 import { parseDuration } from './cli/duration.js'
 import { ConfigError } from './errors.js'
+import { abuseLimitsFromEnv, defaultMintRules, type AbuseEnv } from './limits/abuse-settings.js'
+import type { MintRules } from './limits/mint-limiter.js'
 
 /** Raw settings as strings, exactly as the environment gave them. */
-export interface Env {
+export interface Env extends AbuseEnv {
   host?: string
   port?: string
   databaseUrl?: string
@@ -19,6 +21,7 @@ export interface Env {
   firstChunkTimeoutS?: string
   configFile?: string
   drainTimeoutS?: string
+  maxEjectionPercent?: string
   natsUrl?: string
   nodeId?: string
   nodeTtlMs?: string
@@ -43,10 +46,23 @@ export interface Limits {
   maxFrameBytes: number
   /** Largest first frame (hello) accepted before admission. */
   maxHelloBytes: number
-  /** Connections upgraded but not yet admitted, across all peers. */
+  /**
+   * Connections upgraded but not yet admitted, across all peers, shared fairly between address
+   * prefixes (ws/pending-limiter.ts). Sized by memory: a silent pending socket costs about 10 KiB,
+   * one that is sending its first frame up to that frame (16 KiB, or 1 MiB until ws has read
+   * the header that declares it); 256 slots bound pre-auth memory to about 260 MiB at worst.
+   */
   maxPendingConnections: number
   /** Connections upgraded but not yet admitted, per peer address. */
   maxPendingPerIp: number
+  /** From upgrade to hello_ack: queueing, store calls and the handshake together; past it, 4009. */
+  admissionDeadlineMs: number
+  /** Mint and recovery rate limits (limits/mint-limiter.ts); a null rule is off. */
+  mint: MintRules
+  /** Admitted sessions per address (IPv4 /32, IPv6 /64). */
+  maxSessionsPerAddress: number
+  /** Admitted unproven sessions (self_minted, bearerless_duplicate) per address. */
+  maxUnprovenPerAddress: number
   /** Admitted sessions; further admissions are closed 4429. */
   maxSessions: number
   /** Upper bound on any one token-store operation; past it the caller fails closed. */
@@ -79,6 +95,12 @@ export interface Limits {
   writeStallTimeoutMs: number
   /** SIGTERM: how long requests in flight may run on before the coordinator stops anyway. */
   drainTimeoutMs: number
+  /**
+   * The largest share of a model's providers the failure cooldown may rank last at once (Envoy's
+   * max_ejection_percent); past it the ones whose run of failures began last are released for that
+   * model, and get their share of its traffic (pool/ejection-cap.ts).
+   */
+  maxEjectionPercent: number
 }
 
 /**
@@ -155,8 +177,12 @@ export const defaultLimits: Limits = {
   heartbeatIntervalS: 30,
   maxFrameBytes: MAX_PROVIDER_FRAME_BYTES,
   maxHelloBytes: MAX_FIRST_FRAME_BYTES,
-  maxPendingConnections: 64,
+  maxPendingConnections: 256,
   maxPendingPerIp: 8,
+  admissionDeadlineMs: 10_000,
+  mint: defaultMintRules,
+  maxSessionsPerAddress: 1024,
+  maxUnprovenPerAddress: 16,
   maxSessions: 50_000,
   storeTimeoutMs: 5_000,
   maxQueuedAdmissionsPerId: 32,
@@ -171,6 +197,7 @@ export const defaultLimits: Limits = {
   maxBufferedBytesTotal: 256 * 1024 * 1024,
   writeStallTimeoutMs: 30_000,
   drainTimeoutMs: 30_000,
+  maxEjectionPercent: 50,
 }
 
 /** The only reader of process.env in the codebase. */
@@ -191,12 +218,24 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
     firstChunkTimeoutS: env.COORD_FIRST_CHUNK_TIMEOUT_S,
     configFile: env.COORD_CONFIG,
     drainTimeoutS: env.COORD_DRAIN_TIMEOUT_S,
+    maxEjectionPercent: env.COORD_MAX_EJECTION_PERCENT,
     natsUrl: env.COORD_NATS_URL,
     nodeId: env.COORD_NODE_ID,
     nodeTtlMs: env.COORD_NODE_TTL_MS,
     publicOrigin: env.COORD_PUBLIC_ORIGIN,
     tokenTtl: env.COORD_TOKEN_TTL,
     tokenGrace: env.COORD_TOKEN_GRACE,
+    mintRateAddress: env.COORD_MINT_RATE_ADDRESS,
+    mintRatePrefix: env.COORD_MINT_RATE_PREFIX,
+    mintRateGlobal: env.COORD_MINT_RATE_GLOBAL,
+    recoveryRate: env.COORD_RECOVERY_RATE,
+    mintRateNewcomer: env.COORD_MINT_RATE_NEWCOMER,
+    healRate: env.COORD_HEAL_RATE,
+    admissionDeadlineS: env.COORD_ADMISSION_DEADLINE_S,
+    maxPending: env.COORD_MAX_PENDING,
+    maxPendingPerAddress: env.COORD_MAX_PENDING_PER_ADDRESS,
+    maxSessionsPerAddress: env.COORD_MAX_SESSIONS_PER_ADDRESS,
+    maxUnprovenPerAddress: env.COORD_MAX_UNPROVEN_PER_ADDRESS,
   }
 }
 
@@ -349,7 +388,9 @@ function envLimits(env: Env): Partial<Limits> {
   if (first !== undefined) out.firstChunkTimeoutMs = first * 1000
   const drain = parseBounded(env.drainTimeoutS, 'COORD_DRAIN_TIMEOUT_S', 0, 3600)
   if (drain !== undefined) out.drainTimeoutMs = drain * 1000
-  return out
+  const ejection = parseBounded(env.maxEjectionPercent, 'COORD_MAX_EJECTION_PERCENT', 0, 100)
+  if (ejection !== undefined) out.maxEjectionPercent = ejection
+  return { ...out, ...abuseLimitsFromEnv(env) }
 }
 
 function parseBounded(raw: string | undefined, name: string, min: number, max: number): number | undefined {

@@ -1,6 +1,9 @@
 export type { AppContext } from './app-context.js'
 import { VERSION } from './version.js'
 import type { AppContext } from './app-context.js'
+import { MintLimiter } from './limits/mint-limiter.js'
+import { PrefixSessions } from './limits/prefix-sessions.js'
+import { RateBucketStore } from './limits/rate-bucket-store.js'
 import { KeyedMutex } from './admission/keyed-mutex.js'
 import { systemClock, type Clock } from './clock.js'
 import { CordonStore } from './cordons/cordon-store.js'
@@ -15,6 +18,8 @@ import { createMetrics } from './metrics.js'
 import { resolveOperatorKey } from './operator-key.js'
 import type { ProviderLink } from './pool/provider-link.js'
 import { Registry } from './pool/registry.js'
+import { EjectionCap } from './pool/ejection-cap.js'
+import { StrikeBook } from './pool/strike-book.js'
 import { RequestHistory } from './request-history.js'
 import { Dispatcher } from './routing/dispatcher.js'
 import { TokenStore } from './tokens/token-store.js'
@@ -104,12 +109,18 @@ export async function createContext(config: Config, overrides: ContextOverrides 
     registry,
     dispatcher,
     pool: cluster?.pool ?? registry,
+    ejection: new EjectionCap(config.limits.maxEjectionPercent),
+    strikes: new StrikeBook(),
     target: cluster?.target ?? dispatcher,
     cluster,
     buffers: new ByteBudget(config.limits.maxBufferedBytesTotal),
     metrics,
     history: new RequestHistory(),
     admissionLock: new KeyedMutex(config.limits.maxQueuedAdmissionsPerId),
+    mintLimiter: new MintLimiter(new RateBucketStore(db, config.limits.storeTimeoutMs), config.limits.mint, (err) =>
+      log.warn({ err }, 'pruning full rate buckets failed; retrying later'),
+    ),
+    prefixSessions: new PrefixSessions(config.limits.maxSessionsPerAddress, config.limits.maxUnprovenPerAddress),
     isOperator: createOperatorAuth(operatorKey),
     proveOperatorKey: (nonce) => operatorProof(operatorKey, nonce),
     startedAt: clock.now(),

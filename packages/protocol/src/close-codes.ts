@@ -12,12 +12,18 @@ export const Close = {
   invalidToken: { code: 4005, reason: 'invalid_token' },
   replaced: { code: 4006, reason: 'replaced' },
   kicked: { code: 4007, reason: 'kicked' },
+  /** A credential-less admission (tokenless hello, tokenless enroll) or a key recovery over its rate limit; specs/admission.md §7. */
+  mintRateLimited: { code: 4008, reason: 'mint_rate_limited' },
+  /** The admission did not reach its ack within the admission deadline (10 s by default). */
+  admissionTimeout: { code: 4009, reason: 'admission_timeout' },
   drained: { code: 1000, reason: 'drained' },
   idleTimeout: { code: 4010, reason: 'idle_timeout' },
   /** Cluster mode: the node lost its liveness key (NATS unreachable) and must not route; specs/cluster.md §3. */
   nodeFenced: { code: 4011, reason: 'node_fenced' },
   poolFull: { code: 4429, reason: 'pool_full' },
   admissionBusy: { code: 4429, reason: 'admission_busy' },
+  /** Too many sessions from one address prefix (per-prefix session caps). */
+  prefixFull: { code: 4429, reason: 'prefix_full' },
   shuttingDown: { code: 1001, reason: 'shutting_down' },
   internal: { code: 1011, reason: 'internal_error' },
 } as const

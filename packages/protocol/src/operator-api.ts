@@ -7,6 +7,36 @@ import type { AuthState, ProviderStatus } from './messages.js'
 /** Why a connected session is not routable (routingEligible). */
 export type IneligibleReason = 'quarantined_duplicate' | 'lease_pending' | 'cordoned' | 'draining' | 'not_ready' | 'no_free_slots'
 
+/**
+ * A failed attempt the provider is held to: what starts and extends its failure cooldown
+ * (specs/buyer-api.md §3). The names are the coordinator's failure codes.
+ */
+export type FailureReason =
+  | 'disconnect'
+  | 'unreachable'
+  | 'queue_full'
+  | 'model_not_loaded'
+  | 'provider_internal'
+  | 'provider_cancelled'
+  | 'first_chunk_timeout'
+  | 'request_timeout'
+  | 'response_too_large'
+export const FAILURE_REASONS: readonly FailureReason[] = [
+  'disconnect',
+  'unreachable',
+  'queue_full',
+  'model_not_loaded',
+  'provider_internal',
+  'provider_cancelled',
+  'first_chunk_timeout',
+  'request_timeout',
+  'response_too_large',
+]
+
+/** Misbehaviour charged to a provider_id as a strike; strikes outlive the connection (specs/operator-api.md). */
+export type StrikeReason = 'invalid_frame'
+export const STRIKE_REASONS: readonly StrikeReason[] = ['invalid_frame']
+
 export interface PoolzRow {
   provider_id: string
   assigned_id: string
@@ -23,7 +53,16 @@ export interface PoolzRow {
   effective_free_slots: number
   in_flight: number
   consecutive_failures: number
+  /** The failure that started or last extended the current run of failures; null when consecutive_failures is 0. */
+  last_failure_reason: FailureReason | null
   cooldown_until: string | null
+  /** In cooldown, and sidelined (ranked last) for at least one of its models: the ejection cap did not release it there. */
+  cooling_down: boolean
+  /** In cooldown, and released by the ejection cap for at least one of its models; releases are per model, so both flags may hold. */
+  cooldown_capped: boolean
+  /** Strikes this coordinator charged to the provider_id within the last hour; they survive reconnects. */
+  strikes: number
+  last_strike_reason: StrikeReason | null
   max_concurrency: number
   max_context_tokens: number
   model_id: string

@@ -33,6 +33,12 @@ export function explainClose(log: Logger, id: string, c: SessionClosed, kind: Cl
         `the coordinator refused a tokenless connect for ${id} (close 4005): it admits only issued tokens, or this id was already proven with a token this agent no longer has${wait}. Ask the operator for a token (coordinator-cli issue-token --provider-id ${id}) and start the agent once with it in a file named by --token-file (or in POOLCOORD_PROVIDER_TOKEN); see ${RUNBOOK}`,
       )
       return
+    case 'mint_limited':
+      log.error(
+        base,
+        `the coordinator limits how often providers without a token may join or recover (close 4008 mint_rate_limited): too many came from this address, or ${id} recovered too often, within the hour${wait}. Nothing needs doing if it is a one-off; an agent that keeps its token and key files never needs a new token, so check that --state-dir survives restarts. The operator can issue a token (coordinator-cli issue-token --provider-id ${id}) or raise the limits (COORD_MINT_RATE_*, COORD_RECOVERY_RATE); see ${RUNBOOK}`,
+      )
+      return
     default:
       log.warn(
         base,

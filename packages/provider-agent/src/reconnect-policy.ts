@@ -9,9 +9,10 @@
  * | 4005 while presenting a token                | long backoff: revoked, or locked out by TOFU;   |
  * |                                              | once, right after the token was accepted: short |
  * | 4005 without a token                         | normal backoff, floored at the pool-full floor  |
+ * | 4008 mint rate limited                       | long backoff: the limit refills over an hour    |
  * | 4429 pool full / admission busy              | normal backoff, floored                         |
  * | 1001 shutting down                           | normal backoff, over a window of at least 8 s   |
- * | anything else (1000, 1006, 4007, 4011, …)    | normal backoff                                  |
+ * | anything else (1000, 1006, 4007, 4009, 4011) | normal backoff                                  |
  *
  * Normal backoff is capped exponential with full jitter (uniform in [0, min(cap, base·2^n)]), so
  * a coordinator restart spreads thousands of reconnects over the window instead of one spike.
@@ -53,7 +54,7 @@ export function jitteredDelay(attempt: number, s: Pick<BackoffSettings, 'baseMs'
   return Math.floor(random * ceiling)
 }
 
-export type CloseKind = 'replaced' | 'protocol_error' | 'token_refused' | 'credential_required' | 'pool_full' | 'transient'
+export type CloseKind = 'replaced' | 'protocol_error' | 'token_refused' | 'credential_required' | 'mint_limited' | 'pool_full' | 'transient'
 
 export interface Closed {
   /** The WebSocket close code, or null when the upgrade itself failed (refused, HTTP 429/503). */
@@ -75,6 +76,8 @@ export function classifyClose({ code, withToken }: Closed): CloseKind {
       return 'protocol_error'
     case Close.invalidToken.code:
       return withToken ? 'token_refused' : 'credential_required'
+    case Close.mintRateLimited.code:
+      return 'mint_limited'
     case Close.poolFull.code:
       return 'pool_full'
     default:
@@ -93,6 +96,9 @@ export function decideReconnect(closed: Closed, attempt: number, s: BackoffSetti
       return { action: 'exit', kind }
     case 'token_refused':
       if (closed.tokenAcceptedSinceRefusal === true) return { action: 'retry', kind, delayMs: s.floorMs + Math.floor(random * 5 * s.floorMs) }
+      return { action: 'retry', kind, delayMs: s.lockoutMinMs + Math.floor(random * (s.lockoutMaxMs - s.lockoutMinMs)) }
+    case 'mint_limited':
+      // Retrying sooner only spends the next token the moment it refills, or is refused for free.
       return { action: 'retry', kind, delayMs: s.lockoutMinMs + Math.floor(random * (s.lockoutMaxMs - s.lockoutMinMs)) }
     case 'credential_required':
     case 'pool_full':

@@ -18,5 +18,13 @@ export type AdmissionOutcome =
   | 'admission.pool_full'
   | 'admission.busy'
   | 'admission.abandoned'
+  /** A credential-less admission or a key recovery over its rate limit (4008); limits/mint-limiter.ts. */
+  | 'admission.mint_rate_limited'
+  /** The rate limiter's store failed: fail closed (4005). */
+  | 'admission.limiter_error'
+  /** No hello_ack within the admission deadline (4009). */
+  | 'admission.deadline'
+  /** The peer's address already holds its share of sessions (4429 prefix_full). */
+  | 'admission.prefix_full'
   /** Cluster mode: this node is fenced, or NATS could not be asked about the id's lease: fail closed (4005). */
   | 'admission.cluster_unavailable'

@@ -7,6 +7,7 @@ import type { AdmissionOutcome } from './admission-outcome.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { Hello } from '../pool/provider-report.js'
 import type { IssuedToken, ValidatedToken } from '../tokens/token-store.js'
+import type { BucketTake } from '../limits/rate-bucket-store.js'
 import { initialState, transition, type AdmissionEvent, type Effect, type Input } from './admission-machine.js'
 import { decideKeyAdmission, type KeyAdmissionEvent } from './key-admission.js'
 import { keyFingerprint, type IdentityIntent } from '@poolcoord/protocol'
@@ -21,6 +22,8 @@ export interface AdmitRequest {
   /** Identity v2: the intent and keys of an auth_init whose proof has been verified; null for a v1 hello. */
   key: { intent: IdentityIntent; key: string; nextKey: string | null } | null
   peer: string
+  /** What the mint limit charged this credential-less hello (given back if it turns out a self-heal); empty otherwise. */
+  mintCharged?: readonly BucketTake[]
   link: ProviderLink
   /** False once the socket has gone away; checked before the session enters the pool. */
   isOpen: () => boolean
@@ -34,6 +37,8 @@ export type AdmitResult =
       displaced: ProviderLink | null
       /** Cluster mode: the lease this session holds, to release on close; null on one node. */
       lease: SessionRef | null
+      /** Gives back the session's place in its address's count (limits/prefix-sessions.ts); call on close. */
+      releaseCount: () => void
     }
   | { ok: false; outcome: AdmissionOutcome }
 
@@ -144,8 +149,12 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       // A newer claim named this one as the session to replace before it entered the pool.
       return fail({ kind: 'fail', outcome: 'admission.registration_refused', reason: 'replaced' }, issued, lease)
     }
+    // Counted and registered in one synchronous step, so concurrent admissions cannot overshoot.
+    const releaseCount = ctx.prefixSessions.reserve(req.peer, session.authState, ctx.registry.get(hello.providerId) !== undefined)
+    if (releaseCount === null) return fail({ kind: 'fail', outcome: 'admission.prefix_full', reason: session.authState }, issued, lease)
     const reg = ctx.registry.register(session, req.link)
     if (!reg.registered) {
+      releaseCount()
       ctx.log.info({ event: d.event, ...base, auth_state: d.authState, registered: false }, 'provider admission decided')
       return fail({ kind: 'fail', outcome: 'admission.registration_refused', reason: reg.reason }, issued, lease)
     }
@@ -166,7 +175,12 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
       'provider admitted',
     )
     ctx.metrics.admission(d.event)
-    return { ok: true, session, token: token?.token ?? null, displaced: reg.displaced?.handle ?? null, lease }
+    if (d.event === 'admission.self_heal' && req.mintCharged !== undefined && req.mintCharged.length > 0) {
+      ctx.mintLimiter.chargeHeal(hello.providerId, req.mintCharged, now).catch((err: unknown) => {
+        ctx.log.warn({ err, ...base }, 'could not move a self-heal to its own bucket; the mint charge stands')
+      })
+    }
+    return { ok: true, session, token: token?.token ?? null, displaced: reg.displaced?.handle ?? null, lease, releaseCount }
   }
 
   /** The credential steps and, in cluster mode, the lease claim: what must be serialised across nodes. */
@@ -300,6 +314,13 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     })
     if (d.kind === 'reject') return { kind: 'fail', outcome: d.event, event: d.event }
     if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
+    if (d.kind === 'recover') {
+      // Charged only once the proof verified: a budget per id that anyone could spend with junk
+      // proofs would let a stranger lock the key holder out of recovery (specs/admission.md §7.2).
+      const limited = await recoveryLimited()
+      if (limited !== null) return limited
+      if (!req.isOpen()) return { kind: 'fail', outcome: 'admission.abandoned' }
+    }
     let written
     try {
       const base = { providerId: id, name: hello.hostname, key: key.key, now, ttlMs: tokenTtlMs }
@@ -339,12 +360,29 @@ export async function admit(ctx: AppContext, req: AdmitRequest): Promise<AdmitRe
     return { kind: 'ok', event: d.event, authState: 'key_proven', identity: { generation, keyFingerprint: keyFingerprint(current) } }
   }
 
+  async function recoveryLimited(): Promise<Credential | null> {
+    try {
+      const v = await ctx.mintLimiter.takeRecovery(hello.providerId, ctx.clock.now())
+      if (v.ok) return null
+      return {
+        kind: 'fail',
+        outcome: 'admission.mint_rate_limited',
+        event: 'admission.mint_rate_limited',
+        reason: `${v.bucket}; retry in ${Math.ceil(v.retryAfterMs / 1000)} s`,
+      }
+    } catch (err) {
+      ctx.log.error({ err, provider_id: hello.providerId }, 'recovery rate limit could not be checked; failing closed')
+      return { kind: 'fail', outcome: 'admission.limiter_error', event: 'admission.limiter_error' }
+    }
+  }
+
   async function fail(d: Extract<Decided, { kind: 'fail' }>, issued: Minted | null, lease: SessionRef | null): Promise<AdmitResult> {
     if (d.outcome === 'admission.abandoned') return abandoned(issued, lease)
     const base = { provider_id: hello.providerId, peer: req.peer }
     if (lease !== null) ctx.cluster?.keeper.release(hello.providerId, lease)
     await undoMint(issued, base)
-    const level = d.outcome === 'admission.cluster_unavailable' || d.outcome === 'admission.store_error' ? 'error' : 'warn'
+    const level =
+      d.outcome === 'admission.cluster_unavailable' || d.outcome === 'admission.store_error' || d.outcome === 'admission.limiter_error' ? 'error' : 'warn'
     const message = d.outcome === 'admission.registration_refused' ? 'provider session refused by the pool' : 'provider admission rejected'
     ctx.log[level]({ event: d.outcome, ...base, ...(d.reason === undefined ? {} : { reason: d.reason }) }, message)
     ctx.metrics.admission(d.outcome)

@@ -1,8 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises'
 import type { KV } from '@nats-io/kv'
+import type { FailureReason } from '@poolcoord/protocol'
 import { Kvm } from '@nats-io/kv'
 import type { Logger } from '../logger.js'
-import { afterFailure, afterSuccess } from '../pool/provider-health.js'
+import { afterFailure, afterSuccess, type Health } from '../pool/provider-health.js'
 import type { ProviderLink } from '../pool/provider-link.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { Registry } from '../pool/registry.js'
@@ -62,8 +63,10 @@ export class ClusterPool {
    * otherwise wipe them within a quarter second, and a provider that fails every request at once
    * would win every selection on every other node.
    */
-  readonly #health = new Map<string, Pick<ProviderSession, 'consecutiveFailures' | 'cooldownUntil'>>()
+  readonly #health = new Map<string, Health>()
   readonly #busy = new Map<string, number | null>()
+  /** Moves when #health changes a remote copy: the ejection cap's signal for what the Registry never sees. */
+  #healthVersion = 0
   #list: ProviderSession[] = []
   #dirty = true
   #builtAt = -1
@@ -130,6 +133,15 @@ export class ClusterPool {
     return this.#list
   }
 
+  /**
+   * The ejection cap's change signal: the Registry's, for this node's own sessions, plus this
+   * node's outcomes on other nodes' providers. A new snapshot from another node replaces the
+   * list, which the cap notices by identity.
+   */
+  get routingVersion(): number {
+    return this.d.registry.routingVersion + this.#healthVersion
+  }
+
   liveSessions(): IterableIterator<ProviderSession> {
     return this.all()[Symbol.iterator]()
   }
@@ -141,13 +153,15 @@ export class ClusterPool {
     return r === undefined || r.incarnation !== incarnation ? null : r.sessions.length
   }
 
-  recordOutcome(providerId: string, ok: boolean, now: number): void {
-    this.d.registry.recordOutcome(providerId, ok, now)
+  recordOutcome(providerId: string, failure: FailureReason | null, now: number): void {
+    this.d.registry.recordOutcome(providerId, failure, now)
     if (this.d.registry.get(providerId) !== undefined) return
     const remote = this.all().find((s) => s.providerId === providerId)
-    if (ok) this.#health.delete(providerId)
+    // A success may clear a cooldown that came with the owner's snapshot, which the Registry never saw: the cap must hear of it.
+    if (remote !== undefined && (failure !== null || remote.consecutiveFailures !== 0 || remote.cooldownUntil !== 0)) this.#healthVersion++
+    if (failure === null) this.#health.delete(providerId)
     else {
-      this.#health.set(providerId, afterFailure(this.#health.get(providerId) ?? remote ?? afterSuccess(), now))
+      this.#health.set(providerId, afterFailure(this.#health.get(providerId) ?? remote ?? afterSuccess(), now, failure))
       if (this.#health.size > 10_000) for (const [id, h] of this.#health) if (h.cooldownUntil <= now) this.#health.delete(id)
     }
     if (remote !== undefined) Object.assign(remote, this.#health.get(providerId) ?? afterSuccess())

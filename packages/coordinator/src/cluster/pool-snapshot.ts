@@ -6,7 +6,16 @@
  * re-checks routingEligible and its own slot count when the dispatch arrives, and a stale
  * snapshot costs a refused dispatch and a failover, never a second routable session.
  */
-import { AUTH_STATES, MAX_GENERATION, PROVIDER_ID_RE, PROVIDER_STATUSES, type AuthState, type ProviderStatus } from '@poolcoord/protocol'
+import {
+  AUTH_STATES,
+  FAILURE_REASONS,
+  MAX_GENERATION,
+  PROVIDER_ID_RE,
+  PROVIDER_STATUSES,
+  type AuthState,
+  type FailureReason,
+  type ProviderStatus,
+} from '@poolcoord/protocol'
 import type { ProviderSession } from '../pool/provider-session.js'
 import { LEASE_NODE_ID_RE, TOKEN_ID_RE, isRecord, parseJsonRecord } from './lease-value.js'
 
@@ -65,6 +74,8 @@ export interface SnapshotRow {
   lp: boolean // lease pending (handover)
   cf: number // consecutive failures
   cu: number // cooldown until (epoch ms, 0 when healthy)
+  lf?: FailureReason | null // last failure reason; absent from a node that predates it, read as null when unknown
+  fs?: number // failing since (epoch ms, 0 when healthy); absent from a node that predates it
   ca: number // connected at (epoch ms)
   hb: number | null // last heartbeat at
   li: number // last inbound at
@@ -93,6 +104,8 @@ export function snapshotRow(s: ProviderSession, volatile = true): SnapshotRow {
     lp: s.leasePending === true,
     cf: s.consecutiveFailures,
     cu: s.cooldownUntil,
+    lf: s.lastFailure ?? null,
+    fs: s.failingSince ?? 0,
     ca: s.connectedAt,
     hb: volatile ? s.lastHeartbeatAt : null,
     li: volatile ? s.lastInboundAt : 0,
@@ -198,6 +211,7 @@ function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
     typeof r.lp === 'boolean' &&
     count(r.cf) &&
     time(r.cu) &&
+    (r.fs === undefined || time(r.fs)) &&
     time(r.ca) &&
     (r.hb === null || time(r.hb)) &&
     time(r.li)
@@ -222,6 +236,8 @@ function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
     inFlight: r.f as number,
     consecutiveFailures: r.cf as number,
     cooldownUntil: r.cu as number,
+    lastFailure: failureReasonOf(r.lf),
+    failingSince: (r.fs ?? 0) as number,
     drainRequested: r.dr as boolean,
     cordoned: r.cd as boolean,
     nodeId,
@@ -230,4 +246,12 @@ function sessionOfRow(r: unknown, nodeId: string): ProviderSession | null {
     lastHeartbeatAt: r.hb as number | null,
     lastInboundAt: r.li as number,
   }
+}
+
+/**
+ * The failure reason of a row, null when absent or unknown: a newer node may name a reason this
+ * one does not know (a rolling upgrade), and it only labels the row, so it must not drop it.
+ */
+function failureReasonOf(x: unknown): FailureReason | null {
+  return FAILURE_REASONS.includes(x as FailureReason) ? (x as FailureReason) : null
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { PoolzCluster } from '@poolcoord/protocol'
 import type { AppContext } from '../app-context.js'
@@ -9,7 +10,7 @@ import { createAdminRoutes } from './admin-routes.js'
 import { chatCompletions } from './chat-completions.js'
 import { dashboardRoutes } from './dashboard.js'
 import { openApiDocument } from './openapi.js'
-import { renderPoolz } from './poolz.js'
+import { renderPoolz, type PoolzHealth } from './poolz.js'
 import { sendError, sendJson } from './respond.js'
 import { retrieveModel } from './retrieve-model.js'
 import { methodsOf, RouteTable, wrapRoute, type Handler, type Route } from './route-table.js'
@@ -58,7 +59,7 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
         sendJson(res, 200, { proof: ctx.proveOperatorKey(nonce) })
       },
     },
-    '/poolz': { GET: operatorOnly((_req, res) => sendJson(res, 200, renderPoolz(ctx.pool.liveSessions(), clusterSection(ctx)))) },
+    '/poolz': { GET: operatorOnly((_req, res) => sendJson(res, 200, renderPoolz(ctx.pool.liveSessions(), poolzHealth(ctx), clusterSection(ctx)))) },
     '/metrics': { GET: ctx.config.metricsRequireKey ? operatorOnly(metrics) : metrics },
     '/v1/models': { GET: buyerRoute((_req, res) => sendJson(res, 200, listModels(ctx.pool.liveSessions(), createdS))) },
     '/v1/models/{id}': {
@@ -90,6 +91,8 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
       const headers: Record<string, string> = {}
       if (err instanceof UnauthorizedError) headers['www-authenticate'] = 'Bearer'
       if (err instanceof MethodNotAllowedError) headers.allow = err.allow
+      // buyer-api.md §2: every answer on the chat path carries a request id, a wrong method's too.
+      if (path === '/v1/chat/completions' && !res.hasHeader('x-request-id')) headers['x-request-id'] = `req-${randomUUID()}`
       // The rest of an oversized body is never read: the connection cannot be reused.
       if (err instanceof RequestTooLargeError) headers.connection = 'close'
       if (err instanceof DrainingError) {
@@ -120,6 +123,11 @@ export function health(ctx: AppContext) {
       ? {}
       : { node_id: c.node_id, cluster: { state: c.state, incarnation: c.incarnation, fence_reason: c.fence_reason, nats: c.nats, live_nodes: c.live_nodes } }),
   }
+}
+
+function poolzHealth(ctx: AppContext): PoolzHealth {
+  const now = ctx.clock.now()
+  return { now, released: ctx.ejection.fresh(ctx.pool, now), strikes: (id) => ctx.strikes.get(id, now) }
 }
 
 /** /poolz's cluster section: this node and every node the last poll of pc_nodes saw. */

@@ -1,12 +1,22 @@
 import type { AuthState, PoolzCluster, PoolzResponse, PoolzRow } from '@poolcoord/protocol'
+import { cooldownFlags, type Released } from '../pool/ejection-cap.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import { effectiveFreeSlots, routingEligible } from '../pool/routing-eligible.js'
+import type { Strikes } from '../pool/strike-book.js'
+
+/** What /poolz shows beside the sessions themselves: the ejection cap's releases and the strike book, at `now`. */
+export interface PoolzHealth {
+  now: number
+  /** From the same EjectionCap the router reads, so `cooling_down` is what selection does. */
+  released: Released
+  strikes: (providerId: string) => Strikes | null
+}
 
 /**
  * The operator's view of the pool. Routability comes from routingEligible alone. Rows carry a
  * token prefix at most: never a token, never a hash.
  */
-export function renderPoolz(sessions: Iterable<ProviderSession>, cluster: PoolzCluster | null = null): PoolzResponse {
+export function renderPoolz(sessions: Iterable<ProviderSession>, health: PoolzHealth, cluster: PoolzCluster | null = null): PoolzResponse {
   const pool: PoolzRow[] = []
   const byAuth: Record<AuthState, number> = { key_proven: 0, bearer_validated: 0, self_minted: 0, bearerless_duplicate: 0 }
   const models = new Map<string, { providers: number; routable: number }>()
@@ -26,6 +36,8 @@ export function renderPoolz(sessions: Iterable<ProviderSession>, cluster: PoolzC
       if (eligibility.eligible) entry.routable++
       models.set(m, entry)
     }
+    const cooldown = cooldownFlags(s, health.now, health.released)
+    const strikes = health.strikes(s.providerId)
     pool.push({
       provider_id: s.providerId,
       assigned_id: s.assignedId,
@@ -40,7 +52,12 @@ export function renderPoolz(sessions: Iterable<ProviderSession>, cluster: PoolzC
       effective_free_slots: effectiveFreeSlots(s),
       in_flight: s.inFlight,
       consecutive_failures: s.consecutiveFailures,
+      last_failure_reason: s.consecutiveFailures === 0 ? null : (s.lastFailure ?? null),
       cooldown_until: s.cooldownUntil === 0 ? null : iso(s.cooldownUntil),
+      cooling_down: cooldown.coolingDown,
+      cooldown_capped: cooldown.capped,
+      strikes: strikes?.strikes ?? 0,
+      last_strike_reason: strikes?.lastReason ?? null,
       max_concurrency: s.maxConcurrency,
       max_context_tokens: s.maxContextTokens,
       model_id: s.modelId,

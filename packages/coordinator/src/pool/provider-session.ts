@@ -1,4 +1,4 @@
-import type { AuthState, ProviderStatus } from '@poolcoord/protocol'
+import type { AuthState, FailureReason, ProviderStatus } from '@poolcoord/protocol'
 
 /** One admitted connection, as plain data. Times are clock milliseconds. */
 export interface ProviderSession {
@@ -26,6 +26,10 @@ export interface ProviderSession {
   consecutiveFailures: number
   /** Clock ms until which selection ranks this session below healthy ones; 0 when healthy. */
   cooldownUntil: number
+  /** The failure that last started or extended the cooldown; absent or null while consecutiveFailures is 0. */
+  lastFailure?: FailureReason | null
+  /** Clock ms of the first failure of the current run (pool/ejection-cap.ts orders by it); absent or 0 while healthy. */
+  failingSince?: number
   /** The coordinator asked it to drain (operator or shutdown). Its heartbeats cannot undo this. */
   drainRequested: boolean
   /** An operator cordoned this provider_id: connected, never routable, until uncordoned. */

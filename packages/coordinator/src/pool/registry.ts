@@ -1,7 +1,8 @@
+import type { FailureReason } from '@poolcoord/protocol'
 import type { Heartbeat } from './provider-report.js'
 import { decideRegistration } from './eviction.js'
 import type { ProviderSession } from './provider-session.js'
-import { afterFailure, afterSuccess } from './provider-health.js'
+import { afterFailure, afterSuccess, type Health } from './provider-health.js'
 
 export type RegisterResult<H> =
   | { registered: true; displaced: { session: ProviderSession; handle: H } | null }
@@ -26,7 +27,7 @@ export class Registry<H> {
    * Failure history per provider_id, kept after its session leaves: a provider must not shed its
    * cooldown by reconnecting. Entries go once their cooldown has passed.
    */
-  private readonly health = new Map<string, Pick<ProviderSession, 'consecutiveFailures' | 'cooldownUntil'>>()
+  private readonly health = new Map<string, Health>()
   /**
    * The live sessions in random order, kept in step with byProvider: selection samples a run of
    * it (select-provider.ts), and connection order must not decide who competes with whom. A new
@@ -37,6 +38,13 @@ export class Registry<H> {
 
   /** Moves on every register and remove: a view built from the pool knows when to rebuild. */
   version = 0
+  /**
+   * Moves on every change the ejection cap reads (pool/ejection-cap.ts): membership, a failure or
+   * a success that clears one, a cordon, a drain, and a heartbeat that changes a session's models
+   * or moves it between ready/busy and any other status. Slot counts and busy/ready do not move
+   * it: they are load, which the cap ignores.
+   */
+  routingVersion = 0
 
   constructor(private readonly random: () => number = Math.random) {}
 
@@ -63,6 +71,7 @@ export class Registry<H> {
     this.byProvider.set(session.providerId, entry)
     this.byAssigned.set(session.assignedId, entry)
     this.version++
+    this.routingVersion++
     return { registered: true, displaced: existing ?? null }
   }
 
@@ -76,6 +85,7 @@ export class Registry<H> {
     this.list.pop()
     this.listEntries.pop()
     this.version++
+    this.routingVersion++
     return true
   }
 
@@ -102,6 +112,7 @@ export class Registry<H> {
     const entry = this.current(providerId, assignedId)
     if (!entry) return false
     const s = entry.session
+    if ((hb.models && !sameList(hb.models, s.models)) || loadOnly(s.status) !== loadOnly(hb.status)) this.routingVersion++
     s.status = hb.status
     s.slotsFree = hb.slotsFree
     s.slotsTotal = hb.slotsTotal
@@ -130,12 +141,16 @@ export class Registry<H> {
   }
 
   /**
-   * Records how an attempt by providerId ended, for the failure cooldown. Applies to the id's
-   * current session, if any, and to its history, which a later session of the same id inherits.
+   * Records how an attempt by providerId ended, for the failure cooldown: `failure` is the
+   * provider's fault, null for a complete answer. Applies to the id's current session, if any,
+   * and to its history, which a later session of the same id inherits.
    */
-  recordOutcome(providerId: string, ok: boolean, now: number): void {
+  recordOutcome(providerId: string, failure: FailureReason | null, now: number): void {
     const prev = this.health.get(providerId) ?? this.byProvider.get(providerId)?.session ?? afterSuccess()
-    const next = ok ? afterSuccess() : afterFailure(prev, now)
+    const ok = failure === null
+    // A success on a clean record changes nothing: it must not make the ejection cap recompute.
+    if (!ok || prev.consecutiveFailures !== 0 || prev.cooldownUntil !== 0) this.routingVersion++
+    const next = ok ? afterSuccess() : afterFailure(prev, now, failure)
     const entry = this.byProvider.get(providerId)
     if (entry) Object.assign(entry.session, next)
     if (ok) this.health.delete(providerId)
@@ -154,14 +169,20 @@ export class Registry<H> {
   /** Sets the cordon on the live session of providerId, if any. Returns whether there was one. */
   setCordoned(providerId: string, cordoned: boolean): boolean {
     const entry = this.byProvider.get(providerId)
-    if (entry) entry.session.cordoned = cordoned
+    if (entry && entry.session.cordoned !== cordoned) {
+      entry.session.cordoned = cordoned
+      this.routingVersion++
+    }
     return entry !== undefined
   }
 
   /** Marks the current session draining: no new work, whatever its heartbeats say. */
   requestDrain(providerId: string, assignedId: string): boolean {
     const entry = this.current(providerId, assignedId)
-    if (entry) entry.session.drainRequested = true
+    if (entry && !entry.session.drainRequested) {
+      entry.session.drainRequested = true
+      this.routingVersion++
+    }
     return entry !== undefined
   }
 
@@ -199,4 +220,13 @@ export class Registry<H> {
     const entry = this.byProvider.get(providerId)
     return entry && entry.session.assignedId === assignedId ? entry : undefined
   }
+}
+
+/** ready and busy differ only in load; every other status keeps a session from routing. */
+function loadOnly(status: ProviderSession['status']): boolean {
+  return status === 'ready' || status === 'busy'
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i])
 }

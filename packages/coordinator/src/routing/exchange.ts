@@ -4,6 +4,7 @@ import type { Limits } from '../config.js'
 import { ModelNotFoundError, NoProviderAvailableError, ProviderTimeoutError, toPublicError, type CoordinatorError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { Metrics, RequestStatus } from '../metrics.js'
+import type { EjectionCap } from '../pool/ejection-cap.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { Registry } from '../pool/registry.js'
 import type { AttemptEvent, AttemptHandle, AttemptTarget } from './attempt.js'
@@ -71,7 +72,9 @@ export interface HeldReservation {
 export interface ExchangeContext {
   readonly config: { readonly limits: Pick<Limits, 'requestTimeoutMs' | 'firstChunkTimeoutMs' | 'maxResponseBytes'> }
   /** The pool selection reads: the Registry, or in cluster mode the whole cluster's (AppContext.pool). */
-  readonly pool: Pick<Registry<unknown>, 'sessionList' | 'recordOutcome' | 'markBusy'>
+  readonly pool: Pick<Registry<unknown>, 'sessionList' | 'recordOutcome' | 'markBusy' | 'routingVersion'>
+  /** Which cooling providers the ejection cap releases, per model (pool/ejection-cap.ts). */
+  readonly ejection: Pick<EjectionCap, 'released'>
   readonly clock: Clock
   readonly buffers: { reservation(): HeldReservation }
   readonly metrics: Pick<Metrics, 'failover'>
@@ -148,7 +151,8 @@ export class Exchange {
   private tryNext(fallback: CoordinatorError | null): void {
     const r = this.request
     const pool = this.ctx.pool.sessionList()
-    const sel = selectProvider(pool, { model: r.model, pin: r.pin, exclude: this.tried }, Math.random, this.ctx.clock.now())
+    const now = this.ctx.clock.now()
+    const sel = selectProvider(pool, { model: r.model, pin: r.pin, exclude: this.tried }, Math.random, now, this.ctx.ejection.released(this.ctx.pool, now))
     if (!sel.ok) {
       if (fallback !== null) return this.fail(fallback)
       return this.fail(sel.reason === 'model_not_found' ? new ModelNotFoundError() : new NoProviderAvailableError(r.pin !== null))
@@ -222,7 +226,7 @@ export class Exchange {
     const d = decide(failure, this.state())
     if (d.cancel !== null) this.withdraw(d.cancel)
     const current = this.current
-    if (d.fault && current !== null) this.ctx.pool.recordOutcome(current.providerId, false, this.ctx.clock.now())
+    if (d.fault !== null && current !== null) this.ctx.pool.recordOutcome(current.providerId, d.fault, this.ctx.clock.now())
     if (d.markBusy && current !== null) this.ctx.pool.markBusy(current.providerId, current.assignedId)
     if (d.action === 'failover') {
       this.failovers.push(d.reason)
@@ -238,7 +242,7 @@ export class Exchange {
 
   private complete(): void {
     const providerId = this.current!.providerId
-    if (movesHealth(this.state())) this.ctx.pool.recordOutcome(providerId, true, this.ctx.clock.now())
+    if (movesHealth(this.state())) this.ctx.pool.recordOutcome(providerId, null, this.ctx.clock.now())
     const body = this.request.stream ? null : this.held.join('')
     // A held answer is the provider's only now: until its end it could still fail over.
     if (this.phase === 'routing') {

@@ -6,7 +6,7 @@ import {
   ProviderUnavailableError,
   type CoordinatorError,
 } from '../errors.js'
-import type { CancelReason, EndStatus } from '@poolcoord/protocol'
+import { FAILURE_REASONS, type CancelReason, type EndStatus, type FailureReason } from '@poolcoord/protocol'
 
 /** Why one attempt on one provider failed. */
 export type AttemptFailure =
@@ -50,19 +50,11 @@ const FAILOVER_ON: ReadonlySet<Failure> = new Set<FailoverCause>(['disconnect', 
 /**
  * Failures that say something about the provider, and so start its cooldown. A provider that
  * holds a request to the deadline is at fault as much as one that fails it. The buffer budget
- * running out and a context the request overflows are not the provider's doing.
+ * running out and a context the request overflows are not the provider's doing. The list is the
+ * protocol's FailureReason, which /poolz shows; typing the set as Set<FailureReason> keeps every
+ * entry a Failure.
  */
-const PROVIDER_FAULTS: ReadonlySet<Failure> = new Set<Failure>([
-  'disconnect',
-  'unreachable',
-  'queue_full',
-  'model_not_loaded',
-  'provider_internal',
-  'provider_cancelled',
-  'first_chunk_timeout',
-  'request_timeout',
-  'response_too_large',
-])
+const PROVIDER_FAULTS: ReadonlySet<Failure> = new Set<FailureReason>(FAILURE_REASONS)
 
 /** What the provider is told when the exchange ends an attempt that is still running. */
 const CANCEL_FOR: Partial<Record<Failure, CancelReason>> = {
@@ -83,8 +75,8 @@ export interface RequestState {
 
 /** The one answer to a failure: what it does to the provider, and how the request goes on. */
 export type Decision = {
-  /** Counts against the provider's health (pool/provider-health.ts). */
-  fault: boolean
+  /** What counts against the provider's health (pool/provider-health.ts), or null when nothing does. */
+  fault: FailureReason | null
   /** The provider said it is full: send it nothing more until its next heartbeat. */
   markBusy: boolean
   /** Withdraw the attempt with this reason; null when the provider already ended it. */
@@ -106,7 +98,7 @@ export function movesHealth(s: Pick<RequestState, 'pinned'>): boolean {
 
 export function decide(failure: Failure, s: RequestState): Decision {
   const effects = {
-    fault: PROVIDER_FAULTS.has(failure) && movesHealth(s),
+    fault: isProviderFault(failure) && movesHealth(s) ? failure : null,
     markBusy: failure === 'queue_full',
     cancel: CANCEL_FOR[failure] ?? null,
     error: errorFor(failure),
@@ -115,6 +107,10 @@ export function decide(failure: Failure, s: RequestState): Decision {
     return { ...effects, action: 'failover', reason: failure }
   }
   return { ...effects, action: 'fail' }
+}
+
+function isProviderFault(failure: Failure): failure is FailureReason {
+  return PROVIDER_FAULTS.has(failure)
 }
 
 function isFailoverCause(failure: Failure): failure is FailoverCause {

@@ -7,6 +7,7 @@ import {
   ActiveTokenExistsError,
   IdentityPinnedError,
   InvalidProviderIdError,
+  StoreUnavailableError,
   TokenNotFoundError,
   TokenPrefixAmbiguousError,
   TokenPrefixInvalidError,
@@ -124,17 +125,25 @@ export class TokenStore {
     if (!PROVIDER_ID_RE.test(providerId)) throw new InvalidProviderIdError()
     const token = generateToken()
     const name = boundedName(providerName, providerId)
-    const inserted = await storeCall(
-      this.timeoutMs,
-      () =>
-        sql<{ id: string }>`
-          INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin)
-          SELECT ${hashToken(token)}, ${tokenPrefix(token)}, ${providerId}, ${name}, ${origin}
-          WHERE ${origin} <> 'self_minted' OR NOT EXISTS (SELECT 1 FROM provider_identity_keys WHERE provider_id = ${providerId})
-          RETURNING id
-        `.execute(this.db.kysely),
-      (err) => (isUniqueViolation(err, ONE_ACTIVE_INDEX) ? new ActiveTokenExistsError(providerId) : null),
-    )
+    let inserted
+    try {
+      inserted = await storeCall(
+        this.timeoutMs,
+        () =>
+          sql<{ id: string }>`
+            INSERT INTO provider_tokens (token_hash, token_prefix, provider_id, provider_name, origin)
+            SELECT ${hashToken(token)}, ${tokenPrefix(token)}, ${providerId}, ${name}, ${origin}
+            WHERE ${origin} <> 'self_minted' OR NOT EXISTS (SELECT 1 FROM provider_identity_keys WHERE provider_id = ${providerId})
+            RETURNING id
+          `.execute(this.db.kysely),
+        (err) => (isUniqueViolation(err, ONE_ACTIVE_INDEX) ? new ActiveTokenExistsError(providerId) : null),
+      )
+    } catch (err) {
+      // Timed out, but the INSERT may still commit (it waited on a lock, the server was frozen):
+      // nobody will ever receive this token, so once the statement has ended it is revoked.
+      if (err instanceof StoreUnavailableError) void err.settled.then(() => this.revoke(token)).catch(() => undefined)
+      throw err
+    }
     if (inserted.rows.length === 0) throw new IdentityPinnedError(providerId)
     return { token, tokenPrefix: tokenPrefix(token), providerId }
   }

@@ -32,6 +32,8 @@ export class KeyChallenge {
     initBytes: Buffer,
     private readonly origin: string,
     now: number,
+    /** How long the proof may take: the admission deadline's remainder, at most CHALLENGE_TTL_MS. */
+    private readonly ttlMs: number = CHALLENGE_TTL_MS,
   ) {
     this.issuedAt = Math.floor(now)
     this.initSha256 = sha256Hex(initBytes)
@@ -43,7 +45,7 @@ export class KeyChallenge {
       nonce: this.nonce,
       origin: this.origin,
       issued_at: this.issuedAt,
-      expires_in_ms: CHALLENGE_TTL_MS,
+      expires_in_ms: this.ttlMs,
       key_state: keyState,
     })
   }
@@ -53,7 +55,7 @@ export class KeyChallenge {
     if (this.used) return 'reused'
     this.used = true
     if (proof.challenge_id !== this.id) return 'wrong_challenge'
-    if (now - this.issuedAt > CHALLENGE_TTL_MS || now < this.issuedAt) return 'expired'
+    if (now - this.issuedAt > this.ttlMs || now < this.issuedAt) return 'expired'
     const bytes = provedBytes({
       origin: this.origin,
       intent: this.init.intent,

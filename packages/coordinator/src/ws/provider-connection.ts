@@ -8,24 +8,23 @@ import type { IdentityIntent as KeyIntent } from '@poolcoord/protocol'
 import {
   CHALLENGE_TTL_MS,
   Close,
-  MAX_FRAME_DEPTH,
-  MAX_FRAME_TOKENS,
-  frameShape,
   decodeJson,
   encode,
   helloAck,
   parseAuthInit,
   parseAuthProof,
   parseHello,
-  parseProviderMessage,
   withField,
   type CloseSpec,
   type HelloFields,
 } from '@poolcoord/protocol'
-import { heartbeatOf, helloOf } from '../pool/provider-report.js'
+import { helloOf } from '../pool/provider-report.js'
 import type { ValidatedToken } from '../tokens/token-store.js'
 import { KeyChallenge } from './key-handshake.js'
 import { closeSocket, socketLink } from './socket-link.js'
+import { closeForOutcome } from './outcome-close.js'
+import type { BucketTake } from '../limits/rate-bucket-store.js'
+import { onSessionFrame } from './session-frame.js'
 
 export type UpgradeAuth = { kind: 'reject'; outcome: AdmissionOutcome } | { kind: 'tokenless' } | ({ kind: 'bearer'; writeEpoch: number } & ValidatedToken)
 
@@ -34,6 +33,8 @@ export interface ConnectionOptions {
   peer: string
   /** Gives back the pre-auth slot; called once the connection is admitted or gone. */
   release: () => void
+  /** The first frame arrived (the pending limiter then prefers to cut silent connections). */
+  firstFrame: () => void
   /** performance.now() at the upgrade: the hello deadline counts from there. */
   startedAt: number
   /** The provider offered, and we selected, the `poolcoord.v2` subprotocol: its first frame must be auth_init. */
@@ -56,13 +57,38 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
   /** Cluster mode: the lease the session holds. */
   let lease: SessionRef | null = null
   let helloTimer: NodeJS.Timeout | undefined
+  /** Gives back the admitted session's place in its address's count. */
+  let releaseCount: (() => void) | null = null
+  // One deadline from the upgrade to our hello_ack, whatever the time went on: a queue behind
+  // other hellos for the id, a hung store, a slow proof. Past it the socket closes and the slot,
+  // the challenge and any admission still running are released (an admission that finishes later
+  // finds the socket gone and undoes what it wrote).
+  const deadlineTimer = setTimeout(
+    () => {
+      if (phase === 'admitted' || phase === 'closed') return
+      if (phase === 'awaiting_hello') {
+        ctx.metrics.admission('admission.hello_timeout')
+        ctx.log.warn({ event: 'admission.hello_timeout', peer: opts.peer }, 'no hello in time')
+        closeSocket(ws, Close.helloTimeout)
+        // The slot is free now, not when a peer that ignores the close frame lets go.
+        return opts.release()
+      }
+      ctx.metrics.admission('admission.deadline')
+      ctx.log.warn({ event: 'admission.deadline', peer: opts.peer, phase, deadline_ms: limits.admissionDeadlineMs }, 'admission did not finish in time')
+      closeSocket(ws, Close.admissionTimeout)
+      opts.release()
+    },
+    Math.max(0, limits.admissionDeadlineMs - (performance.now() - opts.startedAt)),
+  )
 
   ws.on('error', (err) => ctx.log.debug({ err, peer: opts.peer }, 'provider socket error'))
   ws.on('close', (code) => {
     const was = phase
     phase = 'closed'
     clearTimeout(helloTimer)
+    clearTimeout(deadlineTimer)
     opts.release()
+    releaseCount?.()
     if (was === 'admitted' && session !== null) {
       const removed = ctx.registry.remove(session.providerId, session.assignedId)
       // Keyed by the session: a late close of a replaced socket leaves its successor's lease alone.
@@ -78,9 +104,11 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
   })
 
   if (opts.auth.kind === 'reject') {
+    clearTimeout(deadlineTimer)
     ctx.metrics.admission(opts.auth.outcome)
     ctx.log.warn({ event: opts.auth.outcome, peer: opts.peer }, 'provider upgrade rejected')
-    return closeSocket(ws, Close.invalidToken)
+    closeSocket(ws, Close.invalidToken)
+    return opts.release()
   }
   const auth = opts.auth
 
@@ -90,13 +118,14 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
       ctx.metrics.admission('admission.hello_timeout')
       ctx.log.warn({ event: 'admission.hello_timeout', peer: opts.peer }, 'no hello in time')
       closeSocket(ws, Close.helloTimeout)
+      opts.release()
     },
     Math.max(0, limits.helloTimeoutMs - (performance.now() - opts.startedAt)),
   )
 
   ws.on('message', (data: RawData, isBinary: boolean) => {
     if (ws.readyState !== ws.OPEN) return // closing: a late hello must not start an admission
-    if (phase === 'admitted' && session !== null) return onSessionFrame(session, data, isBinary)
+    if (phase === 'admitted' && session !== null) return onSessionFrame(ctx, ws, session, lease, data, isBinary)
     if (phase === 'challenged' && challenge !== null) {
       phase = 'admitting'
       clearTimeout(helloTimer)
@@ -104,6 +133,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     }
     if (phase !== 'awaiting_hello') return // frames before our ack are not part of the protocol
     phase = 'admitting'
+    opts.firstFrame()
     clearTimeout(helloTimer)
     void (opts.v2 ? onAuthInit(data, isBinary) : onHello(data, isBinary))
   })
@@ -128,7 +158,39 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     const parsed = parseHello(decodeJson(data as Buffer))
     if (!parsed.ok) return refuse(parsed.close)
     if (poolFull(parsed.value.provider_id)) return
-    await admitAndAck(parsed.value, null)
+    // A tokenless hello may mint: the limits come before any store work (specs/admission.md §7).
+    let charged: readonly BucketTake[] = []
+    if (auth.kind === 'tokenless') {
+      const m = await mayMint(parsed.value.provider_id, true)
+      if (m === null) return
+      charged = m
+    }
+    if (phase !== 'admitting' || ws.readyState !== ws.OPEN) return
+    await admitAndAck(parsed.value, null, charged)
+  }
+
+  /**
+   * The checks every credential-less admission passes before the store is touched: room in the
+   * address's session count, then the mint buckets. False when the socket was closed.
+   */
+  async function mayMint(providerId: string, unproven: boolean): Promise<readonly BucketTake[] | null> {
+    if (!ctx.prefixSessions.hasRoom(opts.peer, unproven) && ctx.registry.get(providerId) === undefined) {
+      return (reject('admission.prefix_full', { provider_id: providerId }, Close.prefixFull), null)
+    }
+    let v
+    try {
+      v = await ctx.mintLimiter.takeMint(opts.peer, ctx.clock.now())
+    } catch (err) {
+      ctx.log.error({ err, provider_id: providerId }, 'mint rate limit could not be checked; failing closed')
+      return (reject('admission.limiter_error', { provider_id: providerId }), null)
+    }
+    if (v.ok) return v.charged
+    reject(
+      'admission.mint_rate_limited',
+      { provider_id: providerId, bucket: v.bucket, retry_after_s: Math.ceil(v.retryAfterMs / 1000), local: v.local },
+      Close.mintRateLimited,
+    )
+    return null
   }
 
   /**
@@ -144,6 +206,8 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     if (poolFull(init.provider_id)) return
     // Under require_provider_tokens a tokenless v2 connect exists only to recover.
     if (auth.kind === 'tokenless' && init.intent !== 'recover' && ctx.live.get().requireProviderTokens) return reject('admission.tokens_required')
+    // A tokenless enroll mints: limited before the lookup and before any signature is verified.
+    if (auth.kind === 'tokenless' && init.intent === 'enroll' && (await mayMint(init.provider_id, false)) === null) return
     // key_state tells the agent whether to enroll or recover. A bearer's upgrade already read the
     // pin of the id it is bound to; it is the one that matters unless the frame names another id.
     let pinned: boolean
@@ -157,22 +221,30 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
       }
     }
     if (phase !== 'admitting' || ws.readyState !== ws.OPEN) return
-    challenge = new KeyChallenge(init, Buffer.from(bytes), opts.origin, ctx.clock.now())
+    // The proof has until the admission deadline, at most CHALLENGE_TTL_MS; the challenge says how long.
+    const ttlMs = Math.max(1, Math.min(CHALLENGE_TTL_MS, Math.floor(limits.admissionDeadlineMs - (performance.now() - opts.startedAt))))
+    // No timer of its own: the admission deadline closes a connection whose proof never comes.
+    challenge = new KeyChallenge(init, Buffer.from(bytes), opts.origin, ctx.clock.now(), ttlMs)
     phase = 'challenged'
-    helloTimer = setTimeout(() => phase === 'challenged' && reject('admission.challenge_expired'), CHALLENGE_TTL_MS)
     ws.send(encode(challenge.frame(pinned ? 'pinned' : 'unknown')))
   }
 
   async function onProof(ch: KeyChallenge, data: RawData, isBinary: boolean): Promise<void> {
     const parsed = parseAuthProof(isBinary || rawSize(data) > limits.maxHelloBytes ? null : decodeJson(data as Buffer))
     const verdict = parsed.ok ? await ch.check(parsed.value, ctx.clock.now()) : 'malformed'
-    if (verdict !== 'ok')
-      return reject(verdict === 'expired' ? 'admission.challenge_expired' : 'admission.proof_invalid', { provider_id: ch.init.provider_id, reason: verdict })
+    // A late proof is a timeout, not a refused credential: an agent holding a token must not read
+    // it as one and spend a recovery (its challenge may have had little of the deadline left).
+    if (verdict === 'expired') return reject('admission.challenge_expired', { provider_id: ch.init.provider_id, reason: verdict }, Close.admissionTimeout)
+    if (verdict !== 'ok') return reject('admission.proof_invalid', { provider_id: ch.init.provider_id, reason: verdict })
     if (phase !== 'admitting' || ws.readyState !== ws.OPEN) return
     await admitAndAck(ch.init, { intent: ch.init.intent, key: ch.init.identity_key, nextKey: ch.init.next_identity_key ?? null })
   }
 
-  async function admitAndAck(fields: HelloFields, key: { intent: KeyIntent; key: string; nextKey: string | null } | null): Promise<void> {
+  async function admitAndAck(
+    fields: HelloFields,
+    key: { intent: KeyIntent; key: string; nextKey: string | null } | null,
+    mintCharged: readonly BucketTake[] = [],
+  ): Promise<void> {
     const hello = helloOf(fields)
     let result
     try {
@@ -181,6 +253,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
         key,
         bearer: auth.kind === 'bearer' ? auth : null,
         peer: opts.peer,
+        mintCharged,
         link: socketLink(ws),
         isOpen: () => phase === 'admitting' && ws.readyState === ws.OPEN,
       })
@@ -188,12 +261,12 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
       ctx.log.error({ err, provider_id: hello.providerId }, 'admission failed; failing closed')
       return closeSocket(ws, Close.invalidToken)
     }
-    if (!result.ok) {
-      return closeSocket(ws, result.outcome === 'admission.busy' ? Close.admissionBusy : Close.invalidToken)
-    }
+    if (!result.ok) return closeSocket(ws, closeForOutcome(result.outcome))
     session = result.session
     lease = result.lease
+    releaseCount = result.releaseCount
     phase = 'admitted'
+    clearTimeout(deadlineTimer)
     opts.release()
     result.displaced?.close(Close.replaced)
     ws.send(
@@ -234,47 +307,11 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
     if (closeWith !== null && ctx.registry.remove(s.providerId, s.assignedId)) closeSocket(ws, closeWith)
   }
 
-  function onSessionFrame(s: ProviderSession, data: RawData, isBinary: boolean): void {
-    if (!ctx.registry.touch(s.providerId, s.assignedId, ctx.clock.now())) return
-    if (isBinary) return
-    // Before JSON.parse: a frame nested deep or holding very many values would block the event
-    // loop while it parses (issue 15); no valid frame comes near either bound.
-    const shape = frameShape(data as Buffer, MAX_FRAME_DEPTH, MAX_FRAME_TOKENS)
-    if (shape !== 'ok') {
-      ctx.log.warn(
-        { event: 'provider.frame_refused', provider_id: s.providerId, assigned_id: s.assignedId, reason: shape, bytes: rawSize(data) },
-        'closing: a frame too costly to parse',
-      )
-      return closeSocket(ws, withField(Close.invalidFrame, shape))
-    }
-    const msg = decodeJson(data as Buffer)
-    if (msg === null) return closeSocket(ws, withField(Close.invalidFrame, 'json'))
-    const parsed = parseProviderMessage(msg)
-    if (!parsed.ok) return closeSocket(ws, parsed.close)
-    const m = parsed.value
-    // null: a type of a newer provider or a later protocol addition, ignored.
-    if (m === null) return
-    switch (m.type) {
-      case 'inference_response_chunk':
-        if (!ctx.dispatcher.onChunk(s, m)) closeSocket(ws, withField(Close.invalidFrame, 'seq'))
-        return
-      case 'inference_response_end':
-        return ctx.dispatcher.onEnd(s, m)
-      case 'heartbeat': {
-        const before = s.status
-        ctx.registry.applyHeartbeat(s.providerId, s.assignedId, heartbeatOf(m), ctx.clock.now())
-        // The lease carries the status that decides who may replace this session (draining, unavailable).
-        if (s.status !== before && lease !== null) ctx.cluster?.keeper.setStatus(s.providerId, lease, () => s.status)
-        return
-      }
-    }
-  }
-
-  /** A v2 handshake failure: always 4005, whatever went wrong, and nothing was written. */
-  function reject(outcome: AdmissionOutcome, fields: Record<string, unknown> = {}): void {
+  /** A refusal before the admission ran: 4005 for every credential failure, and nothing was written. */
+  function reject(outcome: AdmissionOutcome, fields: Record<string, unknown> = {}, close: CloseSpec = Close.invalidToken): void {
     ctx.metrics.admission(outcome)
-    ctx.log.warn({ event: outcome, peer: opts.peer, ...fields }, 'provider identity handshake rejected')
-    closeSocket(ws, Close.invalidToken)
+    ctx.log[outcome === 'admission.limiter_error' ? 'error' : 'warn']({ event: outcome, peer: opts.peer, ...fields }, 'provider admission refused')
+    closeSocket(ws, close)
   }
 
   function refuse(spec: CloseSpec): void {

@@ -34,13 +34,19 @@ export function createUpgradeHandler(ctx: AppContext, wss: WebSocketServer, pend
     if (url.pathname !== PROVIDER_PATH) return rejectUpgrade(socket, 404, 'Not Found')
     if (!accepting()) return rejectUpgrade(socket, 503, 'Service Unavailable')
     const peer = peerAddress(req, ctx.config.trustProxy)
-    const release = pending.acquire(peer)
-    if (release === null) {
+    // Evicted to make room for a connection from a smaller prefix: cut without a word (the
+    // connections a flood leaves pending are silent ones).
+    // Before the WebSocket exists the raw socket is destroyed; after, ws.terminate() also marks the
+    // WebSocket closed at once, so an admission finishing in between sees it gone.
+    let evict = (): void => void socket.destroy()
+    const slot = pending.acquire(peer, () => evict())
+    if (slot === null) {
       ctx.metrics.admission('admission.pool_full')
       ctx.log.warn({ event: 'admission.pool_full', peer }, 'too many pending provider connections')
       return rejectUpgrade(socket, 429, 'Too Many Requests')
     }
     // ws aborts a malformed handshake without ever calling back: the slot must follow the socket.
+    const release = slot.release
     socket.once('close', release)
     const startedAt = performance.now()
     const v2 = offersV2(req.headers['sec-websocket-protocol'])
@@ -50,9 +56,18 @@ export function createUpgradeHandler(ctx: AppContext, wss: WebSocketServer, pend
         socket.removeListener('error', destroyOnError)
         // What the socket speaks is what ws selected (selectSubprotocol), so both sides agree even
         // where offersV2 gave up on an oversized header.
-        wss.handleUpgrade(req, socket, head, (ws) =>
-          handleProviderConnection(ctx, ws, { auth, peer, release, startedAt, v2: ws.protocol === SUBPROTOCOL_V2, origin: origin() }),
-        )
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          evict = () => ws.terminate()
+          handleProviderConnection(ctx, ws, {
+            auth,
+            peer,
+            release,
+            firstFrame: slot.markActive,
+            startedAt,
+            v2: ws.protocol === SUBPROTOCOL_V2,
+            origin: origin(),
+          })
+        })
       },
       (err: unknown) => {
         release()

@@ -173,7 +173,7 @@ function pair(term, value, attrs) {
   return [dt, dd]
 }
 
-const CELLS = ['provider', 'node', 'auth', 'routable', 'status', 'slots', 'models', 'cooldown', 'connected', 'actions']
+const CELLS = ['provider', 'node', 'auth', 'routable', 'status', 'slots', 'models', 'cooldown', 'strikes', 'connected', 'actions']
 
 function renderRows(pool) {
   const seen = new Set()
@@ -242,19 +242,46 @@ function updateRow(entry, row, node) {
   cells.slots.replaceChildren(el('span', 'num', `${row.in_flight} / ${row.max_concurrency}`), meter)
   cells.slots.title = `provider reports ${row.slots_free} of ${row.slots_total} free; ${row.effective_free_slots} usable`
   cells.models.replaceChildren(...row.models.map((m) => el('span', 'model', m)))
-  const until = row.cooldown_until === null ? NaN : Date.parse(row.cooldown_until)
-  const failures = row.consecutive_failures
-  const parts = []
-  if (until > Date.now()) parts.push(`until ${time(new Date(until))}`)
-  if (failures > 0) parts.push(`${failures} failure${failures === 1 ? '' : 's'}`)
-  cells.cooldown.textContent = parts.length > 0 ? parts.join(' · ') : '—'
-  cells.cooldown.className = `c-cooldown${until > Date.now() ? ' warn-text' : ''}`
+  updateCooldown(cells.cooldown, row)
+  updateStrikes(cells.strikes, row)
   const since = new Date(row.connected_at)
   cells.connected.textContent = ago(since)
   cells.connected.title = since.toLocaleString()
   button.textContent = row.cordoned ? 'Uncordon' : 'Cordon…'
   button.setAttribute('data-action', row.cordoned ? 'uncordon' : 'cordon')
   button.setAttribute('aria-label', `${row.cordoned ? 'Uncordon' : 'Cordon'} ${row.provider_id}`)
+}
+
+// The coordinator decides whether a provider is cooling down (its clock, and the ejection cap):
+// the page shows its verdict rather than comparing cooldown_until with this browser's clock.
+function updateCooldown(cell, row) {
+  const failures = row.consecutive_failures
+  const parts = []
+  if (row.cooling_down || row.cooldown_capped) {
+    parts.push(badge(row.cooling_down ? 'cooling' : 'capped', row.cooling_down ? 'warn' : 'neutral'))
+    parts.push(el('span', '', ` until ${time(new Date(row.cooldown_until))}`))
+  }
+  if (failures > 0) {
+    const reason = (row.last_failure_reason ?? 'unknown').replaceAll('_', ' ')
+    parts.push(el('div', 'muted small', `${failures} failure${failures === 1 ? '' : 's'} · last: ${reason}`))
+  }
+  cell.replaceChildren(...(parts.length > 0 ? parts : ['—']))
+  cell.title = !row.cooldown_capped
+    ? ''
+    : row.cooling_down
+      ? 'ranked last for some of its models; the ejection cap releases it for the others'
+      : 'in cooldown, but the ejection cap lets it take its share of the traffic'
+  cell.setAttribute('data-state', row.cooling_down ? 'cooling' : row.cooldown_capped ? 'capped' : '')
+  cell.setAttribute('data-until', row.cooldown_until ?? '')
+}
+
+function updateStrikes(cell, row) {
+  const n = row.strikes
+  cell.replaceChildren(
+    ...(n > 0 ? [el('span', 'num warn-text', String(n)), el('div', 'muted small', (row.last_strike_reason ?? 'unknown').replaceAll('_', ' '))] : ['—']),
+  )
+  cell.title = n > 0 ? `${n} strike${n === 1 ? '' : 's'} in the last hour` : ''
+  cell.setAttribute('data-strikes', String(n))
 }
 
 function renderChart(stats) {

@@ -12,11 +12,13 @@ import { chromium, type BrowserContext, type Dialog, type Page } from 'playwrigh
 import t, { type Test } from 'tap'
 import { apiError, buyer } from '../helpers/buyer.js'
 import { generateIdentityKey, keyJoin } from '../helpers/key-client.js'
+import { ManualClock } from '../../src/clock.js'
 import { OPERATOR_KEY, startTestService, waitFor, type TestService } from '../helpers/service.js'
 import { TestProvider, answer, type InferenceRequest } from '../helpers/test-provider.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const SCREENSHOT = fileURLToPath(new URL('../artifacts/dashboard.png', import.meta.url))
+const SCREENSHOT_COOLDOWN = fileURLToPath(new URL('../artifacts/dashboard-cooldown.png', import.meta.url))
 const STATIC = new URL('../../static/dashboard/', import.meta.url)
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -64,7 +66,26 @@ function readRows() {
       status: cell('status'),
       slots: cell('slots'),
       models: Array.from(tr.querySelectorAll('.c-models .model'), (m) => m.textContent),
+      cooldown: cell('cooldown'),
+      strikes: cell('strikes'),
       action: tr.querySelector('.c-actions button')?.getAttribute('data-action') ?? null,
+    }
+  })
+}
+
+/** The cooldown and strike columns, by their parts. */
+function readHealth() {
+  return Array.from(document.querySelectorAll('#pool-rows tr'), (tr) => {
+    const cooldown = tr.querySelector('.c-cooldown')
+    const strikes = tr.querySelector('.c-strikes')
+    return {
+      id: tr.getAttribute('data-provider-id'),
+      state: cooldown?.getAttribute('data-state') ?? null,
+      badge: cooldown?.querySelector('.badge')?.textContent ?? null,
+      until: cooldown?.getAttribute('data-until') ?? null,
+      failures: cooldown?.querySelector('.muted')?.textContent ?? null,
+      strikes: strikes?.getAttribute('data-strikes') ?? null,
+      strikeReason: strikes?.querySelector('.muted')?.textContent ?? null,
     }
   })
 }
@@ -169,6 +190,8 @@ const row = (id: string, extra: Partial<RowView> = {}): RowView => ({
   status: 'ready',
   slots: '0 / 4',
   models: ['test-model'],
+  cooldown: '—',
+  strikes: '—',
   action: 'cordon',
   ...extra,
 })
@@ -382,5 +405,90 @@ if (!existsSync(CHROMIUM)) {
     const withWrongKey = requests.filter((r) => r.authorization === `Bearer ${WRONG_KEY}`).map((r) => new URL(r.url).pathname)
     t.same(withWrongKey.sort(), ['/admin/stats', '/poolz'], 'after the 401 the page stopped asking')
     t.same(problems, [], 'no script error and no CSP violation')
+  })
+
+  t.test('the dashboard shows why a provider cools down, whether the ejection cap holds it back, and its strikes', async (t) => {
+    const clock = new ManualClock()
+    const s = await startTestService(t, { clock })
+    // strong fails first and is sidelined; weak fails after it, when the 50% cap is reached.
+    const strong = await TestProvider.join(s.wsUrl, 'strong', { hello: { max_concurrency: 8 } })
+    strong.serve((req, p) => p.end(req.request_id, 'error_internal'))
+    await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages }))
+    const weak = await TestProvider.join(s.wsUrl, 'weak', { hello: { max_concurrency: 2 } })
+    weak.serve((req, p) => p.end(req.request_id, 'error_internal'))
+    clock.advance(1)
+    await apiError(buyer(s.url).chat.completions.create({ model: 'test-model', messages }))
+    // As the connection shell does when it closes a provider for an abusive frame.
+    s.svc.ctx.strikes.charge('strong', 'invalid_frame', clock.now())
+    await TestProvider.join(s.wsUrl, 'calm', { handler: answer() })
+    const rows = (await s.poolz()).pool
+    const until = (id: string) => rows.find((r) => r.provider_id === id)?.cooldown_until ?? null
+    t.match(
+      rows.find((r) => r.provider_id === 'strong'),
+      { cooling_down: true, strikes: 1, last_failure_reason: 'provider_internal' },
+    )
+
+    const context = await launch(t)
+    const page = context.pages()[0] ?? (await context.newPage())
+    const problems: string[] = []
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`))
+    await page.goto(`${s.url}/dashboard`)
+    await page.locator('#key').fill(OPERATOR_KEY)
+    await page.locator('#key').press('Enter')
+    await page.locator('#auth-status', { hasText: 'Key accepted' }).waitFor()
+    const healthy = (id: string) => ({ id, state: '', badge: null, until: '', failures: null, strikes: '0', strikeReason: null })
+    await pageShows(
+      t,
+      page,
+      readHealth,
+      [
+        healthy('calm'),
+        {
+          id: 'strong',
+          state: 'cooling',
+          badge: 'cooling',
+          until: until('strong'),
+          failures: '1 failure · last: provider internal',
+          strikes: '1',
+          strikeReason: 'invalid frame',
+        },
+        {
+          id: 'weak',
+          state: 'capped',
+          badge: 'capped',
+          until: until('weak'),
+          failures: '1 failure · last: provider internal',
+          strikes: '0',
+          strikeReason: null,
+        },
+      ],
+      'strong cooling with its reason and strike; weak held back by nothing, the cap reached',
+    )
+    t.match(await page.locator('tr[data-provider-id="strong"] .c-cooldown').textContent(), /until \d\d:\d\d:\d\d/, 'with the time the cooldown ends')
+    mkdirSync(dirname(SCREENSHOT_COOLDOWN), { recursive: true })
+    await page.screenshot({ path: SCREENSHOT_COOLDOWN, fullPage: true })
+
+    // The cooldowns pass (the coordinator's clock): the page follows the coordinator, not its own clock.
+    clock.advance(1000)
+    await pageShows(
+      t,
+      page,
+      readHealth,
+      [
+        healthy('calm'),
+        {
+          id: 'strong',
+          state: '',
+          badge: null,
+          until: until('strong'),
+          failures: '1 failure · last: provider internal',
+          strikes: '1',
+          strikeReason: 'invalid frame',
+        },
+        { id: 'weak', state: '', badge: null, until: until('weak'), failures: '1 failure · last: provider internal', strikes: '0', strikeReason: null },
+      ],
+      'no longer cooling; the failure run stays until a complete answer',
+    )
+    t.same(problems, [], 'no script error')
   })
 }

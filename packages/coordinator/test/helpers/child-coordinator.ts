@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import { OPERATOR_KEY } from './service.js'
-import { tsLoader } from './ts-loader.js'
+import { childEntry } from './ts-loader.js'
 
 const BIN = fileURLToPath(new URL('../../src/bin.ts', import.meta.url))
 
@@ -21,21 +21,25 @@ export interface ChildCoordinator {
 }
 
 /**
- * The real coordinator process (src/bin.ts, through the test runner's TypeScript loader), on the
+ * The real coordinator process (src/bin.ts, built or through the test runner's TypeScript loader: ts-loader.ts), on the
  * embedded database in a temporary directory, for what only a process can show: signals and exit
  * codes.
  */
 export function spawnCoordinator(t: Test, env: Record<string, string> = {}): ChildCoordinator {
   const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-child-'))
-  const loader = tsLoader()
-  const child = spawn(process.execPath, [...loader.execArgv, '--enable-source-maps', BIN], {
+  const entry = childEntry(BIN)
+  const child = spawn(process.execPath, entry.args, {
     env: {
       PATH: process.env.PATH ?? '',
-      ...loader.env,
+      ...entry.env,
       COORD_PORT: '0',
       COORD_DATA_DIR: dataDir,
       COORD_OPERATOR_KEY: OPERATOR_KEY,
       COORD_LOG_LEVEL: 'debug',
+      // As in startTestService: every test connects from one address (a test may set them back).
+      COORD_MINT_RATE_ADDRESS: 'off',
+      COORD_MINT_RATE_PREFIX: 'off',
+      COORD_MINT_RATE_GLOBAL: 'off',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],

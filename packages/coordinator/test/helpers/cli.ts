@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { runCli as runInProcess } from '../../src/cli/cli.js'
-import { tsLoader } from './ts-loader.js'
+import { childEntry } from './ts-loader.js'
 
 const BIN = fileURLToPath(new URL('../../src/cli/coordinator-cli.ts', import.meta.url))
 
@@ -22,11 +22,11 @@ export async function runCli(args: string[], env: Record<string, string>): Promi
   return { code, stdout, stderr }
 }
 
-/** The real executable as its own process, through the test runner's TypeScript loader. */
+/** The real executable as its own process (built, or through the test runner's TypeScript loader: ts-loader.ts). */
 export function spawnCli(args: string[], env: Record<string, string>): Promise<CliRun> {
-  const loader = tsLoader()
-  const child = spawn(process.execPath, [...loader.execArgv, BIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...loader.env, ...env },
+  const entry = childEntry(BIN)
+  const child = spawn(process.execPath, [...entry.args, ...args], {
+    env: { PATH: process.env.PATH ?? '', ...entry.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stdout = ''

@@ -71,6 +71,10 @@ export async function startCluster(t: Test, n: number, opts: { env?: Record<stri
         COORD_NODE_ID: nodeId,
         COORD_NODE_TTL_MS: String(TEST_NODE_TTL_MS),
         COORD_LOG_LEVEL: 'info',
+        // As in startTestService: every test connects from one address (a test may set them back).
+        COORD_MINT_RATE_ADDRESS: 'off',
+        COORD_MINT_RATE_PREFIX: 'off',
+        COORD_MINT_RATE_GLOBAL: 'off',
         ...opts.env,
         ...env,
       })

@@ -6,6 +6,7 @@ import { migrate } from '../../src/db/migrate.js'
 import type { Logger } from '../../src/logger.js'
 import { captureLogs } from './logs.js'
 import { withPgliteTemplate } from './pglite-template.js'
+import { startPrivatePg } from './private-pg.js'
 
 /** Set by .ci/run to the local Postgres; unset means every test runs on in-memory PGlite. */
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || null
@@ -52,4 +53,18 @@ async function admin(text: string): Promise<void> {
   } finally {
     await client.end()
   }
+}
+
+/**
+ * A migrated PostgreSQL database for a test about PostgreSQL itself (lock waits, concurrent
+ * sessions; PGlite has one connection): on TEST_DATABASE_URL when set, else on a private cluster
+ * started for this test (helpers/private-pg.ts), so that such a test never has to skip.
+ */
+export async function createPostgresTestDb(t: Test, log: Logger = captureLogs().logger): Promise<Database> {
+  if (TEST_DATABASE_URL !== null) return createTestDb(t, log)
+  const pg = await startPrivatePg(t)
+  const db = await openDatabase({ url: await pg.createDatabase('t'), dataDir: 'memory', log, poolSize: 25 })
+  t.teardown(() => db.close())
+  await migrate(db)
+  return db
 }

@@ -32,12 +32,20 @@ export class ProviderClient {
     ws.on('error', () => undefined)
   }
 
-  static async connect(wsUrl: string, opts: { token?: string; authorization?: string; query?: string; subprotocol?: string } = {}): Promise<ProviderClient> {
+  /** `localAddress`: the source address, e.g. 127.0.0.9, so that tests can speak from many loopback addresses. */
+  static async connect(
+    wsUrl: string,
+    opts: { token?: string; authorization?: string; query?: string; subprotocol?: string; localAddress?: string } = {},
+  ): Promise<ProviderClient> {
     const headers: Record<string, string> = {}
     if (opts.token !== undefined) headers.authorization = authorizationHeader(opts.token)
     if (opts.authorization !== undefined) headers.authorization = opts.authorization
     const protocols = opts.subprotocol === undefined ? [] : [opts.subprotocol]
-    const ws = new WebSocket(wsUrl + (opts.query ?? ''), protocols, { headers, perMessageDeflate: false })
+    const ws = new WebSocket(wsUrl + (opts.query ?? ''), protocols, {
+      headers,
+      perMessageDeflate: false,
+      ...(opts.localAddress === undefined ? {} : { localAddress: opts.localAddress }),
+    })
     const client = new ProviderClient(ws)
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve())
@@ -97,9 +105,9 @@ export class ProviderClient {
 export async function join(
   wsUrl: string,
   providerId: string,
-  opts: { token?: string; hello?: Record<string, unknown> } = {},
+  opts: { token?: string; hello?: Record<string, unknown>; localAddress?: string } = {},
 ): Promise<{ client: ProviderClient } & Outcome> {
-  const client = await ProviderClient.connect(wsUrl, { token: opts.token })
+  const client = await ProviderClient.connect(wsUrl, { token: opts.token, localAddress: opts.localAddress })
   client.hello(providerId, opts.hello)
   return { client, ...(await client.outcome()) }
 }

@@ -4,6 +4,7 @@ import type { Clock } from '../../src/clock.js'
 import { envToConfig, type Env, type Limits } from '../../src/config.js'
 import type { Database } from '../../src/db/database.js'
 import { Service } from '../../src/service.js'
+import { defaultMintRules } from '../../src/limits/abuse-settings.js'
 import { createTestDb } from './db.js'
 import { captureLogs, type CapturedLogs } from './logs.js'
 
@@ -19,6 +20,13 @@ export interface TestService {
 }
 
 export type { PoolzResponse as Poolz, PoolzRow } from '@poolcoord/protocol'
+
+/**
+ * Every test connects from 127.0.0.1, and most mint far more identities than one address may in an
+ * hour: the mint buckets are off unless a test sets `limits.mint` (abuse-limits tests use the
+ * defaults). Key recoveries keep their default limit.
+ */
+const TEST_MINT_RULES = { ...defaultMintRules, mintPerAddress: null, mintPerPrefix: null, mintGlobal: null, mintNewcomer: null }
 
 /** A real coordinator on an ephemeral port, over a database of its own. */
 export async function startTestService(
@@ -36,7 +44,7 @@ export async function startTestService(
       dataDir: '/nonexistent',
       ...opts.env,
     },
-    opts.limits,
+    { mint: TEST_MINT_RULES, ...opts.limits },
   )
   const svc = await Service.create(config, { log: logs.logger, db, clock: opts.clock })
   t.teardown(() => svc.destroy())

@@ -26,12 +26,14 @@ async function loopDelayWhile(fn: () => Promise<void>): Promise<number> {
 t.test('attack: 1 MiB frames nested deep or holding half a million values are refused unparsed', async (t) => {
   const s = await startTestService(t, { limits: { maxFrameBytes: MiB + 64 } })
   const deep = `{"type":"x","a":${'['.repeat(MiB - 32)}`
+  let warmToken = ''
   const flat = `{"type":"heartbeat","status":"ready","slots_total":1,"slots_free":1,"x":[${'1,'.repeat((MiB - 128) / 2)}1]}`
   for (const [name, frame, reason] of [
     ['nested', deep, 'invalid_frame: depth'],
     ['flat', flat, 'invalid_frame: tokens'],
   ] as const) {
     const warm = await join(s.wsUrl, `warm-${name}`)
+    if (name === 'nested') warmToken = warm.ack?.assigned_provider_token as string
     warm.client.ws.send(frame)
     t.same(await warm.client.closed, { code: 4003, reason }, `${name}: closed 4003 before it was parsed`)
     const p = await join(s.wsUrl, `abuser-${name}`)
@@ -43,6 +45,14 @@ t.test('attack: 1 MiB frames nested deep or holding half a million values are re
   }
   t.equal(s.logs.events('provider.frame_refused').length, 4)
   t.equal((await s.poolz()).summary.total, 0, 'both abusers are out of the pool')
+  // Each was charged a strike that outlives its connection: it reconnects with its record.
+  const back = await join(s.wsUrl, 'warm-nested', { token: warmToken })
+  t.equal(back.ack?.auth_state, 'bearer_validated')
+  const row = (await s.poolz()).pool.find((p) => p.provider_id === 'warm-nested')
+  t.equal(row?.strikes, 1, '/poolz shows the strike after the reconnect')
+  t.equal(row?.last_strike_reason, 'invalid_frame')
+  t.equal(s.logs.events('provider.struck').length, 4)
+  await back.client.close()
 })
 
 t.test('attack: a deeply nested 1 MiB buyer body is refused as invalid_json, unparsed', async (t) => {

@@ -101,14 +101,15 @@ t.test('attack: the same proof sent twice on its own connection: the nonce is co
 
 t.test('attack: an expired challenge is refused (coordinator clock)', async (t) => {
   const clock = new ManualClock(Date.now())
-  const s = await startTestService(t, { clock })
+  // A deadline past 30 s, so that the challenge's own limit is the one that bites.
+  const s = await startTestService(t, { clock, limits: { admissionDeadlineMs: 60_000 } })
   const { key } = await enrolled(s, 'mac-1')
   const before = await storeState(s.db)
   const h = await openKeyHandshake(s.wsUrl, 'mac-1', key, { intent: 'recover' })
   t.equal(h.challenge?.expires_in_ms, 30_000)
   clock.advance(30_001)
   h.client.send(proofFor(h, 'mac-1', key, 'recover', null))
-  t.same((await h.client.outcome()).close, REFUSED)
+  t.same((await h.client.outcome()).close, { code: 4009, reason: 'admission_timeout' }, 'a timeout, not a refused credential')
   t.same(await storeState(s.db), before)
   t.equal(s.logs.events('admission.challenge_expired').length, 1)
 })

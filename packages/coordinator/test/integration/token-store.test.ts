@@ -126,7 +126,7 @@ t.test('migrations are idempotent and ran the multi-statement file', async (t) =
   const db = await createTestDb(t)
   const again = await migrate(db)
   t.same(again.applied, [])
-  t.same(again.alreadyApplied, ['0001_provider_tokens.sql', '0002_provider_cordons.sql', '0003_provider_identity.sql'])
+  t.same(again.alreadyApplied, ['0001_provider_tokens.sql', '0002_provider_cordons.sql', '0003_provider_identity.sql', '0004_rate_buckets.sql'])
   const idx = await sql<{ indexname: string }>`
     SELECT indexname FROM pg_indexes WHERE tablename = 'provider_tokens' AND schemaname = current_schema() ORDER BY indexname`.execute(db.kysely)
   t.same(

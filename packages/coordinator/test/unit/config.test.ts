@@ -195,12 +195,24 @@ t.test('readEnv maps the environment names', async (t) => {
     COORD_FIRST_CHUNK_TIMEOUT_S: '15',
     COORD_CONFIG: '/etc/poolcoord/live.yaml',
     COORD_DRAIN_TIMEOUT_S: '45',
+    COORD_MAX_EJECTION_PERCENT: '40',
     COORD_NATS_URL: 'nats://127.0.0.1:4222',
     COORD_NODE_ID: 'coord-a',
     COORD_NODE_TTL_MS: '4000',
     COORD_PUBLIC_ORIGIN: 'wss://pool.example.com',
     COORD_TOKEN_TTL: '14d',
     COORD_TOKEN_GRACE: '5m',
+    COORD_MINT_RATE_ADDRESS: '20/h',
+    COORD_MINT_RATE_PREFIX: '50/h',
+    COORD_MINT_RATE_GLOBAL: 'off',
+    COORD_RECOVERY_RATE: '3/h',
+    COORD_MINT_RATE_NEWCOMER: '10/h',
+    COORD_HEAL_RATE: '60/h',
+    COORD_ADMISSION_DEADLINE_S: '15',
+    COORD_MAX_PENDING: '512',
+    COORD_MAX_PENDING_PER_ADDRESS: '4',
+    COORD_MAX_SESSIONS_PER_ADDRESS: '100',
+    COORD_MAX_UNPROVEN_PER_ADDRESS: '8',
     UNRELATED: 'ignored',
   }
   const expected: Env = {
@@ -219,12 +231,24 @@ t.test('readEnv maps the environment names', async (t) => {
     firstChunkTimeoutS: '15',
     configFile: '/etc/poolcoord/live.yaml',
     drainTimeoutS: '45',
+    maxEjectionPercent: '40',
     natsUrl: 'nats://127.0.0.1:4222',
     nodeId: 'coord-a',
     nodeTtlMs: '4000',
     publicOrigin: 'wss://pool.example.com',
     tokenTtl: '14d',
     tokenGrace: '5m',
+    mintRateAddress: '20/h',
+    mintRatePrefix: '50/h',
+    mintRateGlobal: 'off',
+    recoveryRate: '3/h',
+    mintRateNewcomer: '10/h',
+    healRate: '60/h',
+    admissionDeadlineS: '15',
+    maxPending: '512',
+    maxPendingPerAddress: '4',
+    maxSessionsPerAddress: '100',
+    maxUnprovenPerAddress: '8',
   }
   t.strictSame(readEnv(env), expected)
   t.strictSame(
@@ -245,12 +269,24 @@ t.test('readEnv maps the environment names', async (t) => {
       firstChunkTimeoutS: undefined,
       configFile: undefined,
       drainTimeoutS: undefined,
+      maxEjectionPercent: undefined,
       natsUrl: undefined,
       nodeId: undefined,
       nodeTtlMs: undefined,
       publicOrigin: undefined,
       tokenTtl: undefined,
       tokenGrace: undefined,
+      mintRateAddress: undefined,
+      mintRatePrefix: undefined,
+      mintRateGlobal: undefined,
+      recoveryRate: undefined,
+      mintRateNewcomer: undefined,
+      healRate: undefined,
+      admissionDeadlineS: undefined,
+      maxPending: undefined,
+      maxPendingPerAddress: undefined,
+      maxSessionsPerAddress: undefined,
+      maxUnprovenPerAddress: undefined,
     },
     'an empty env yields no values',
   )
@@ -262,6 +298,18 @@ t.test('readEnv maps the environment names', async (t) => {
   t.equal(c.operatorKey, GOOD_KEY)
   t.equal(c.metricsRequireKey, true)
   t.same([c.limits.maxBodyBytes, c.limits.requestTimeoutMs, c.limits.firstChunkTimeoutMs], [2048, 120_000, 15_000])
+  t.same(c.limits.mint, {
+    mintPerAddress: { burst: 20, periodMs: 3_600_000 },
+    mintPerPrefix: { burst: 50, periodMs: 3_600_000 },
+    mintGlobal: null,
+    mintNewcomer: { burst: 10, periodMs: 3_600_000 },
+    recoveryPerId: { burst: 3, periodMs: 3_600_000 },
+    healPerId: { burst: 60, periodMs: 3_600_000 },
+  })
+  t.same(
+    [c.limits.admissionDeadlineMs, c.limits.maxPendingConnections, c.limits.maxPendingPerIp, c.limits.maxSessionsPerAddress, c.limits.maxUnprovenPerAddress],
+    [15_000, 512, 4, 100, 8],
+  )
   const defaults = envToConfig(readEnv({}))
   t.same(
     [defaults.metricsRequireKey, defaults.limits.maxBodyBytes, defaults.limits.requestTimeoutMs, defaults.limits.firstChunkTimeoutMs],

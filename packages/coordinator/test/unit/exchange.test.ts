@@ -5,6 +5,7 @@ import type { CoordinatorError } from '../../src/errors.js'
 import { ByteBudget } from '../../src/routing/byte-budget.js'
 import { createLogger } from '../../src/logger.js'
 import type { ProviderSession } from '../../src/pool/provider-session.js'
+import { EjectionCap } from '../../src/pool/ejection-cap.js'
 import { Registry } from '../../src/pool/registry.js'
 import type { AttemptEvent, AttemptHandle, AttemptTarget, DispatchRequest } from '../../src/routing/attempt.js'
 import { Exchange, type ExchangeContext, type ExchangeRequest, type ExchangeSink, type WithdrawStatus } from '../../src/routing/exchange.js'
@@ -71,6 +72,7 @@ function setup(o: Setup = {}) {
   const ctx: ExchangeContext = {
     config: { limits: { requestTimeoutMs: 10_000, firstChunkTimeoutMs: 10_000, maxResponseBytes: 1 << 20, ...o.limits } },
     pool: registry,
+    ejection: new EjectionCap(50),
     clock,
     buffers,
     metrics: { failover: (reason) => void failovers.push(reason) },

@@ -73,8 +73,9 @@ const label = (s: RequestState): string => (s.committed ? 'committed' : s.pinned
 t.test('one decision per failure and request state', async (t) => {
   for (const [failure, state, fault, markBusy, cancel, action, status, code] of table) {
     const d = decide(failure, state)
-    const got = [d.fault, d.markBusy, d.cancel, d.action, toPublicError(d.error).status, d.error.code]
+    const got = [d.fault !== null, d.markBusy, d.cancel, d.action, toPublicError(d.error).status, d.error.code]
     t.same(got, [fault, markBusy, cancel, action, status, code], `${failure}, ${label(state)}`)
+    if (d.fault !== null) t.equal(d.fault, failure, `${failure}: the fault is recorded under its own name, which /poolz shows`)
     if (d.action === 'failover') t.equal(d.reason, failure, `${failure}: the failover is logged under its cause`)
   }
 })

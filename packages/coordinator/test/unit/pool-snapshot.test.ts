@@ -25,6 +25,10 @@ t.test('a snapshot round-trips, every field of every session', async (t) => {
       tokenPrefix: '0123456789ab',
       lastHeartbeatAt: 5,
       throughputTps: 12.5,
+      consecutiveFailures: 2,
+      cooldownUntil: 5_000,
+      lastFailure: 'first_chunk_timeout',
+      failingSince: 3_000,
     }),
     makeSession({
       providerId: 'b..c',
@@ -42,9 +46,25 @@ t.test('a snapshot round-trips, every field of every session', async (t) => {
   const back = assemble(snap.manifest, snap.chunks)
   t.same(
     back,
-    sessions.map((s) => ({ ...s, nodeId: 'n1', leasePending: s.leasePending === true })),
+    sessions.map((s) => ({ ...s, lastFailure: s.lastFailure ?? null, failingSince: s.failingSince ?? 0, nodeId: 'n1', leasePending: s.leasePending === true })),
     'the other node sees the same facts, with the owner as nodeId',
   )
+})
+
+t.test('the failure run: absent from an older node reads as none; an unknown reason reads as null and keeps the row', async (t) => {
+  const failing = makeSession({ providerId: 'a', assignedId: 'as-a', consecutiveFailures: 1, cooldownUntil: 9, lastFailure: 'disconnect', failingSince: 8 })
+  const chunk = encodeSnapshot('n1', 'inc-1', 1, [failing]).chunks[0] as string
+  t.match(parseChunk(chunk)?.sessions[0], { lastFailure: 'disconnect', failingSince: 8 })
+  t.match(parseChunk(chunk.replace(',"lf":"disconnect","fs":8', ''))?.sessions[0], { lastFailure: null, failingSince: 0 })
+  // A newer node may know a reason this one does not (a rolling upgrade): only the label is lost.
+  t.match(parseChunk(chunk.replace('"lf":"disconnect"', '"lf":"made_up"'))?.sessions[0], {
+    providerId: 'a',
+    lastFailure: null,
+    consecutiveFailures: 1,
+    cooldownUntil: 9,
+  })
+  t.match(parseChunk(chunk.replace('"lf":"disconnect"', '"lf":7'))?.sessions[0], { providerId: 'a', lastFailure: null })
+  t.same(parseChunk(chunk.replace('"fs":8', '"fs":-1'))?.sessions, [])
 })
 
 t.test('large pools are cut into chunks under CHUNK_BYTES, and only a whole publish assembles', async (t) => {

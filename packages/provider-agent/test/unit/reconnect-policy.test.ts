@@ -34,6 +34,9 @@ t.test('classification', async (t) => {
     [4005, true, 'token_refused'],
     [4005, false, 'credential_required'],
     [4429, true, 'pool_full'],
+    [4008, false, 'mint_limited'],
+    [4008, true, 'mint_limited'],
+    [4009, false, 'transient'],
     [1000, true, 'transient'],
     [1001, true, 'transient'],
     [1006, false, 'transient'],
@@ -56,6 +59,15 @@ t.test('a refused token never retries faster than the long backoff', async (t) =
     }
   }
   t.ok(defaultBackoff.lockoutMinMs >= 5 * 60_000, 'the floor is minutes, not seconds')
+})
+
+t.test('a mint rate limit (4008) waits the long backoff, with or without a token, at any attempt', async (t) => {
+  for (const attempt of [0, 3, 50]) {
+    for (const r of RANDOMS) {
+      const d = decideReconnect({ code: 4008, withToken: false, tokenAcceptedSinceRefusal: true }, attempt, defaultBackoff, r)
+      t.ok(d.action === 'retry' && d.delayMs >= defaultBackoff.lockoutMinMs && d.delayMs <= defaultBackoff.lockoutMaxMs, `attempt ${attempt}, random ${r}`)
+    }
+  }
 })
 
 t.test('one short retry for a token accepted since its last refusal (a store blip), then the long backoff', async (t) => {
