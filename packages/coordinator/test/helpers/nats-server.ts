@@ -116,7 +116,8 @@ export async function startNatsServer(t: Test, opts: NatsServerOptions = {}): Pr
   }
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port nothing listens on right now (bound, then released). */
+export async function freePort(): Promise<number> {
   const srv = createServer()
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
   const { port } = srv.address() as { port: number }
