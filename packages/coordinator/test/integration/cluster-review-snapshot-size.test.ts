@@ -18,7 +18,9 @@ import { TestProvider } from '../helpers/test-provider.js'
  */
 t.test('fat hellos on one node hide its later providers from every other node', async (t) => {
   const nats = await startNatsServer(t, { maxPayload: MIN_NATS_MAX_PAYLOAD })
-  const cluster = await startCluster(t, 2, { nats })
+  // Every fat provider is tokenless and connects from 127.0.0.1: lift the per-address cap on
+  // unproven sessions (abuse limits, default 16) so the attack reaches the snapshot bound.
+  const cluster = await startCluster(t, 2, { nats, env: { COORD_MAX_UNPROVEN_PER_ADDRESS: '1000' } })
   const [n1, n2] = cluster.nodes as [NodeProc, NodeProc]
 
   // 60 model names of 250 characters: a hello just under the 16 KiB first-frame limit.
