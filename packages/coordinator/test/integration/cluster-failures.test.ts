@@ -135,9 +135,16 @@ t.test('SIGSTOP of a node past its deadline while its provider reconnects elsewh
   // By its deadline, or, had a renewal answered first, by finding its key expired: either way it fenced before routing anything.
   t.ok(fenced?.reason === 'deadline' || fenced?.reason === 'key_lost', `node 1 logged its fence (${String(fenced?.reason)})`)
   await until('node 1 is live again under a new incarnation', async () => (await n1.healthz()).status === 200)
+  // The owner (node 2) serves a relayed request only for an origin incarnation its own view of
+  // the nodes lists (remote-server.ts): wait until that view has node 1's new one.
+  const incarnation = ((await n1.healthz()).body.cluster as { incarnation: string }).incarnation
+  await until(
+    "node 2 sees node 1's new incarnation",
+    async () => (await n2.poolz()).cluster?.nodes.some((n) => n.node_id === 'n1' && n.incarnation === incarnation) === true,
+  )
   await routableOn(n1, 'paused-owner', 'n2')
   const served = await chat(n1.url, 'test-model', { pin: 'paused-owner' })
-  t.equal(served.status, 200, 'node 1 routes to the provider on node 2 once live again')
+  t.equal(served.status, 200, `node 1 routes to the provider on node 2 once live again${served.status === 200 ? '' : `: ${await served.text()}`}`)
   t.ok(moved!.requests.length >= 1)
 })
 
