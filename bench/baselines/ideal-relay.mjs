@@ -1,12 +1,13 @@
 // Baseline: the least a relay coordinator must do. HTTP in, one JSON frame over one WebSocket to
 // a responder, the answer back out (JSON, or SSE chunks written as they arrive). No auth, no
-// registry, no validation beyond parsing the body for `stream`. Usage: ideal-relay.mjs <port>
+// registry, no validation beyond parsing the body for `stream`. With several responders (the
+// http section's pool floor), each request goes to one at random. Usage: ideal-relay.mjs <port>
 import http from 'node:http'
 import { WebSocketServer } from 'ws'
 
 const port = Number(process.argv[2])
 const pending = new Map()
-let responder = null
+const responders = []
 let nextId = 0
 
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1024 * 1024 })
@@ -15,7 +16,8 @@ const server = http.createServer((req, res) => {
   req.on('data', (c) => parts.push(c))
   req.on('end', () => {
     const body = Buffer.concat(parts).toString()
-    if (responder === null) return void res.writeHead(503).end()
+    if (responders.length === 0) return void res.writeHead(503).end()
+    const responder = responders.length === 1 ? responders[0] : responders[Math.floor(Math.random() * responders.length)]
     const id = String(++nextId)
     pending.set(id, { res, started: false })
     responder.send(JSON.stringify({ type: 'request', id, stream: JSON.parse(body).stream === true, body }))
@@ -23,8 +25,9 @@ const server = http.createServer((req, res) => {
 })
 server.on('upgrade', (req, socket, head) =>
   wss.handleUpgrade(req, socket, head, (ws) => {
-    responder = ws
+    responders.push(ws)
     ws.on('message', onFrame)
+    ws.on('close', () => responders.splice(responders.indexOf(ws), 1))
   }),
 )
 

@@ -15,6 +15,7 @@
 //   close-all
 import {
   SUBPROTOCOL_V2,
+  FEATURE_END_DATA,
   authInit,
   authProof,
   authorizationHeader,
@@ -107,7 +108,9 @@ function proofFrame(c, challenge, initText) {
   return encode(authProof(challenge.challenge_id, sign(null, bytes, c.key.signer).toString('base64url')))
 }
 
+/** As the agent answers: in one frame when the coordinator offered `end_data` (specs/protocol.md §4.3), else a chunk and an end. */
 function answer(ws, req) {
+  if (ws.endData === true) return ws.send(encode(responseEnd(req.request_id, 'complete', { usage: USAGE, data: JSON_ANSWER })))
   ws.send(encode(responseChunk(req.request_id, 0, JSON_ANSWER)))
   ws.send(encode(responseEnd(req.request_id, 'complete', { usage: USAGE })))
 }
@@ -150,7 +153,10 @@ function attempt(c) {
     })
     ws.on('message', (data) => {
       const msg = JSON.parse(data)
-      if (msg.type === 'inference_request') {
+      // The ideal relay's minimal protocol (baselines/ideal-relay.mjs), for the pool floor.
+      if (msg.type === 'request') {
+        if (settings.answer && !msg.stream) ws.send(JSON.stringify({ type: 'response', id: msg.id, body: JSON_ANSWER }))
+      } else if (msg.type === 'inference_request') {
         if (settings.answer) answer(ws, msg)
       } else if (msg.type === 'auth_challenge' && v2 && initText !== null) {
         if (msg.origin !== new URL(c.url).origin) {
@@ -164,6 +170,7 @@ function attempt(c) {
         if (renewed) c.token = msg.assigned_provider_token
         c.authState = msg.auth_state
         c.ws = ws
+        ws.endData = Array.isArray(msg.features) && msg.features.includes(FEATURE_END_DATA)
         if (v2 && msg.auth_state !== 'key_proven') settle({ kind: 'auth', key: `auth_state:${msg.auth_state}` })
         else if (v2 && renewed) settle({ kind: 'renewed', key: 'token_renewed' })
         else settle({ kind: 'ok' })

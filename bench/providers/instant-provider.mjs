@@ -1,7 +1,7 @@
 // One provider socket that answers every request at once: a JSON answer, or 20 SSE chunks.
 // Speaks the poolcoord protocol (specs/protocol.md) or the ideal relay's minimal one.
 // Usage: instant-provider.mjs <ws url> <poolcoord|relay> [provider_id]
-import { encode, heartbeat, hello, responseChunk, responseEnd } from '@poolcoord/protocol'
+import { FEATURE_END_DATA, encode, heartbeat, hello, responseChunk, responseEnd } from '@poolcoord/protocol'
 import WebSocket from 'ws'
 import { JSON_ANSWER, MODEL, SSE_EVENTS, SSE_EVENTS_RELAY, USAGE } from '../lib/payloads.mjs'
 
@@ -25,6 +25,7 @@ if (protocol === 'relay') {
   })
 } else {
   const heartbeatFrame = encode(heartbeat('ready', MAX_CONCURRENCY, MAX_CONCURRENCY))
+  let endData = false
   ws.on('open', () =>
     ws.send(
       encode(
@@ -45,6 +46,8 @@ if (protocol === 'relay') {
     if (msg.type === 'inference_request') {
       const id = msg.request_id
       if (!msg.stream) {
+        // As the agent answers: one frame when the coordinator offered `end_data` (specs/protocol.md §4.3).
+        if (endData) return ws.send(encode(responseEnd(id, 'complete', { usage: USAGE, data: JSON_ANSWER })))
         ws.send(encode(responseChunk(id, 0, JSON_ANSWER)))
       } else {
         for (let i = 0; i < SSE_EVENTS.length; i++) {
@@ -53,6 +56,7 @@ if (protocol === 'relay') {
       }
       ws.send(encode(responseEnd(id, 'complete', { usage: USAGE })))
     } else if (msg.type === 'hello_ack') {
+      endData = Array.isArray(msg.features) && msg.features.includes(FEATURE_END_DATA)
       // Any inbound frame keeps the session alive; a heartbeat also restates the slots.
       setInterval(() => ws.send(heartbeatFrame), 20_000).unref()
       process.send?.({ type: 'ready', ack: msg })

@@ -101,8 +101,35 @@ export async function runHttp(env) {
       pooled.push({ target: 'poolcoord+pool', stream: false, c: 16, round, ...r })
     }
     await closeAll(fleet)
+
+    // The floor of that cost: the ideal relay with the same 1,000 more responders, each request
+    // sent to one at random. What both pay is the transport's (one socket wake-up and read per
+    // answer instead of several answers per read, and cold caches); what only poolcoord pays is its own.
+    const relayJoined = await connectAll(fleet, {
+      url: `ws://127.0.0.1:${relayPort}/`,
+      protocol: 'raw',
+      count: sizes.routingPool,
+      inflight: 32,
+      answer: true,
+    })
+    env.log(`http: ${relayJoined.ok} responders joined the ideal relay`)
+    for (let round = 0; round < env.rounds; round++) {
+      const r = await quietLoad(env, {
+        label: 'http',
+        ...targets.ideal,
+        body: chatBody(false),
+        connections: 16,
+        warmupS: sizes.warmupS,
+        durationS: sizes.durationS,
+      })
+      pooled.push({ target: 'ideal+pool', stream: false, c: 16, round, ...r })
+    }
+    await closeAll(fleet)
     await stopFleet(fleet)
-    return { rows: rowsFor(runs, pooled, sizes, health.pool.routable), details: { runs: [...runs, ...pooled].map(slim), poolJoined: joined } }
+    return {
+      rows: rowsFor(runs, pooled, sizes, health.pool.routable),
+      details: { runs: [...runs, ...pooled].map(slim), poolJoined: joined, relayPoolJoined: relayJoined },
+    }
   } finally {
     for (const h of helpers) await stopChild(h)
     if (coord !== null) await coord.stop()
@@ -157,19 +184,25 @@ function rowsFor(runs, pooled, sizes, routable) {
     )
     rows.push(row({ scenario, measure: 'p99', unit: 'ms', ...both(true, c, p99), better: 'lower' }))
   }
-  const pooledCpu = median(pooled.map((r) => slim(r).cpuUsPerReq))
-  const pooledReqs = median(pooled.map((r) => slim(r).reqPerS))
+  const ofPool = (target, f) => median(pooled.filter((r) => r.target === target).map((r) => f(slim(r))))
+  const pooledCpu = ofPool('poolcoord+pool', cpu)
+  const pooledReqs = ofPool('poolcoord+pool', reqs)
   const baseCpu = pick('poolcoord', false, 16, cpu)
   const extra = pooledCpu - baseCpu
+  const relayPooledCpu = ofPool('ideal+pool', cpu)
+  const relayBaseCpu = pick('ideal', false, 16, cpu)
+  const relayExtra = relayPooledCpu - relayBaseCpu
   const scenario = `routing, ${routable.toLocaleString('en-US')} eligible providers (end to end, c16)`
   rows.push(
-    reportRow({
+    row({
       scenario,
       measure: 'CPU per request vs 1 provider',
       unit: 'µs',
       value: pooledCpu,
       baseline: baseCpu,
-      note: 'baseline: the same coordinator with 1 provider; in the pool, requests spread over 1,001 provider sockets (selection alone: the routing rows)',
+      better: 'lower',
+      goal: { op: '<=', x: 1.1 },
+      note: `baseline: the same coordinator with 1 provider; in the pool, requests spread over 1,001 provider sockets (selection alone: the routing rows); the ideal relay spread the same way: ${(relayPooledCpu / relayBaseCpu).toFixed(2)}×`,
     }),
   )
   rows.push(reportRow({ scenario, measure: 'req/s vs 1 provider', unit: 'req/s', value: pooledReqs, baseline: pick('poolcoord', false, 16, reqs) }))
@@ -182,6 +215,16 @@ function rowsFor(runs, pooled, sizes, routable) {
       unit: 'µs',
       value: extra,
       note: `${((100 * extra) / baseCpu).toFixed(0)}% of the 1-provider CPU per request; selection itself is flat (routing rows)`,
+    }),
+  )
+  rows.push(
+    reportRow({
+      scenario: `ideal relay, ${routable.toLocaleString('en-US')} responders (end to end, c16)`,
+      measure: 'CPU per request vs 1 responder',
+      unit: 'µs',
+      value: relayPooledCpu,
+      baseline: relayBaseCpu,
+      note: `the floor of the pool's cost: ${relayExtra.toFixed(1)} µs added per request (${((100 * relayExtra) / relayBaseCpu).toFixed(0)}%), each request to a random responder of 1,001; poolcoord added ${extra.toFixed(1)} µs`,
     }),
   )
   return rows

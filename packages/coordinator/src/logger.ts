@@ -17,10 +17,14 @@ export type LogFormat = 'json' | 'pretty'
  */
 export function createLogger(opts: { level: string; destination?: DestinationStream; svc?: string; format?: LogFormat }): Logger {
   const format = opts.format ?? (process.stdout.isTTY ? 'pretty' : 'json')
+  // JSON lines to stdout are written asynchronously: under load, the lines logged while a write
+  // is in flight go out in the next one, instead of one write(2) per line on the event loop. An
+  // idle process writes each line at once, and pino flushes what is left when the process exits.
   const destination =
-    format === 'pretty' && opts.destination === undefined
+    opts.destination ??
+    (format === 'pretty'
       ? PinoPretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,svc', singleLine: true, sync: true })
-      : opts.destination
+      : pino.destination({ dest: 1, sync: false }))
   return pino(
     {
       level: opts.level,

@@ -1,8 +1,9 @@
-import { Counter, Gauge, Histogram, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry as PromRegistry, collectDefaultMetrics } from 'prom-client'
 import { AUTH_STATES } from '@poolcoord/protocol'
 import type { AdmissionOutcome } from './admission/admission-outcome.js'
 import type { ProviderSession } from './pool/provider-session.js'
 import { routingEligible } from './pool/routing-eligible.js'
+import { HotCounter, HotHistogram } from './hot-metrics.js'
 import type { DisconnectPhase } from './routing/dispatcher.js'
 import type { AttemptFailure } from './routing/failure-policy.js'
 
@@ -45,8 +46,8 @@ export function createMetrics(opts: {
   const registry = new PromRegistry()
   if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'poolcoord_' })
   const counter = (name: string, help: string, labelNames: string[]) => new Counter({ name, help, labelNames, registers: [registry] })
-  const streamHistogram = (name: string, help: string, buckets: number[]) =>
-    new Histogram({ name, help, labelNames: ['stream'], buckets, registers: [registry] })
+  // Observed on every buyer request: hot-metrics.ts, same output, no per-call label hashing.
+  const streamHistogram = (name: string, help: string, buckets: number[]) => new HotHistogram(registry, name, help, ['stream'], buckets)
   const admissions = counter('poolcoord_admissions_total', 'Provider admission outcomes.', ['outcome'])
   new Gauge({
     name: 'poolcoord_pool_sessions',
@@ -67,7 +68,7 @@ export function createMetrics(opts: {
       }
     },
   })
-  const requests = counter('poolcoord_requests_total', 'Buyer chat completion requests by final status and stream flag.', ['status', 'stream'])
+  const requests = new HotCounter(registry, 'poolcoord_requests_total', 'Buyer chat completion requests by final status and stream flag.', ['status', 'stream'])
   const duration = streamHistogram(
     'poolcoord_request_duration_seconds',
     'Buyer request time from arrival to the last byte, by stream flag.',
@@ -117,10 +118,10 @@ export function createMetrics(opts: {
     fenced: () => fences.inc(),
     admission: (outcome) => admissions.inc({ outcome: outcome.slice('admission.'.length) }),
     request: (r) => {
-      const stream = String(r.stream)
-      requests.inc({ status: r.status, stream })
-      duration.observe({ stream }, r.durationS)
-      if (r.firstChunkS !== null) firstChunk.observe({ stream }, r.firstChunkS)
+      const stream = r.stream ? 'true' : 'false'
+      requests.inc(r.status, stream)
+      duration.observe(r.durationS, stream)
+      if (r.firstChunkS !== null) firstChunk.observe(r.firstChunkS, stream)
     },
     failover: (reason) => failovers.inc({ reason }),
     providerDisconnect: (phase) => disconnects.inc({ phase }),

@@ -11,6 +11,12 @@ export const DEFAULT_HEARTBEAT_INTERVAL_S = 30
 /** The coordinator's protocol version, sent in hello_ack. */
 export const COORDINATOR_VERSION = 1
 
+// features (§2.2): what a coordinator's hello_ack offers beyond protocol v1's base.
+/** The provider may put an answer's last piece in inference_response_end's `data` (§4.3). */
+export const FEATURE_END_DATA = 'end_data'
+/** hello_ack lists at most this many features, each 1–32 characters of [a-z0-9_]. */
+export const MAX_FEATURES = 16
+
 // hello (§2.1)
 /** A provider's model set: model_id plus supported_models, without duplicates. */
 export const MAX_MODELS = 64

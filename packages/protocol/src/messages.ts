@@ -70,6 +70,12 @@ export interface ResponseEndMessage {
   usage?: Usage
   /** The provider's own error code; logged at debug level, never shown to buyers. */
   error?: { code: string; message?: string }
+  /**
+   * The answer's last piece, as a chunk's `data` would carry it: only with status `complete`,
+   * only from a provider whose hello_ack listed FEATURE_END_DATA (§4.3). A non-streamed answer
+   * then takes one frame instead of two.
+   */
+  data?: string
 }
 
 /** Identity v2's first frame (§2.4): the hello's fields, the key, and what the provider asks for. */
@@ -102,6 +108,8 @@ export interface HelloAckMessage {
   assigned_provider_token?: string
   /** Identity v2 sessions: the generation of the pinned key after this admission. */
   identity_generation?: number
+  /** What this coordinator offers beyond the base protocol (FEATURE_END_DATA); absent means none. */
+  features?: string[]
 }
 
 export type KeyState = 'pinned' | 'unknown'
@@ -157,10 +165,15 @@ export function responseChunk(requestId: string, seq: number, data: string): Res
   return { type: 'inference_response_chunk', request_id: requestId, seq, data }
 }
 
-export function responseEnd(requestId: string, status: EndStatus, extra: { usage?: Usage | null; errorCode?: string | null } = {}): ResponseEndMessage {
+export function responseEnd(
+  requestId: string,
+  status: EndStatus,
+  extra: { usage?: Usage | null; errorCode?: string | null; data?: string | null } = {},
+): ResponseEndMessage {
   const msg: ResponseEndMessage = { type: 'inference_response_end', request_id: requestId, status }
   if (extra.usage) msg.usage = extra.usage
   if (extra.errorCode) msg.error = { code: extra.errorCode }
+  if (typeof extra.data === 'string' && status === 'complete') msg.data = extra.data
   return msg
 }
 
@@ -174,6 +187,7 @@ export function helloAck(fields: Omit<HelloAckMessage, 'type' | 'coordinator_ver
   }
   if (fields.assigned_provider_token !== undefined) msg.assigned_provider_token = fields.assigned_provider_token
   if (fields.identity_generation !== undefined) msg.identity_generation = fields.identity_generation
+  if (fields.features !== undefined) msg.features = fields.features
   return msg
 }
 

@@ -4,7 +4,7 @@
  * for a type this provider does not know (ignored, so coordinators can add messages), or the
  * close the provider may use. A provider may also just ignore a malformed frame.
  */
-import { COORDINATOR_VERSION, DEFAULT_HEARTBEAT_INTERVAL_S, MAX_GENERATION, REQUEST_ID_MAX } from './bounds.js'
+import { COORDINATOR_VERSION, DEFAULT_HEARTBEAT_INTERVAL_S, MAX_FEATURES, MAX_GENERATION, REQUEST_ID_MAX } from './bounds.js'
 import { Close, withField } from './close-codes.js'
 import { int, requestId, type Json } from './fields.js'
 import { TOKEN_RE } from './ids.js'
@@ -77,6 +77,12 @@ export function parseHelloAck(msg: Json): Parsed<HelloAckMessage> {
     if (g === null) return invalid('identity_generation')
     value.identity_generation = g
   }
+  if (msg.features !== undefined) {
+    const f = msg.features
+    // Names this provider does not know are kept and never acted on: coordinators add features.
+    if (!Array.isArray(f) || f.length > MAX_FEATURES || !f.every((x) => typeof x === 'string' && FEATURE_RE.test(x))) return invalid('features')
+    value.features = f as string[]
+  }
   return { ok: true, value }
 }
 
@@ -104,6 +110,8 @@ export function parseAuthChallenge(msg: Json): Parsed<AuthChallengeMessage> {
     },
   }
 }
+
+const FEATURE_RE = /^[a-z0-9_]{1,32}$/
 
 function invalid<T>(field: string): Parsed<T> {
   return { ok: false, close: withField(Close.invalidFrame, field) }

@@ -182,6 +182,11 @@ export function parseResponseEnd(msg: Json): Parsed<ResponseEndMessage> {
   if (usage !== null) value.usage = usage
   const code = errorCode(msg.error)
   if (code !== null) value.error = { code }
+  if (msg.data !== undefined) {
+    // Only a complete answer has a last piece; the frame's 1 MiB bounds its size.
+    if (typeof msg.data !== 'string' || value.status !== 'complete') return invalid('data')
+    value.data = msg.data
+  }
   return { ok: true, value }
 }
 

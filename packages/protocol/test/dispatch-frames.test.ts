@@ -56,4 +56,18 @@ t.test('inference_response_end: status is a closed set; usage and error are sani
     const r = parseResponseEnd({ request_id: 'r', status })
     t.same(r.ok ? null : r.close, { code: 4003, reason: 'invalid_frame: status' }, String(status))
   }
+  // end_data (§4.3): a last piece only on a complete end, and only a string.
+  const last = parseResponseEnd({ request_id: 'r', status: 'complete', data: '{"x":1}' })
+  t.equal(last.ok && last.value.data, '{"x":1}')
+  const empty = parseResponseEnd({ request_id: 'r', status: 'complete', data: '' })
+  t.equal(empty.ok && empty.value.data, '', 'an empty last piece is kept (and, like an empty chunk, is not an answer)')
+  for (const [status, data] of [
+    ['error_internal', 'x'],
+    ['cancelled', ''],
+    ['complete', 42],
+    ['complete', null],
+  ] as const) {
+    const r = parseResponseEnd({ request_id: 'r', status, data })
+    t.same(r.ok ? null : r.close, { code: 4003, reason: 'invalid_frame: data' }, `${status} with ${JSON.stringify(data)}`)
+  }
 })

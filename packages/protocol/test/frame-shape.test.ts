@@ -22,3 +22,46 @@ t.test('depth and token counts: strings (with escapes) are skipped, structure ou
   t.equal(frameShape(b(`{"type":"x","a":${'['.repeat(500_000)}`), MAX_FRAME_DEPTH, MAX_FRAME_TOKENS), 'depth', 'the abusive frame of the attack run')
   t.equal(frameShape(b('not json {'), 8, 100), 'ok', 'malformed JSON is left to JSON.parse')
 })
+
+/** The first, byte-at-a-time scan: the jumping one must agree with it on every input. */
+function referenceShape(bytes: Uint8Array, maxDepth: number, maxTokens: number): string {
+  let depth = 0
+  let tokens = 0
+  let inString = false
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!
+    if (inString) {
+      if (c === 0x5c) i++
+      else if (c === 0x22) inString = false
+      continue
+    }
+    if (c === 0x22) inString = true
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) return 'depth'
+      if (++tokens > maxTokens) return 'tokens'
+    } else if (c === 0x7d || c === 0x5d) depth--
+    else if (c === 0x2c || c === 0x3a) {
+      if (++tokens > maxTokens) return 'tokens'
+    }
+  }
+  return 'ok'
+}
+
+t.test('the scan that jumps between quotes agrees with a byte-at-a-time scan (seeded random frames)', async (t) => {
+  // Runs of backslashes before quotes are the case the jump must get right: \" escapes, \\" does not;
+  // the filler makes strings longer than the plain loop's stretch, so both halves of the scan run.
+  const alphabet = ['"', '\\', '\\\\', '\\"', '[', ']', '{', '}', ',', ':', 'a', ' ', '0', ...Array.from({ length: 60 }, () => 'abcdefgh')]
+  let seed = 0x2545f491
+  const next = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 2 ** 24
+  let disagreements = 0
+  for (let n = 0; n < 20_000; n++) {
+    const parts: string[] = []
+    const len = 1 + Math.floor(next() * 400)
+    for (let i = 0; i < len; i++) parts.push(alphabet[Math.floor(next() * alphabet.length)]!)
+    const bytes = b(parts.join(''))
+    const maxDepth = 1 + Math.floor(next() * 4)
+    const maxTokens = 1 + Math.floor(next() * 12)
+    if (frameShape(bytes, maxDepth, maxTokens) !== referenceShape(bytes, maxDepth, maxTokens)) disagreements++
+  }
+  t.equal(disagreements, 0)
+})

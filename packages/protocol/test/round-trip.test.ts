@@ -1,5 +1,6 @@
 import t from 'tap'
 import {
+  FEATURE_END_DATA,
   Close,
   cancelRequest,
   decodeJson,
@@ -45,6 +46,10 @@ const providerMessages: Array<[string, ProviderMessage]> = [
   ['end, complete', responseEnd('req-1', 'complete')],
   ['end with usage', responseEnd('req-1', 'complete', { usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } })],
   ['end with an error code', responseEnd('req-1', 'error_internal', { errorCode: 'backend_http_500' })],
+  [
+    'end with the last piece (end_data)',
+    responseEnd('req-1', 'complete', { usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }, data: '{"a":"\\"b"}' }),
+  ],
 ]
 
 /** Every coordinator → provider message. */
@@ -52,6 +57,10 @@ const coordinatorMessages: Array<[string, CoordinatorMessage]> = [
   ['hello_ack, no token', helloAck({ assigned_id: '6f1c0a8e-4e3a-4a55-9d39-8a9a3c0f5b11', heartbeat_interval_s: 30, auth_state: 'bearer_validated' })],
   ['hello_ack with a minted token', helloAck({ assigned_id: 'a', heartbeat_interval_s: 1, auth_state: 'self_minted', assigned_provider_token: TOKEN })],
   ['hello_ack, duplicate', helloAck({ assigned_id: 'a', heartbeat_interval_s: 3600, auth_state: 'bearerless_duplicate' })],
+  [
+    'hello_ack with features',
+    helloAck({ assigned_id: 'a', heartbeat_interval_s: 30, auth_state: 'bearer_validated', features: [FEATURE_END_DATA, 'some_later_feature'] }),
+  ],
   ['inference_request', inferenceRequest('req-1', false, '{"model":"m","messages":[]}')],
   ['inference_request, stream', inferenceRequest('req-2', true, '{"stream":true}')],
   ['cancel_request', cancelRequest('req-1', 'buyer_disconnected')],
@@ -101,6 +110,9 @@ t.test('the provider parser refuses malformed coordinator frames with the field 
     ['request with a string stream', { type: 'inference_request', request_id: 'r', stream: 'yes', body: '{}' }, 'stream'],
     ['request id too long', { type: 'inference_request', request_id: 'r'.repeat(65), stream: false, body: '{}' }, 'request_id'],
     ['cancel without id', { type: 'cancel_request', reason: 'timeout' }, 'request_id'],
+    ['features not a list', ack({ features: 'end_data' }), 'features'],
+    ['a feature name out of its charset', ack({ features: ['End-Data'] }), 'features'],
+    ['too many features', ack({ features: Array.from({ length: 17 }, (_, i) => `f${i}`) }), 'features'],
   ]
   for (const [name, frame, field] of cases) {
     t.strictSame(parseCoordinatorMessage(frame), { ok: false, close: withField(Close.invalidFrame, field) }, name)

@@ -136,8 +136,8 @@ function query(req: IncomingMessage): URLSearchParams {
 
 /** An empty body is an empty object: every field of every admin body is optional or checked. */
 async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const text = await readBody(req, MAX_ADMIN_BODY_BYTES)
-  return text.trim() === '' ? {} : parseJsonObject(text)
+  const body = await readBody(req, MAX_ADMIN_BODY_BYTES)
+  return body.text.trim() === '' ? {} : parseJsonObject(body.text, body.bytes)
 }
 
 function str(body: Record<string, unknown>, field: string, required: boolean): string {

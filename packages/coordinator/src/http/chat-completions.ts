@@ -17,8 +17,8 @@ import { SseWriter } from './sse-writer.js'
  */
 export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res: ServerResponse, queued: WeakMap<object, number>): Promise<void> {
   const arrivedAt = ctx.clock.now()
+  // Every answer carries it (buyer-api.md §2): the writers put it in their headers.
   const requestId = `req-${randomUUID()}`
-  res.setHeader('x-request-id', requestId)
   let model: string | null = null
   let stream = false
   let result: ExchangeResult
@@ -27,7 +27,8 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
   const bodyBytes = ctx.buffers.reservation()
   try {
     const pin = parsePin(req.headers['x-pool-provider'])
-    const chat = parseChatRequest(await readBody(req, ctx.config.limits.maxBodyBytes))
+    const raw = await readBody(req, ctx.config.limits.maxBodyBytes)
+    const chat = parseChatRequest(raw.text, raw.bytes)
     model = chat.model
     stream = chat.stream
     const frame = encode(inferenceRequest(requestId, chat.stream, chat.body))
@@ -36,7 +37,8 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
       throw new RequestTooLargeError(`encoded request exceeds the ${ctx.config.limits.maxDispatchFrameBytes}-byte provider frame limit`)
     }
     if (!bodyBytes.resize(2 * Buffer.byteLength(frame))) throw new CoordinatorBusyError()
-    if (!(await ownsSocket(req, res, queued))) throw new BodyAbortedError('buyer left while pipelined')
+    // Not pipelined (the usual case): the socket is ours already, with no promise to wait on.
+    if (res.socket === null && !(await ownsSocket(req, res, queued))) throw new BodyAbortedError('buyer left while pipelined')
     const exchange = new Exchange(ctx, ctx.target, { requestId, model: chat.model, stream: chat.stream, frame, pin, arrivedAt })
     const Writer = chat.stream ? SseWriter : JsonWriter
     result = await exchange.run(new Writer(ctx, res, requestId, exchange))
@@ -46,7 +48,7 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     if (err instanceof BodyAbortedError) {
       result = { status: 'buyer_disconnected', ...none }
     } else {
-      sendError(res, err, err instanceof RequestTooLargeError ? { connection: 'close' } : {})
+      sendError(res, err, err instanceof RequestTooLargeError ? { 'x-request-id': requestId, connection: 'close' } : { 'x-request-id': requestId })
       result = { status: toPublicError(err).body.error.code, ...none }
       if (toPublicError(err).status >= 500 && !(err instanceof CoordinatorError)) ctx.log.error({ err, request_id: requestId }, 'request failed')
     }
@@ -61,6 +63,10 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     durationS: durationMs / 1000,
     firstChunkS: result.firstChunkMs === null ? null : result.firstChunkMs / 1000,
   })
+  const failed = result.status !== 'complete' && result.status !== 'buyer_disconnected'
+  ctx.history.record(endedAt, failed)
+  // The line is built only when its level is on (the bench and quiet deployments log at warn).
+  if (!ctx.log.isLevelEnabled(failed ? 'warn' : 'info')) return
   const line = {
     event: 'request.finished',
     request_id: requestId,
@@ -74,8 +80,6 @@ export async function chatCompletions(ctx: AppContext, req: IncomingMessage, res
     duration_ms: Math.round(durationMs),
     usage: result.usage,
   }
-  const failed = result.status !== 'complete' && result.status !== 'buyer_disconnected'
-  ctx.history.record(endedAt, failed)
   if (failed) ctx.log.warn(line, 'request failed')
   else ctx.log.info(line, 'request finished')
 }

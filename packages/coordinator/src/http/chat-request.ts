@@ -16,8 +16,8 @@ export const MODEL_MAX = 256
  * parameters, tools, ...) is the provider's business. Error messages name fields only and never
  * echo buyer input.
  */
-export function parseChatRequest(raw: string): ChatRequest {
-  const o = parseJsonObject(raw)
+export function parseChatRequest(raw: string, bytes?: Uint8Array): ChatRequest {
+  const o = parseJsonObject(raw, bytes)
   const model = o.model
   if (typeof model !== 'string' || model.length === 0 || model.length > MODEL_MAX || /[\u0000-\u001f\u007f]/.test(model)) {
     throw new InvalidRequestError(`\`model\` is required: a string of 1 to ${MODEL_MAX} characters`)

@@ -77,7 +77,9 @@ export function createHttpHandler(ctx: AppContext, lifecycle: { draining: () => 
   for (const [path, route] of Object.entries(admin)) routes[path] = wrapRoute(route, operatorOnly)
   const table = new RouteTable(routes)
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = (req.url ?? '/').split('?')[0] as string
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const path = q < 0 ? url : url.slice(0, q)
     try {
       const found = table.match(path)
       if (found === undefined) throw new NotFoundError()

@@ -7,9 +7,13 @@ import { InvalidJsonError } from '../errors.js'
  */
 export const MAX_BODY_DEPTH = 64
 
-/** Parses a request body that must be one JSON object; anything else (or deeper than MAX_BODY_DEPTH) is `invalid_json`. */
-export function parseJsonObject(text: string): Record<string, unknown> {
-  if (frameShape(Buffer.from(text), MAX_BODY_DEPTH, Number.POSITIVE_INFINITY) !== 'ok') throw new InvalidJsonError()
+/**
+ * Parses a request body that must be one JSON object; anything else (or deeper than
+ * MAX_BODY_DEPTH) is `invalid_json`. `bytes`: the text's UTF-8 bytes when the caller has them
+ * (a body just read), so that the depth scan does not encode the text again.
+ */
+export function parseJsonObject(text: string, bytes: Uint8Array = Buffer.from(text)): Record<string, unknown> {
+  if (frameShape(bytes, MAX_BODY_DEPTH, Number.POSITIVE_INFINITY) !== 'ok') throw new InvalidJsonError()
   let v: unknown
   try {
     v = JSON.parse(text)

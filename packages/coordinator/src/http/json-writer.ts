@@ -19,11 +19,17 @@ export class JsonWriter extends ResponseWriter {
 
   onComplete(body: string | null): void {
     const text = body ?? ''
-    this.res.writeHead(200, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(text),
-      'x-pool-provider': this.providerId,
-    })
+    // Name-value pairs in a flat array: Node writes them as they are, with no header object to build.
+    this.res.writeHead(200, [
+      'content-type',
+      'application/json; charset=utf-8',
+      'content-length',
+      String(Buffer.byteLength(text)),
+      'x-pool-provider',
+      this.providerId,
+      'x-request-id',
+      this.requestId,
+    ])
     this.res.end(text)
     this.finish()
   }

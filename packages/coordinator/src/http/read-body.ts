@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import type { IncomingMessage } from 'node:http'
 import { InvalidJsonError, RequestTooLargeError } from '../errors.js'
 
@@ -6,12 +7,18 @@ export class BodyAbortedError extends Error {
   override name = 'BodyAbortedError'
 }
 
+/** A body as read: its text, and the bytes it was decoded from (for checks that scan bytes). */
+export interface RawBody {
+  text: string
+  bytes: Buffer
+}
+
 /**
  * Reads a request body of at most `limit` bytes. A declared Content-Length over the limit is
  * refused before a byte is read; a chunked body is refused as soon as it passes the limit. The
  * caller answers 413 with `Connection: close`, so the rest is never read.
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+export function readBody(req: IncomingMessage, limit: number): Promise<RawBody> {
   const declared = req.headers['content-length']
   if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooLarge(limit))
   return new Promise((resolve, reject) => {
@@ -29,13 +36,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     }
     const onEnd = (): void => {
       cleanup()
-      try {
-        // Strict: invalid UTF-8 is refused rather than silently replaced, so that what the
-        // provider gets is byte for byte what the buyer sent.
-        resolve(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(Buffer.concat(parts, size)))
-      } catch {
-        reject(new InvalidJsonError())
-      }
+      const bytes = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size)
+      // Strict: invalid UTF-8 is refused rather than silently replaced, so that what the
+      // provider gets is byte for byte what the buyer sent. isUtf8 is one native pass; once it
+      // holds, toString cannot replace anything (and, like the decoder before it, keeps a BOM).
+      if (!isUtf8(bytes)) return reject(new InvalidJsonError())
+      resolve({ text: bytes.toString('utf8'), bytes })
     }
     const onError = (): void => {
       cleanup()

@@ -20,7 +20,7 @@ export abstract class ResponseWriter implements ExchangeSink {
   constructor(
     protected readonly ctx: AppContext,
     protected readonly res: ServerResponse,
-    private readonly requestId: string,
+    protected readonly requestId: string,
     private readonly exchange: Pick<Exchange, 'cancel'>,
   ) {
     this.reservation = ctx.buffers.reservation()
@@ -40,7 +40,7 @@ export abstract class ResponseWriter implements ExchangeSink {
 
   /** The error envelope with its status, naming the last provider tried; Retry-After on every 503. */
   protected sendError(err: CoordinatorError, providerId: string | null): void {
-    const headers: Record<string, string> = {}
+    const headers: Record<string, string> = { 'x-request-id': this.requestId }
     if (providerId !== null) headers['x-pool-provider'] = providerId
     if (toPublicError(err).status === 503) headers['retry-after'] = '1'
     sendError(this.res, err, headers)

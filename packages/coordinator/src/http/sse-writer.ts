@@ -46,7 +46,7 @@ export class SseWriter extends ResponseWriter {
     const backlog = this.res.writableLength + Buffer.byteLength(data) + (this.queuedWrites + 1) * CHUNK_OVERHEAD_BYTES
     if (backlog > this.ctx.config.limits.maxBuyerBacklogBytes || !this.reservation.resize(backlog)) return false
     if (!this.started) {
-      this.res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': this.providerId })
+      this.res.writeHead(200, { ...SSE_HEADERS, 'x-pool-provider': this.providerId, 'x-request-id': this.requestId })
       this.started = true
     }
     if (!this.res.write(data) || this.queuedWrites > 0) this.queuedWrites++

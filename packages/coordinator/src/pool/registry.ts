@@ -148,8 +148,10 @@ export class Registry<H> {
   recordOutcome(providerId: string, failure: FailureReason | null, now: number): void {
     const prev = this.health.get(providerId) ?? this.byProvider.get(providerId)?.session ?? afterSuccess()
     const ok = failure === null
-    // A success on a clean record changes nothing: it must not make the ejection cap recompute.
-    if (!ok || prev.consecutiveFailures !== 0 || prev.cooldownUntil !== 0) this.routingVersion++
+    // A success on a clean record changes nothing (the usual case, on every answer): nothing to
+    // write, and it must not make the ejection cap recompute.
+    if (ok && prev.consecutiveFailures === 0 && prev.cooldownUntil === 0 && prev.lastFailure === null && prev.failingSince === 0) return
+    this.routingVersion++
     const next = ok ? afterSuccess() : afterFailure(prev, now, failure)
     const entry = this.byProvider.get(providerId)
     if (entry) Object.assign(entry.session, next)

@@ -21,15 +21,25 @@ export function effectiveFreeSlots(s: Pick<ProviderSession, 'slotsFree' | 'maxCo
  * all call this function; none of them filters on its own.
  */
 export function routingEligible(s: EligibilityFacts): Eligibility {
-  if (s.authState !== 'key_proven' && s.authState !== 'bearer_validated' && s.authState !== 'self_minted') {
-    return { eligible: false, reason: 'quarantined_duplicate' }
-  }
+  if (s.authState !== 'key_proven' && s.authState !== 'bearer_validated' && s.authState !== 'self_minted') return NOT.quarantined_duplicate
   // Cluster mode: another session of this provider_id may still be routed until the handover ends.
-  if (s.leasePending === true) return { eligible: false, reason: 'lease_pending' }
+  if (s.leasePending === true) return NOT.lease_pending
   // An operator's cordon outranks everything the provider itself reports.
-  if (s.cordoned === true) return { eligible: false, reason: 'cordoned' }
-  if (s.drainRequested === true) return { eligible: false, reason: 'draining' }
-  if (s.status !== 'ready') return { eligible: false, reason: 'not_ready' }
-  if (effectiveFreeSlots(s) <= 0) return { eligible: false, reason: 'no_free_slots' }
-  return { eligible: true }
+  if (s.cordoned === true) return NOT.cordoned
+  if (s.drainRequested === true) return NOT.draining
+  if (s.status !== 'ready') return NOT.not_ready
+  if (effectiveFreeSlots(s) <= 0) return NOT.no_free_slots
+  return ELIGIBLE
+}
+
+// Answers are shared, frozen constants: selection asks for up to 64 sessions per request.
+const ELIGIBLE: Eligibility = Object.freeze({ eligible: true })
+const no = (reason: IneligibleReason): Eligibility => Object.freeze({ eligible: false, reason })
+const NOT: Readonly<Record<IneligibleReason, Eligibility>> = {
+  quarantined_duplicate: no('quarantined_duplicate'),
+  lease_pending: no('lease_pending'),
+  cordoned: no('cordoned'),
+  draining: no('draining'),
+  not_ready: no('not_ready'),
+  no_free_slots: no('no_free_slots'),
 }

@@ -14,24 +14,37 @@ export class ByteBudget {
 
   /** A per-request reservation that can grow, shrink and be released. */
   reservation(): Reservation {
-    let held = 0
-    return {
-      resize: (n) => {
-        const delta = n - held
-        if (delta > 0 && this.used + delta > this.limit) return false
-        this.used += delta
-        held = n
-        return true
-      },
-      hold: (n) => {
-        this.used += n - held
-        held = n
-      },
-      release: () => {
-        this.used -= held
-        held = 0
-      },
-    }
+    return new BudgetReservation(this)
+  }
+
+  /** For BudgetReservation only: moves `delta` bytes in or out; false if `checked` and over the limit. */
+  take(delta: number, checked: boolean): boolean {
+    if (checked && delta > 0 && this.used + delta > this.limit) return false
+    this.used += delta
+    return true
+  }
+}
+
+/** A class rather than three closures: every buyer request makes a few of these. */
+class BudgetReservation implements Reservation {
+  private held = 0
+
+  constructor(private readonly budget: ByteBudget) {}
+
+  resize(n: number): boolean {
+    if (!this.budget.take(n - this.held, true)) return false
+    this.held = n
+    return true
+  }
+
+  hold(n: number): void {
+    this.budget.take(n - this.held, false)
+    this.held = n
+  }
+
+  release(): void {
+    this.budget.take(-this.held, false)
+    this.held = 0
   }
 }
 

@@ -77,9 +77,21 @@ export class Dispatcher implements AttemptTarget {
     return true
   }
 
+  /**
+   * An end may carry the answer's last piece (FEATURE_END_DATA): it is passed on as the chunk it
+   * stands for, then the end without it, so that what follows (the exchange, a remote node) sees
+   * the two-frame form. The chunk can end the attempt (a held answer over its limit).
+   */
   onEnd(session: ProviderSession, end: ResponseEndMessage): void {
     const a = this.byId.get(end.request_id)
     if (a === undefined || a.session !== session) return
+    if (end.data !== undefined) {
+      a.lastSeq++
+      this.emit(a, { kind: 'chunk', data: end.data })
+      if (a.done) return
+      const { data: _, ...rest } = end
+      end = rest
+    }
     this.finish(a)
     this.emit(a, { kind: 'end', end })
   }

@@ -8,6 +8,7 @@ import type { IdentityIntent as KeyIntent } from '@poolcoord/protocol'
 import {
   CHALLENGE_TTL_MS,
   Close,
+  FEATURE_END_DATA,
   decodeJson,
   encode,
   helloAck,
@@ -25,6 +26,9 @@ import { closeSocket, socketLink } from './socket-link.js'
 import { closeForOutcome } from './outcome-close.js'
 import type { BucketTake } from '../limits/rate-bucket-store.js'
 import { onSessionFrame } from './session-frame.js'
+
+/** What every hello_ack offers (specs/protocol.md §2.2): answers may end in their end frame. */
+const COORDINATOR_FEATURES: readonly string[] = [FEATURE_END_DATA]
 
 export type UpgradeAuth = { kind: 'reject'; outcome: AdmissionOutcome } | { kind: 'tokenless' } | ({ kind: 'bearer'; writeEpoch: number } & ValidatedToken)
 
@@ -277,6 +281,7 @@ export function handleProviderConnection(ctx: AppContext, ws: WebSocket, opts: C
           auth_state: session.authState,
           ...(result.token === null ? {} : { assigned_provider_token: result.token }),
           ...(session.identity === null ? {} : { identity_generation: session.identity.generation }),
+          features: [...COORDINATOR_FEATURES],
         }),
       ),
     )
