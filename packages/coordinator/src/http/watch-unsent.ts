@@ -9,6 +9,17 @@ import type { Reservation } from '../routing/byte-budget.js'
  */
 export function watchUnsent(res: ServerResponse, reservation: Reservation, stallMs: number, onStall: (unsent: number) => void): void {
   reservation.hold(res.writableLength)
+  // Node sends a response's last bytes when it uncorks the socket, at the end of this tick, and
+  // the kernel usually takes them all: look again then, and watch only what is still unsent.
+  // Most responses so end without a timer or a listener of their own.
+  setImmediate(() => {
+    if (res.writableFinished || res.destroyed || res.writableLength === 0) return reservation.release()
+    watch(res, reservation, stallMs, onStall)
+  })
+}
+
+function watch(res: ServerResponse, reservation: Reservation, stallMs: number, onStall: (unsent: number) => void): void {
+  reservation.hold(res.writableLength)
   let last = res.writableLength
   const timer = setInterval(() => {
     const now = res.writableLength

@@ -194,8 +194,11 @@ export class Exchange {
   private onChunk(data: string): void {
     // An empty chunk is not an answer: it neither stops the first-chunk clock nor costs memory.
     if (data.length === 0) return
-    clearTimeout(this.firstChunkTimer)
-    this.firstChunkAt ??= this.ctx.clock.now()
+    if (this.firstChunkAt === null) {
+      clearTimeout(this.firstChunkTimer)
+      this.firstChunkTimer = undefined
+      this.firstChunkAt = this.ctx.clock.now()
+    }
     if (!this.request.stream) return this.hold(data)
     if (this.phase === 'routing') {
       this.phase = 'committed'
