@@ -12,13 +12,14 @@ import { summarizeProfiles } from './lib/cpu-profile.mjs'
 import { dropOwnedDatabases, dropStaleDatabases } from './lib/database.mjs'
 import { machineInfo, writeResults } from './lib/report.mjs'
 import { runAdmission } from './scenarios/admission.mjs'
+import { runAgent } from './scenarios/agent.mjs'
 import { runCluster } from './scenarios/cluster.mjs'
 import { runHerd } from './scenarios/herd.mjs'
 import { runHttp } from './scenarios/http.mjs'
 import { runRouting } from './scenarios/routing.mjs'
 import { runScale } from './scenarios/scale.mjs'
 
-const SECTIONS = { routing: runRouting, http: runHttp, admission: runAdmission, herd: runHerd, scale: runScale, cluster: runCluster }
+const SECTIONS = { routing: runRouting, http: runHttp, admission: runAdmission, herd: runHerd, scale: runScale, cluster: runCluster, agent: runAgent }
 
 const FULL = {
   warmupS: 2,
@@ -53,6 +54,11 @@ const FULL = {
   clusterHerdTimeoutS: 90,
   // A quiet window with the herd connected and heartbeating, against one before it connected.
   clusterHoldS: 5,
+  // The provider agent's cells: the 16-token answers, 16 in flight.
+  agentCells: [
+    { stream: false, c: 16 },
+    { stream: true, c: 16 },
+  ],
 }
 const QUICK = {
   ...FULL,
@@ -81,6 +87,8 @@ const QUICK = {
   clusterTtlMs: 3000,
   clusterHerdTimeoutS: 30,
   clusterHoldS: 0,
+  // Both agent cells, at the quick warm-up and duration: about 15 s with start-up.
+  agentCells: FULL.agentCells,
 }
 
 const { values: args } = parseArgs({

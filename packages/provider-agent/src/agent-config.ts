@@ -29,6 +29,9 @@ export class AgentUsageError extends Error {
   readonly code = 'AGENT_USAGE'
 }
 
+/** Host names of this machine: plain ws:// is accepted for them, no one else is on the path. */
+export const LOOPBACK_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]']
+
 function int(name: string, min: number, max: number): (v: string) => number {
   return (v) => {
     const n = Number(v)
@@ -107,7 +110,7 @@ export function readAgentConfig(argv: string[], env: NodeJS.ProcessEnv = process
     throw new AgentUsageError('the coordinator URL is required: --coordinator wss://<host>/ws/provider or POOLCOORD_COORDINATOR_URL')
   const insecure = f.insecure === true || env.POOLCOORD_ALLOW_INSECURE === '1'
   const target = new URL(coordinatorUrl)
-  if (target.protocol === 'ws:' && !insecure && !['localhost', '127.0.0.1', '[::1]'].includes(target.hostname)) {
+  if (target.protocol === 'ws:' && !insecure && !LOOPBACK_HOSTS.includes(target.hostname)) {
     throw new AgentUsageError(`ws:// to ${target.hostname} would send the provider token in clear text; use wss://, or pass --insecure on a network you trust`)
   }
   const models =

@@ -6,6 +6,7 @@
  */
 import {
   Close,
+  FEATURE_END_DATA,
   MAX_INFERENCE_REQUEST_BYTES,
   SUBPROTOCOL_V2,
   authInit,
@@ -32,7 +33,8 @@ import {
 } from '@poolcoord/protocol'
 import WebSocket from 'ws'
 import type { Logger } from './logger.js'
-import { forwardToBackend, type BackendResult } from './backend-client.js'
+import type { BackendCall, BackendClient, BackendResult } from './backend-client.js'
+import { FrameWriter, maskOption } from './frame-writer.js'
 
 export type { HelloFields }
 
@@ -69,7 +71,8 @@ export interface SessionOptions {
   url: string
   token: string | null
   hello: HelloFields
-  backendUrl: string
+  /** The agent's one backend client (its keep-alive pool), shared by its sockets. */
+  backend: BackendClient
   log: Logger
   /** Requests in flight on every socket of this agent; the heartbeat reports what is left. */
   slots: { active: number; readonly max: number }
@@ -80,8 +83,8 @@ export interface SessionOptions {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 15_000
-/** Past this many bytes queued on the socket, a request waits for the socket before reading on. */
-const HIGH_WATER_BYTES = 4 * 1024 * 1024
+/** How stale a report of free slots may get while the coordinator still has one to route to. */
+const SLOT_REPORT_MS = 100
 /** An inference_request may be 4 MiB (protocol §4.1); leave room for JSON escaping. */
 const MAX_INBOUND_FRAME = 2 * MAX_INFERENCE_REQUEST_BYTES
 
@@ -96,9 +99,15 @@ export class AgentSession {
    */
   holding = false
   private readonly ws: WebSocket
-  private readonly running = new Map<string, AbortController>()
+  private readonly running = new Map<string, BackendCall>()
+  private readonly writer: FrameWriter
+  /** The coordinator takes a non-streamed answer's last piece in the end frame (hello_ack features). */
+  private endData = false
   private heartbeatTimer: NodeJS.Timeout | null = null
   private heartbeatQueued = false
+  /** slots_free of the last heartbeat sent; -1 before the first. */
+  private reportedFree = -1
+  private slotReportTimer: NodeJS.Timeout | null = null
   private admittedAt: number | null = null
   private lastInboundAt = 0
   private v2Refused = false
@@ -111,9 +120,17 @@ export class AgentSession {
   constructor(private readonly o: SessionOptions) {
     const headers: Record<string, string> = o.token ? { authorization: authorizationHeader(o.token) } : {}
     const protocols = o.identity === null ? [] : [SUBPROTOCOL_V2]
-    this.ws = new WebSocket(o.url, protocols, { headers, handshakeTimeout: HANDSHAKE_TIMEOUT_MS, maxPayload: MAX_INBOUND_FRAME, perMessageDeflate: false })
+    this.ws = new WebSocket(o.url, protocols, {
+      headers,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      maxPayload: MAX_INBOUND_FRAME,
+      perMessageDeflate: false,
+      ...maskOption(o.url),
+    })
+    this.writer = new FrameWriter(this.ws, this.queuedHeartbeat)
     // ws aborts the handshake when the coordinator selects no subprotocol: note why first.
     this.ws.on('upgrade', (res) => {
+      this.writer.attach(res.socket)
       if (o.identity !== null && res.headers['sec-websocket-protocol'] !== SUBPROTOCOL_V2) this.v2Refused = true
     })
     this.closed = new Promise((resolve) => {
@@ -126,7 +143,7 @@ export class AgentSession {
       this.ws.on('error', (err) => o.log.debug({ event: 'agent.socket_error', err }, 'socket error'))
       this.ws.on('close', (code, reason) => {
         this.stopHeartbeats()
-        for (const ctl of this.running.values()) ctl.abort()
+        for (const call of this.running.values()) call.cancel()
         const opened = code !== 1006 || this.admittedAt !== null
         // A coordinator older than identity v2 that selected the subprotocol anyway answers auth_init with 4000.
         if (o.identity !== null && !this.challenged && code === Close.notHello.code) this.v2Refused = true
@@ -152,7 +169,7 @@ export class AgentSession {
         next_identity_key: o.identity.next?.publicKey ?? null,
       })
       this.initText = encode(init)
-      this.ws.send(this.initText)
+      this.writer.send(this.initText)
     })
     this.ws.on('pong', () => (this.lastInboundAt = o.now()))
     this.ws.on('message', (data, isBinary) => {
@@ -188,20 +205,18 @@ export class AgentSession {
   heartbeatSoon(): void {
     if (this.heartbeatQueued || this.ack === null) return
     this.heartbeatQueued = true
-    setImmediate(() => {
-      this.heartbeatQueued = false
-      this.heartbeat()
-    })
+    this.writer.atTurnEnd()
   }
 
-  /** Sends a frame; past the high-water mark, the promise waits until the socket took it. */
+  /** At the end of each turn that wrote: the queued heartbeat, so that it leaves with the turn's frames. */
+  private readonly queuedHeartbeat = (): void => {
+    if (!this.heartbeatQueued) return
+    this.heartbeatQueued = false
+    this.heartbeat()
+  }
+
   private send(msg: ProviderMessage): Promise<void> | undefined {
-    if (this.ws.readyState !== WebSocket.OPEN) return undefined
-    if (this.ws.bufferedAmount < HIGH_WATER_BYTES) {
-      this.ws.send(encode(msg))
-      return undefined
-    }
-    return new Promise((resolve) => this.ws.send(encode(msg), () => resolve()))
+    return this.writer.send(encode(msg))
   }
 
   /**
@@ -258,7 +273,10 @@ export class AgentSession {
       heartbeat_interval_s: Math.min(300, a.heartbeat_interval_s),
       ...(minted !== undefined ? { assigned_provider_token: minted } : {}),
       ...(a.identity_generation !== undefined ? { identity_generation: a.identity_generation } : {}),
+      ...(a.features !== undefined ? { features: a.features } : {}),
     }
+    // Offered on this connection only: a feature is never assumed from an earlier ack (protocol §2.2).
+    this.endData = a.features?.includes(FEATURE_END_DATA) === true
     this.admittedAt = this.o.now()
     // Only a self-minted token must be proven before the agent relies on it (§2.2); a key-pinned id recovers by key.
     this.holding = selfMinted && minted !== undefined
@@ -278,7 +296,7 @@ export class AgentSession {
         this.serve(msg.request_id, msg.stream, msg.body)
         return
       case 'cancel_request':
-        this.running.get(msg.request_id)?.abort()
+        this.running.get(msg.request_id)?.cancel()
         return
       case 'drain':
         this.o.log.info({ event: 'agent.drain_requested' }, 'the coordinator asked this provider to drain; finishing requests in flight')
@@ -309,12 +327,31 @@ export class AgentSession {
   private heartbeat(): void {
     const { active, max } = this.o.slots
     const status = this.draining ? 'draining' : this.holding ? 'busy' : 'ready'
-    this.send(heartbeat(status, max, Math.max(0, max - active)))
+    this.reportedFree = Math.max(0, max - active)
+    this.send(heartbeat(status, max, this.reportedFree))
+  }
+
+  /**
+   * A request ended. The coordinator routes here while the last report said a slot was free,
+   * counting its own requests against max_concurrency (protocol §4.1); beyond that, the count
+   * only ranks this provider among others. So a freed slot is reported at once only when the last
+   * report said none was free, and otherwise within SLOT_REPORT_MS: a heartbeat per request would
+   * cost both sides a frame per request for a ranking a moment fresher (issue 16).
+   */
+  private slotFreed(): void {
+    if (this.reportedFree <= 0) return this.heartbeatSoon()
+    if (this.slotReportTimer !== null) return
+    this.slotReportTimer = setTimeout(() => {
+      this.slotReportTimer = null
+      this.heartbeatSoon()
+    }, SLOT_REPORT_MS)
   }
 
   private stopHeartbeats(): void {
     if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer)
     this.heartbeatTimer = null
+    if (this.slotReportTimer !== null) clearTimeout(this.slotReportTimer)
+    this.slotReportTimer = null
   }
 
   private serve(requestId: string, stream: boolean, body: string): void {
@@ -323,34 +360,40 @@ export class AgentSession {
       this.send(responseEnd(requestId, 'error_queue_full'))
       return
     }
-    const ctl = new AbortController()
-    this.running.set(requestId, ctl)
     this.o.slots.active++
     let seq = 0
     const started = this.o.now()
-    forwardToBackend(this.o.backendUrl, body, stream, ctl.signal, (data) => (ctl.signal.aborted ? undefined : this.send(responseChunk(requestId, seq++, data))))
-      .catch((): BackendResult => ({ status: 'error_internal', usage: null, errorCode: 'agent_error' }))
-      .then((result) => {
-        // A cancelled request needs no end: the coordinator already dropped it.
-        if (result.status !== 'cancelled' && !ctl.signal.aborted) {
-          void this.send(responseEnd(requestId, result.status, { usage: result.usage, errorCode: result.errorCode }))
-        }
-        this.o.log.info(
-          {
-            event: 'agent.request_finished',
-            request_id: requestId,
-            status: ctl.signal.aborted ? 'cancelled' : result.status,
-            stream,
-            ms: this.o.now() - started,
-            usage: result.usage ?? undefined,
-          },
-          'request finished',
-        )
-      })
-      .finally(() => {
+    // Without end_data (an older coordinator) the answer goes as chunks and a bare end, as always.
+    const call = this.o.backend.forward(body, stream, (data) => this.send(responseChunk(requestId, seq++, data)), this.endData)
+    this.running.set(requestId, call)
+    void call.result.then((result) => {
+      try {
+        this.finished(requestId, call, result, stream, started)
+      } finally {
         this.running.delete(requestId)
         this.o.slots.active--
-        this.heartbeatSoon()
-      })
+        this.slotFreed()
+      }
+    })
+  }
+
+  private finished(requestId: string, call: BackendCall, result: BackendResult, stream: boolean, started: number): void {
+    // A cancelled request needs no end: the coordinator already dropped it.
+    if (result.status !== 'cancelled' && !call.cancelled) {
+      void this.send(responseEnd(requestId, result.status, { usage: result.usage, errorCode: result.errorCode, data: result.data }))
+    }
+    // The log line is built only when it is written: this runs once per request.
+    if (!this.o.log.isLevelEnabled('info')) return
+    this.o.log.info(
+      {
+        event: 'agent.request_finished',
+        request_id: requestId,
+        status: call.cancelled ? 'cancelled' : result.status,
+        stream,
+        ms: this.o.now() - started,
+        usage: result.usage ?? undefined,
+      },
+      'request finished',
+    )
   }
 }

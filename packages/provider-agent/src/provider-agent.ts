@@ -25,6 +25,7 @@
 import { EventEmitter } from 'node:events'
 import type { Logger } from './logger.js'
 import { AgentSession, type HelloAck, type HelloFields } from './agent-session.js'
+import { BackendClient } from './backend-client.js'
 import { explainClose } from './explain-close.js'
 import { decideReconnect, effectiveAttempt, type BackoffSettings } from './reconnect-policy.js'
 import { serializeTokenState, writeStateFile } from './state-file.js'
@@ -83,6 +84,8 @@ export class ProviderAgent extends EventEmitter {
   private recoverTried = false
   private switches = 0
   private readonly slots: { active: number; max: number }
+  /** One keep-alive pool to the backend for every socket of this agent; closed when run() returns. */
+  private readonly backend: BackendClient
   private readonly now: () => number
   private readonly random: () => number
 
@@ -91,6 +94,7 @@ export class ProviderAgent extends EventEmitter {
     this.token = o.token
     this.identity = o.identity ?? null
     this.slots = { active: 0, max: o.maxConcurrency }
+    this.backend = new BackendClient(o.backendUrl, { maxSockets: o.maxConcurrency })
     this.now = o.now ?? Date.now
     this.random = o.random ?? Math.random
   }
@@ -101,6 +105,15 @@ export class ProviderAgent extends EventEmitter {
   }
 
   async run(): Promise<AgentExit> {
+    try {
+      return await this.serve()
+    } finally {
+      // Idle kept-alive sockets would otherwise hold the process open after a stop.
+      this.backend.destroy()
+    }
+  }
+
+  private async serve(): Promise<AgentExit> {
     const models = this.o.models ?? (await this.discoverModels())
     if (models === null) return { reason: 'stopped' }
     this.hello = {
@@ -268,7 +281,7 @@ export class ProviderAgent extends EventEmitter {
       url: this.o.coordinatorUrl,
       token: tokenless ? null : this.token,
       hello: this.hello!,
-      backendUrl: this.o.backendUrl,
+      backend: this.backend,
       log: this.o.log,
       slots: this.slots,
       now: this.now,
