@@ -17,6 +17,8 @@ export interface RawSession {
 export interface Database {
   readonly kind: 'postgres' | 'pglite'
   readonly kysely: Kysely<DatabaseSchema>
+  /** PostgreSQL only: the pool Kysely runs on, for named prepared statements (db/prepared-statement.ts). */
+  readonly pool?: pg.Pool
   /** Runs fn inside one transaction on one session; commits if it resolves, rolls back if not. */
   rawTransaction<T>(fn: (s: RawSession) => Promise<T>): Promise<T>
   /** Idempotent. Every later query fails, which the callers treat as a store outage. */
@@ -67,6 +69,7 @@ function openPostgres(url: string, opts: DatabaseOptions): Database {
   return {
     kind: 'postgres',
     kysely,
+    pool,
     async rawTransaction(fn) {
       const client = await pool.connect()
       try {

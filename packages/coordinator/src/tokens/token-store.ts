@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely'
 import type { Database } from '../db/database.js'
 import { isUniqueViolation } from '../db/pg-errors.js'
+import { runPrepared } from '../db/prepared-statement.js'
 import { storeCall } from '../db/store-call.js'
 import type { ProviderTokenRow, TokenOrigin } from '../db/schema.js'
 import {
@@ -14,7 +15,9 @@ import {
 } from '../errors.js'
 import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { generateToken } from './token.js'
-import { pinnedKeyOf, type PinnedKey } from './pinned-key.js'
+import { VALIDATE_AND_MARK, validatedToken, type ValidatedToken } from './validate-and-mark.js'
+
+export type { ValidatedToken }
 
 export const ONE_ACTIVE_INDEX = 'provider_tokens_one_active_per_provider'
 
@@ -23,33 +26,6 @@ export interface IssuedToken {
   token: string
   tokenPrefix: string
   providerId: string
-}
-
-/** What validateAndMarkUsed learnt, all from one statement. */
-export interface ValidatedToken {
-  /** The row's id: later statements name the token by it, never by its hash. */
-  tokenId: string
-  providerId: string
-  tokenPrefix: string
-  /** The token has a successor and validates only until its grace ends. */
-  inGrace: boolean
-  /** Clock ms; null for tokens that never expire (ids without a pinned key). */
-  expiresAt: number | null
-  /** The id's row in provider_identity_keys (revoked or not), read in the same statement: a v2 connect decides on it without reading again. */
-  pin: PinnedKey | null
-}
-
-type ValidatedRow = {
-  id: string
-  provider_id: string
-  token_prefix: string
-  in_grace: boolean
-  expires_at: Date | null
-  public_key: string | null
-  generation: number | null
-  previous_key: string | null
-  previous_valid_until: Date | null
-  key_revoked_at: Date | null
 }
 
 export interface TokenInfo {
@@ -82,38 +58,14 @@ export class TokenStore {
   }
 
   /**
-   * Validates and marks proven in one UPDATE, which also checks revocation, grace and expiry at
-   * `now` (the coordinator's clock) and reads whether the id has a pinned key: every fact the
-   * admission needs about this token comes from this one statement's snapshot, and nothing about
-   * the token is read again afterwards (the race of seed 000). Returns null for a token that is
-   * unknown, revoked, past its grace or expired.
+   * Validates and marks proven in one statement (validate-and-mark.ts), which also checks
+   * revocation, grace and expiry at `now` (the coordinator's clock) and reads whether the id has
+   * a pinned key. Returns null for a token that is unknown, revoked, past its grace or expired.
    */
   async validateAndMarkUsed(token: string, now: number = Date.now()): Promise<ValidatedToken | null> {
-    const at = new Date(now)
-    const result = await this.run(() =>
-      sql<ValidatedRow>`
-        WITH t AS (
-          UPDATE provider_tokens SET last_used_at = now()
-          WHERE token_hash = ${hashToken(token)} AND revoked_at IS NULL
-            AND (grace_until IS NULL OR grace_until > ${at})
-            AND (expires_at IS NULL OR expires_at > ${at})
-          RETURNING id, provider_id, token_prefix, grace_until IS NOT NULL AS in_grace, expires_at
-        )
-        SELECT t.*, k.public_key, k.generation, k.previous_key, k.previous_valid_until, k.revoked_at AS key_revoked_at
-        FROM t LEFT JOIN provider_identity_keys k ON k.provider_id = t.provider_id
-      `.execute(this.db.kysely),
-    )
-    const row = result.rows[0]
-    if (row === undefined) return null
-    return {
-      tokenId: String(row.id),
-      providerId: row.provider_id,
-      tokenPrefix: row.token_prefix,
-      inGrace: row.in_grace,
-      expiresAt: row.expires_at === null ? null : new Date(row.expires_at).getTime(),
-      pin:
-        row.public_key === null ? null : pinnedKeyOf({ ...row, public_key: row.public_key, generation: row.generation ?? 1, revoked_at: row.key_revoked_at }),
-    }
+    const rows = await this.run(() => runPrepared(this.db, VALIDATE_AND_MARK, [hashToken(token), new Date(now)]))
+    const row = rows[0]
+    return row === undefined ? null : validatedToken(row)
   }
 
   /**
@@ -224,7 +176,6 @@ export class TokenStore {
     return toInfo(row as TokenRow)
   }
 
-  /** Every row, oldest first. Never the hash, never the token. */
   /**
    * Unproven rows (active, never used) created more than `olderThanMs` ago: listed, or with
    * `apply` revoked in the same single statement. Rows are revoked, never deleted, so the
@@ -252,6 +203,7 @@ export class TokenStore {
     return rows.rows.map(toInfo)
   }
 
+  /** Every row, oldest first. Never the hash, never the token. */
   async list(opts: { activeOnly?: boolean } = {}): Promise<TokenInfo[]> {
     const rows = await this.run(() => {
       let q = this.db.kysely
