@@ -347,6 +347,15 @@ export class AgentSession {
     }, SLOT_REPORT_MS)
   }
 
+  /**
+   * An error_queue_full end makes the coordinator treat this provider as busy until its next
+   * heartbeat (buyer-api.md §4): the slot this frees is then reported at once, not within
+   * SLOT_REPORT_MS, or the pool would have no one to route to in between.
+   */
+  private refusedAsFull(): void {
+    this.reportedFree = 0
+  }
+
   private stopHeartbeats(): void {
     if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer)
     this.heartbeatTimer = null
@@ -358,6 +367,7 @@ export class AgentSession {
     if (this.running.has(requestId)) return
     if (this.draining || this.o.slots.active >= this.o.slots.max) {
       this.send(responseEnd(requestId, 'error_queue_full'))
+      this.refusedAsFull()
       return
     }
     this.o.slots.active++
@@ -381,6 +391,7 @@ export class AgentSession {
     // A cancelled request needs no end: the coordinator already dropped it.
     if (result.status !== 'cancelled' && !call.cancelled) {
       void this.send(responseEnd(requestId, result.status, { usage: result.usage, errorCode: result.errorCode, data: result.data }))
+      if (result.status === 'error_queue_full') this.refusedAsFull()
     }
     // The log line is built only when it is written: this runs once per request.
     if (!this.o.log.isLevelEnabled('info')) return

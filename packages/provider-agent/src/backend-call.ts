@@ -55,7 +55,6 @@ export class HttpCall implements BackendCall {
   private req: ClientRequest | null = null
   private res: IncomingMessage | null = null
   private ended = false
-  private retried = false
   /** Streaming: a send the coordinator socket has not taken yet; the backend is paused meanwhile. */
   private pending: Promise<void> | undefined = undefined
   private readonly usage: SseUsage | null
@@ -126,12 +125,9 @@ export class HttpCall implements BackendCall {
   private onRequestError(err: NodeJS.ErrnoException, req: ClientRequest): void {
     if (this.done || req !== this.req) return
     if (this.res !== null) return this.finish(BROKEN)
-    // A kept-alive socket the backend closed just as it was reused: the request never reached the
-    // backend, so it goes once more, on a new socket.
-    if (req.reusedSocket && err.code === 'ECONNRESET' && !this.retried) {
-      this.retried = true
-      return this.start()
-    }
+    // Never sent again, not even on a reused socket's reset: a backend that read the request and
+    // then crashed or was killed resets it just the same, and would run the prompt twice. The
+    // coordinator fails an unpinned request over instead.
     const status = endStatusOfNetworkError(err.code)
     this.finish({ status, usage: null, errorCode: status === 'error_model_not_loaded' ? `backend_${err.code}` : 'backend_unreachable' })
   }
@@ -253,7 +249,13 @@ export class HttpCall implements BackendCall {
     let size = 0
     const needBody = code === 400
     const decide = (): void => this.finish({ status: endStatusOfHttp(code, Buffer.concat(parts).toString('utf8')), usage: null, errorCode })
-    if (!needBody) this.finish({ status: endStatusOfHttp(code, ''), usage: null, errorCode })
+    if (!needBody) {
+      // Nothing in the body matters, and one that never ends must not hold a pool socket: close it.
+      this.finish({ status: endStatusOfHttp(code, ''), usage: null, errorCode })
+      this.ended = true
+      res.destroy()
+      return
+    }
     res.on('data', (bytes: Buffer) => {
       size += bytes.length
       if (size > this.t.limits.errorBody) {

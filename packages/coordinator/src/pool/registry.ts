@@ -149,8 +149,9 @@ export class Registry<H> {
     const prev = this.health.get(providerId) ?? this.byProvider.get(providerId)?.session ?? afterSuccess()
     const ok = failure === null
     // A success on a clean record changes nothing (the usual case, on every answer): nothing to
-    // write, and it must not make the ejection cap recompute.
-    if (ok && prev.consecutiveFailures === 0 && prev.cooldownUntil === 0 && prev.lastFailure === null && prev.failingSince === 0) return
+    // write, and it must not make the ejection cap recompute. A session fresh from admission has
+    // no lastFailure or failingSince yet: that is clean too.
+    if (ok && prev.consecutiveFailures === 0 && prev.cooldownUntil === 0 && (prev.lastFailure ?? null) === null && (prev.failingSince ?? 0) === 0) return
     this.routingVersion++
     const next = ok ? afterSuccess() : afterFailure(prev, now, failure)
     const entry = this.byProvider.get(providerId)

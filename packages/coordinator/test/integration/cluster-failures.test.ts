@@ -131,6 +131,8 @@ t.test('SIGSTOP of a node past its deadline while its provider reconnects elsewh
   const res = await queued!
   t.ok(res.status === 200 || res.status === 503, `the queued request ended cleanly (${res.status})`)
   t.equal(old.requests.length, 0, 'the paused node routed nothing to its stale socket')
+  // Logs are written asynchronously: the line may reach the pipe a moment after the close frame.
+  await until('node 1 logged its fence', () => n1.lines.some((l) => l.event === 'cluster.fenced'))
   const fenced = n1.lines.find((l) => l.event === 'cluster.fenced')
   // By its deadline, or, had a renewal answered first, by finding its key expired: either way it fenced before routing anything.
   t.ok(fenced?.reason === 'deadline' || fenced?.reason === 'key_lost', `node 1 logged its fence (${String(fenced?.reason)})`)

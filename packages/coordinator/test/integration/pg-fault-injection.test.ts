@@ -176,6 +176,8 @@ t.test('NATS faults under two coordinator processes', async (t) => {
     t.ok(closed.at - pausedAt < TEST_NODE_TTL_MS, `within the node TTL (${closed.at - pausedAt} ms after the freeze, T = ${TEST_NODE_TTL_MS} ms)`)
     for (const n of cluster.nodes) {
       await until(`${n.nodeId} reports fenced`, async () => (await n.healthz()).status === 503)
+      // Logs are written asynchronously: the line may follow the 503 by a moment.
+      await until(`${n.nodeId} logged its fence`, () => n.lines.some((l) => l.event === 'cluster.fenced'))
       const fenced = n.lines.find((l) => l.event === 'cluster.fenced')
       t.ok(fenced?.reason === 'deadline' || fenced?.reason === 'key_lost', `${n.nodeId} fenced (${String(fenced?.reason)})`)
       t.ok((fenced?.time as number) - pausedAt < TEST_NODE_TTL_MS, `${n.nodeId} fenced within T (${(fenced?.time as number) - pausedAt} ms)`)

@@ -283,23 +283,40 @@ t.test('keep-alive: sequential requests share one socket, and destroy() closes i
   t.pass('the pooled socket closed on destroy')
 })
 
-t.test('a kept-alive socket the backend drops as it is reused: the request goes again on a new one', async (t) => {
+t.test('a kept-alive socket the backend drops after reading the request: never sent twice', async (t) => {
   const perSocket = new WeakMap<object, number>()
   let requests = 0
   const s = await server(t, (req, res) => {
     requests++
     const n = (perSocket.get(req.socket) ?? 0) + 1
     perSocket.set(req.socket, n)
-    // The backend's keep-alive timer fired just as the agent sent its second request here.
+    // The backend read the second request and then died on it (a crash, a killed worker).
     if (n === 2) return void req.socket.destroy()
     res.end('{"ok":true}')
   })
   const c = client(t, s.url)
   t.equal((await run(c, '{}', false)).status, 'complete')
-  const again = await run(c, '{}', false)
-  t.equal(again.status, 'complete', 'retried once, transparently')
-  t.equal(s.connections(), 2)
-  t.equal(requests, 3)
+  const broken = await run(c, '{}', false)
+  t.equal(broken.status, 'error_internal', 'ends as a broken connection; the coordinator fails it over')
+  t.equal(requests, 2, 'the backend saw the request once: a retry would have run the prompt again')
+  t.equal((await run(c, '{}', false)).status, 'complete', 'the next request gets a new socket')
+})
+
+t.test('an error answer whose body never ends does not hold its pool socket', async (t) => {
+  let requests = 0
+  const s = await server(t, (_req, res) => {
+    requests++
+    if (requests === 1) {
+      res.writeHead(503, { 'content-type': 'application/json' })
+      res.write('{"error":')
+      return // never ends
+    }
+    res.end('{"ok":true}')
+  })
+  const c = new BackendClient(s.url, { maxSockets: 1 })
+  t.teardown(() => c.destroy())
+  t.equal((await run(c, '{}', false)).status, 'error_queue_full')
+  t.equal((await run(c, '{}', false)).status, 'complete', 'the one socket was free for the next request')
 })
 
 t.test('an https backend URL is accepted, IPv6 literals too', async (t) => {
