@@ -76,4 +76,23 @@ t.test('identity v2 across nodes', async (t) => {
     t.same(await p.client.closed, { code: 4007, reason: 'kicked' })
     t.ok(performance.now() - started < 1000, `closed ${Math.round(performance.now() - started)} ms after the request to the other node`)
   })
+
+  await t.test('revoke-identity through node 2 closes the key-proven session on node 1 within a second, and its reconnect is refused', async (t) => {
+    const key = generateIdentityKey()
+    const p = await keyJoin(n1.wsUrl, 'blocked', key, { intent: 'enroll' })
+    t.equal(p.ack?.auth_state, 'key_proven')
+    for (const n of cluster.nodes) await routableOn(n, 'blocked', 'n1')
+    const started = performance.now()
+    const res = await fetch(`${n2.url}/admin/identities/blocked/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${OPERATOR_KEY}`, 'content-type': 'application/json' },
+      body: '{}',
+    })
+    t.match(await res.json(), { provider_id: 'blocked', action: 'revoked', revoked_tokens: 1, kicked: true })
+    t.same(await p.client.closed, { code: 4007, reason: 'kicked' })
+    t.ok(performance.now() - started < 1000, `closed ${Math.round(performance.now() - started)} ms after the request to the other node`)
+    for (const n of cluster.nodes) await until(`gone from ${n.nodeId}`, async () => !(await n.poolz()).pool.some((r) => r.provider_id === 'blocked'))
+    const again = await keyJoin(n1.wsUrl, 'blocked', key, { intent: 'recover' })
+    t.equal(again.close?.code, 4005, 'the blocked id cannot come back on the node that held it')
+  })
 })
