@@ -14,12 +14,22 @@ import { machineInfo, writeResults } from './lib/report.mjs'
 import { runAdmission } from './scenarios/admission.mjs'
 import { runAgent } from './scenarios/agent.mjs'
 import { runCluster } from './scenarios/cluster.mjs'
+import { runEmbedded } from './scenarios/embedded.mjs'
 import { runHerd } from './scenarios/herd.mjs'
 import { runHttp } from './scenarios/http.mjs'
 import { runRouting } from './scenarios/routing.mjs'
 import { runScale } from './scenarios/scale.mjs'
 
-const SECTIONS = { routing: runRouting, http: runHttp, admission: runAdmission, herd: runHerd, scale: runScale, cluster: runCluster, agent: runAgent }
+const SECTIONS = {
+  routing: runRouting,
+  http: runHttp,
+  admission: runAdmission,
+  herd: runHerd,
+  scale: runScale,
+  cluster: runCluster,
+  agent: runAgent,
+  embedded: runEmbedded,
+}
 
 const FULL = {
   warmupS: 2,

@@ -6,24 +6,11 @@ import { Kysely, PostgresDialect } from 'kysely'
 import { PGliteDialect } from 'kysely-pglite-dialect'
 import pg from 'pg'
 import type { Logger } from '../logger.js'
+import { PGLITE_START_PARAMS, pgliteSeedFile, plantPgliteSeed, readPgliteSeed } from './pglite-seed.js'
+import type { Database, RawSession } from './database-types.js'
 import type { DatabaseSchema } from './schema.js'
 
-/** A session for migrations: exec() takes several statements and uses the simple-query path. */
-export interface RawSession {
-  exec(sqlText: string): Promise<void>
-  query<R>(sqlText: string, params: unknown[]): Promise<R[]>
-}
-
-export interface Database {
-  readonly kind: 'postgres' | 'pglite'
-  readonly kysely: Kysely<DatabaseSchema>
-  /** PostgreSQL only: the pool Kysely runs on, for named prepared statements (db/prepared-statement.ts). */
-  readonly pool?: pg.Pool
-  /** Runs fn inside one transaction on one session; commits if it resolves, rolls back if not. */
-  rawTransaction<T>(fn: (s: RawSession) => Promise<T>): Promise<T>
-  /** Idempotent. Every later query fails, which the callers treat as a store outage. */
-  close(): Promise<void>
-}
+export type { Database, RawSession } from './database-types.js'
 
 export interface DatabaseOptions {
   /** postgres://… for Postgres; null for the embedded PGlite. */
@@ -37,9 +24,11 @@ export interface DatabaseOptions {
   poolSize?: number
   /**
    * PGlite only: when there is no database yet, start from this data directory (a tarball from
-   * PGlite's dumpDataDir()) instead of running initdb. The tests use a migrated template.
+   * PGlite's dumpDataDir()) instead of the built seed or initdb. The tests use it in memory.
    */
   loadDataDir?: Blob
+  /** PGlite only: the seed a first start writes (db/pglite-seed.ts); default the built one, null for none. */
+  seedFile?: string | null
   log: Logger
 }
 
@@ -104,15 +93,17 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   }
   const unlock = dir === undefined ? () => undefined : lockDataDir(dir)
-  // PGlite's first start runs initdb, which takes seconds: say so rather than sit silent.
-  if (dir !== undefined && !existsSync(path.join(dir, 'PG_VERSION'))) {
-    opts.log.info({ event: 'db.creating', dir }, `creating the embedded database in ${dir} (first start; this takes a few seconds)`)
-  }
+  const fresh = dir === undefined || !existsSync(path.join(dir, 'PG_VERSION'))
   let lite: PGlite
   try {
-    // A tarball replaces initdb on a first start only; an existing database opens as it is.
-    const fromTarball = opts.loadDataDir !== undefined && (dir === undefined || !existsSync(path.join(dir, 'PG_VERSION')))
-    lite = await (fromTarball ? PGlite.create({ dataDir: dir, loadDataDir: opts.loadDataDir }) : PGlite.create(dir))
+    const startParams = [...PGLITE_START_PARAMS]
+    if (fresh && opts.loadDataDir !== undefined) {
+      // A tarball replaces initdb on a first start only; an existing database opens as it is.
+      lite = await PGlite.create({ dataDir: dir, loadDataDir: opts.loadDataDir, startParams })
+    } else {
+      if (fresh && dir !== undefined) createEmbedded(dir, opts.seedFile === undefined ? pgliteSeedFile() : opts.seedFile, opts.log)
+      lite = await PGlite.create({ dataDir: dir, startParams })
+    }
   } catch (err) {
     unlock()
     throw err
@@ -140,6 +131,29 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
       return closed
     },
   }
+}
+
+/**
+ * A first start: the built seed when there is one for this PGlite and these migrations
+ * (db/pglite-seed.ts), else PGlite's own initdb, which takes seconds and holds its memory.
+ */
+function createEmbedded(dir: string, seedFile: string | null, log: Logger): void {
+  if (seedFile !== null && existsSync(seedFile)) {
+    const tar = readPgliteSeed(seedFile)
+    try {
+      if (tar !== null && plantPgliteSeed(tar, dir)) {
+        log.info({ event: 'db.created', dir, from: 'seed' }, `created the embedded database in ${dir}`)
+        return
+      }
+      log.warn({ event: 'db.seed_failed', seed: seedFile }, `the pre-initialised embedded database ${seedFile} is damaged: rebuild it with npm run build`)
+    } catch (err) {
+      log.warn({ event: 'db.seed_failed', seed: seedFile, err }, `could not write the pre-initialised embedded database to ${dir}`)
+    }
+  }
+  log.info(
+    { event: 'db.creating', dir, from: 'initdb' },
+    `creating the embedded database in ${dir} with initdb (first start without a pre-initialised one; this takes a few seconds)`,
+  )
 }
 
 /**

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
-import type { Database } from './database.js'
+import type { Database } from './database-types.js'
 
 /** sql/ sits two levels above both src/db/ (tests) and dist/db/ (built). */
 export const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url))

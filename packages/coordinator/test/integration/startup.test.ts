@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import { ensurePgliteSeed } from '../../src/db/pglite-seed.js'
 import { childUrls, spawnCoordinator, type ChildCoordinator } from '../helpers/child-coordinator.js'
 
 /*
@@ -67,13 +68,15 @@ t.test('a database that cannot be reached: exit 1 soon after, naming DATABASE_UR
   t.ok(f.exitAfterMs < 2000, `exited ${f.exitAfterMs} ms after reporting it`)
 })
 
-t.test('the first start on the embedded database says it is creating it', async (t) => {
+t.test('the first start on the embedded database writes the built seed and says so, before it listens', async (t) => {
+  // What npm run build made; built here if this checkout was only type-checked.
+  const { file } = await ensurePgliteSeed()
   const c = spawnCoordinator(t)
-  const creating = await c.event('db.creating')
-  t.match(creating.msg, /creating the embedded database in .*pglite \(first start; this takes a few seconds\)/)
+  const created = await c.event('db.created')
+  t.match(created, { from: 'seed', msg: /created the embedded database in .*pglite$/ })
   await childUrls(c)
-  const order = c.lines.map((l) => l.event).filter((e) => e === 'db.creating' || e === 'coordinator.started')
-  t.same(order, ['db.creating', 'coordinator.started'])
+  const order = c.lines.map((l) => l.event).filter((e) => e === 'db.created' || e === 'db.creating' || e === 'coordinator.started')
+  t.same(order, ['db.created', 'coordinator.started'], `from ${file}, with no initdb`)
 })
 
 t.test('COORD_LOG_FORMAT=pretty writes readable lines, not JSON, with the same redaction', async (t) => {
