@@ -43,7 +43,8 @@ export function readDataDirTar(tar: Uint8Array): TarEntry[] | null {
     const name = `${prefix === '' ? '' : `${prefix}/`}${text(at, 100)}`.replace(/^\/+/, '').replace(/\/+$/, '')
     const type = String.fromCharCode(header[156] as number)
     const kind = type === '5' ? 'dir' : type === '0' || type === '\0' ? 'file' : null
-    if (kind === null || name === '' || name.split('/').some((part) => part === '' || part === '.' || part === '..')) return null
+    // '\\' and ':' too, so that no platform's path rules can read a part as a step up or a drive.
+    if (kind === null || name === '' || /[\\:]/.test(name) || name.split('/').some((part) => part === '' || part === '.' || part === '..')) return null
     entries.push({ name, kind, data: tar.subarray(at + 512, at + 512 + size) })
     at += 512 + Math.ceil(size / 512) * 512
   }
@@ -51,12 +52,15 @@ export function readDataDirTar(tar: Uint8Array): TarEntry[] | null {
 }
 
 /**
- * Writes the entries under dest, which must not exist yet: directories 0700 and files 0600, as
- * PostgreSQL keeps its own. No fsync: PGlite runs with fsync off (`-F`), so initdb gave no more.
+ * Writes the entries under dest (created if absent): directories 0700 and files 0600, as
+ * PostgreSQL keeps its own, PG_VERSION last, so that a crash part-way leaves no PG_VERSION and the
+ * next start knows to begin again. A file that exists already is an error, never overwritten. No
+ * fsync: PGlite runs with fsync off (`-F`), so initdb gave no more.
  */
 export function writeDataDir(entries: TarEntry[], dest: string): void {
-  mkdirSync(dest, { mode: 0o700 })
-  for (const e of entries) {
+  mkdirSync(dest, { recursive: true, mode: 0o700 })
+  const last = entries.filter((e) => e.name === 'PG_VERSION')
+  for (const e of [...entries.filter((e) => e.name !== 'PG_VERSION'), ...last]) {
     const target = path.join(dest, ...e.name.split('/'))
     if (e.kind === 'dir') mkdirSync(target, { recursive: true, mode: 0o700 })
     else {

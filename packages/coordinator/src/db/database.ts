@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { DatabaseLockedError } from '../errors.js'
@@ -93,15 +93,18 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   }
   const unlock = dir === undefined ? () => undefined : lockDataDir(dir)
-  const fresh = dir === undefined || !existsSync(path.join(dir, 'PG_VERSION'))
   let lite: PGlite
   try {
+    // PGlite cannot open a data directory through a symbolic link (one to another disk, say): it
+    // gets the directory itself. The lock stays at <data dir>/pglite.lock, where the CLI looks.
+    if (dir !== undefined) dir = realpathSync(dir)
+    const fresh = dir === undefined || !existsSync(path.join(dir, 'PG_VERSION'))
     const startParams = [...PGLITE_START_PARAMS]
     if (fresh && opts.loadDataDir !== undefined) {
       // A tarball replaces initdb on a first start only; an existing database opens as it is.
       lite = await PGlite.create({ dataDir: dir, loadDataDir: opts.loadDataDir, startParams })
     } else {
-      if (fresh && dir !== undefined) createEmbedded(dir, opts.seedFile === undefined ? pgliteSeedFile() : opts.seedFile, opts.log)
+      if (fresh && dir !== undefined) createEmbedded(dir, opts.seedFile, opts.log)
       lite = await PGlite.create({ dataDir: dir, startParams })
     }
   } catch (err) {
@@ -137,18 +140,21 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
  * A first start: the built seed when there is one for this PGlite and these migrations
  * (db/pglite-seed.ts), else PGlite's own initdb, which takes seconds and holds its memory.
  */
-function createEmbedded(dir: string, seedFile: string | null, log: Logger): void {
-  if (seedFile !== null && existsSync(seedFile)) {
-    const tar = readPgliteSeed(seedFile)
-    try {
+function createEmbedded(dir: string, seedOption: string | null | undefined, log: Logger): void {
+  // Nothing about the seed may stop a start: at worst, initdb runs as it always could.
+  let seedFile: string | null = null
+  try {
+    seedFile = seedOption === undefined ? pgliteSeedFile() : seedOption
+    if (seedFile !== null && existsSync(seedFile)) {
+      const tar = readPgliteSeed(seedFile)
       if (tar !== null && plantPgliteSeed(tar, dir)) {
         log.info({ event: 'db.created', dir, from: 'seed' }, `created the embedded database in ${dir}`)
         return
       }
       log.warn({ event: 'db.seed_failed', seed: seedFile }, `the pre-initialised embedded database ${seedFile} is damaged: rebuild it with npm run build`)
-    } catch (err) {
-      log.warn({ event: 'db.seed_failed', seed: seedFile, err }, `could not write the pre-initialised embedded database to ${dir}`)
     }
+  } catch (err) {
+    log.warn({ event: 'db.seed_failed', seed: seedFile, err }, `could not write the pre-initialised embedded database to ${dir}`)
   }
   log.info(
     { event: 'db.creating', dir, from: 'initdb' },

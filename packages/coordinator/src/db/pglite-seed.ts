@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync, gzipSync } from 'node:zlib'
@@ -20,7 +21,7 @@ import { migrate, SQL_DIR } from './migrate.js'
  * other, so the key needs only what makes the files differ.
  */
 
-/** Bump when the way a seed is made changes. */
+/** Bump when the way a seed is made changes (its build, PGLITE_START_PARAMS, how migrate() records what it ran). */
 const FORMAT = 1
 
 /**
@@ -36,7 +37,8 @@ export const SEED_DIR = fileURLToPath(new URL('../../dist/pglite-seed/', import.
 /** FORMAT, the PGlite version, and every migration file's name and text. */
 export function pgliteSeedKey(): string {
   const hash = createHash('sha256')
-  const pkg = new URL('../package.json', import.meta.resolve('@electric-sql/pglite'))
+  // The package's CommonJS entry is dist/index.cjs: its package.json is one level up.
+  const pkg = path.join(path.dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite')), '..', 'package.json')
   hash.update(`format ${FORMAT}\0pglite ${(JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version}\0`)
   for (const name of readdirSync(SQL_DIR).sort()) {
     if (name.endsWith('.sql')) hash.update(`\0${name}\0`).update(readFileSync(path.join(SQL_DIR, name)))
@@ -95,28 +97,40 @@ export async function ensurePgliteSeed(): Promise<{ file: string; built: boolean
   const tmp = `${file}.${process.pid}.tmp`
   writeFileSync(tmp, gz)
   renameSync(tmp, file)
+  // Seeds of other keys go; another build's temporary file only once it is an hour old, since
+  // that build may be about to rename it.
   for (const name of readdirSync(SEED_DIR)) {
-    if (path.join(SEED_DIR, name) !== file) rmSync(path.join(SEED_DIR, name), { force: true })
+    const other = path.join(SEED_DIR, name)
+    if (other === file) continue
+    try {
+      if (name.endsWith('.tar.gz') || Date.now() - statSync(other).mtimeMs > 3_600_000) rmSync(other, { force: true })
+    } catch {
+      // gone already
+    }
   }
   return { file, built: true }
 }
 
 /**
- * Makes dir (absent, or an empty directory) the seed's data directory: written beside it, then
- * renamed into place, so that a crash leaves either no database or a whole one. Returns false,
- * with dir untouched, when the tarball is not a whole data directory.
+ * Makes dir (absent, or a directory with no PG_VERSION: a first start) the seed's data directory.
+ * It is written in place, PG_VERSION last, so that dir may be a symbolic link or a mount point: a
+ * crash part-way leaves no PG_VERSION, and the next start, holding the lock as this one does,
+ * removes what the seed's top-level names hold (what a crashed seeding or initdb left) and writes
+ * it again. Anything else in dir (lost+found) is left alone. Returns false, with dir untouched,
+ * when the tarball is not a whole data directory.
  */
 export function plantPgliteSeed(tar: Uint8Array, dir: string): boolean {
   const entries = readDataDirTar(tar)
   if (entries === null) return false
-  // The caller holds the data directory's lock: a leftover of a crashed first start is ours to drop.
-  const tmp = `${dir}.seeding`
-  rmSync(tmp, { recursive: true, force: true })
+  if (existsSync(path.join(dir, 'PG_VERSION'))) throw new Error(`${dir} holds a database already`)
+  const clear = () => {
+    for (const top of new Set(entries.map((e) => e.name.split('/')[0] as string))) rmSync(path.join(dir, top), { recursive: true, force: true })
+  }
+  clear()
   try {
-    writeDataDir(entries, tmp)
-    renameSync(tmp, dir) // replaces an empty directory; fails on one with files in it
+    writeDataDir(entries, dir)
   } catch (err) {
-    rmSync(tmp, { recursive: true, force: true })
+    clear() // a full disk, say: initdb, which runs next, gets the directory as it found it
     throw err
   }
   return true

@@ -26,8 +26,12 @@ let cached: Promise<Blob> | undefined
 
 /** The migrated template as a data directory tarball; read (or built) once per process. */
 export function pgliteTemplate(): Promise<Blob> {
+  return templateOnce(false)
+}
+
+function templateOnce(skipBuilt: boolean): Promise<Blob> {
   if (cached === undefined) {
-    const p = loadOrBuild()
+    const p = loadOrBuild(skipBuilt)
     cached = p
     // A failed build is not remembered: the next caller tries again.
     p.catch(() => {
@@ -51,12 +55,13 @@ export async function withPgliteTemplate<T>(open: (template: Blob) => Promise<T>
       const file = templateFile()
       if (file !== null) rmSync(file, { force: true })
     }
-    return open(await pgliteTemplate())
+    // Not the built seed again, whether or not it was the one that failed: one of our own.
+    return open(await templateOnce(true))
   }
 }
 
-async function loadOrBuild(): Promise<Blob> {
-  const seed = readPgliteSeed()
+async function loadOrBuild(skipBuilt: boolean): Promise<Blob> {
+  const seed = skipBuilt ? null : readPgliteSeed()
   if (seed !== null) return new Blob([new Uint8Array(seed)])
   const file = templateFile()
   if (file !== null) {

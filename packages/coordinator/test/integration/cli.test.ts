@@ -6,6 +6,7 @@ import { sql } from 'kysely'
 import t from 'tap'
 import { openDatabase } from '../../src/db/database.js'
 import { migrate } from '../../src/db/migrate.js'
+import { ensurePgliteSeed } from '../../src/db/pglite-seed.js'
 import { createLogger } from '../../src/logger.js'
 import { TokenStore } from '../../src/tokens/token-store.js'
 import { closedPort, runCli, spawnCli } from '../helpers/cli.js'
@@ -24,6 +25,7 @@ t.test('migrate, issue-token, list-tokens, revoke-token: output and every exit c
   const target = await cliTarget(t)
   const cli = (...args: string[]) => runCli(args, target.env)
 
+  await ensurePgliteSeed() // what npm run build made; built here if this checkout was only type-checked
   const m1 = await cli('migrate')
   t.equal(m1.code, 0, m1.stderr)
   // An empty embedded data directory is created from the built seed, which holds every migration.

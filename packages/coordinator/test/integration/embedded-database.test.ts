@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sql } from 'kysely'
@@ -26,9 +26,12 @@ const sharedBuffers = async (db: Database) => (await sql<{ shared_buffers: strin
 t.test('a first start writes the seed; the database is migrated, and a restart opens it as it is', async (t) => {
   const { file } = await ensurePgliteSeed()
   const dir = dataDir(t)
-  // What a first start that crashed halfway through writing the seed leaves behind.
-  mkdirSync(join(dir, 'pglite.seeding', 'base'), { recursive: true })
-  writeFileSync(join(dir, 'pglite.seeding', 'PG_VERSION'), 'half')
+  // What a first start that crashed part-way leaves: some of the files, no PG_VERSION; and what an
+  // empty volume mounted there holds.
+  mkdirSync(join(dir, 'pglite', 'base', '1'), { recursive: true })
+  writeFileSync(join(dir, 'pglite', 'base', '1', '1259'), 'half')
+  writeFileSync(join(dir, 'pglite', 'postgresql.conf'), 'half')
+  mkdirSync(join(dir, 'pglite', 'lost+found'))
 
   const first = captureLogs()
   let db = await openDatabase({ url: null, dataDir: dir, log: first.logger, seedFile: file })
@@ -40,8 +43,7 @@ t.test('a first start writes the seed; the database is migrated, and a restart o
   t.equal(await sharedBuffers(db), '16MB')
   const issued = await new TokenStore(db).issue('seeded-1', 'host', 'operator_issued')
   await db.close()
-  t.notOk(existsSync(join(dir, 'pglite.seeding')), "the crashed start's leftover is gone")
-  t.equal(statSync(join(dir, 'pglite')).mode & 0o777, 0o700)
+  t.ok(existsSync(join(dir, 'pglite', 'lost+found')), "what is not the seed's is left alone")
 
   const second = captureLogs()
   db = await openDatabase({ url: null, dataDir: dir, log: second.logger, seedFile: file })
@@ -54,6 +56,20 @@ t.test('a first start writes the seed; the database is migrated, and a restart o
     [['seeded-1', issued.tokenPrefix]],
     'the token written after the first start is there',
   )
+})
+
+t.test('the data directory may be a symbolic link to another disk', async (t) => {
+  const { file } = await ensurePgliteSeed()
+  const dir = dataDir(t)
+  const elsewhere = dataDir(t)
+  symlinkSync(elsewhere, join(dir, 'pglite'))
+  const logs = captureLogs()
+  const db = await openDatabase({ url: null, dataDir: dir, log: logs.logger, seedFile: file })
+  t.teardown(() => db.close())
+  t.match(logs.events('db.created'), [{ from: 'seed' }])
+  t.ok(existsSync(join(elsewhere, 'PG_VERSION')), 'written through the link')
+  t.ok(lstatSync(join(dir, 'pglite')).isSymbolicLink(), 'the link is still a link')
+  t.same((await migrate(db)).applied, [])
 })
 
 t.test('a damaged seed is not used: initdb runs instead, and the log says why', async (t) => {

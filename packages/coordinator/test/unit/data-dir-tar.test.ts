@@ -51,7 +51,7 @@ t.test('a whole data directory reads back entry by entry and is written 0700/060
   t.equal(statSync(dest).mode & 0o777, 0o700)
   t.equal(statSync(join(dest, 'base', '1')).mode & 0o777, 0o700)
   t.equal(statSync(join(dest, 'PG_VERSION')).mode & 0o777, 0o600)
-  t.throws(() => writeDataDir(entries ?? [], dest), { code: 'EEXIST' }, 'never written over an existing directory')
+  t.throws(() => writeDataDir(entries ?? [], dest), { code: 'EEXIST' }, 'never writes over an existing file')
 })
 
 t.test('anything but a whole data directory is refused', async (t) => {
@@ -59,6 +59,8 @@ t.test('anything but a whole data directory is refused', async (t) => {
     ['a name climbing out', tar([...WHOLE, { name: '/../outside', data: 'x' }])],
     ['a name climbing out in the middle', tar([...WHOLE, { name: '/base/../../outside', data: 'x' }])],
     ['a "." part', tar([...WHOLE, { name: '/base/./x', data: 'x' }])],
+    ['a backslash', tar([...WHOLE, { name: '/base/..\\..\\x', data: 'x' }])],
+    ['a drive letter', tar([...WHOLE, { name: '/C:x', data: 'x' }])],
     ['a symbolic link', tar([...WHOLE, { name: '/link', type: '2' }])],
     ['a hard link', tar([...WHOLE, { name: '/hard', type: '1' }])],
     ['no pg_control', tar(WHOLE.filter((e) => e.name !== '/global/pg_control'))],
