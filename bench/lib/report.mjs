@@ -76,6 +76,9 @@ export function renderMarkdown(result) {
   lines.push(
     "- **raw Postgres** (`bench/baselines/pg-update.mjs`): the validate-and-mark UPDATE from node-postgres, 16 in flight over a pool of 10 (the coordinator's pool size), unnamed and named statement.",
   )
+  lines.push(
+    '- **PGlite alone** (`bench/baselines/pglite-default.mjs`): `PGlite.create(<dir>)` with its defaults in a process of its own, one query, then idle: on an empty directory that is initdb in the process, as the embedded coordinator did before its seed.',
+  )
   for (const [section, d] of Object.entries(result.details)) {
     lines.push('')
     lines.push(`## Details: ${section}`)
