@@ -19,7 +19,7 @@ const BASELINE = path.join(root, 'bench/baselines/pglite-default.mjs')
  */
 export async function runEmbedded(env) {
   const { workDir } = env
-  const idleMs = env.quick ? 2000 : 10_000
+  const idleMs = env.quick ? 500 : 10_000
   const runs = []
   for (let round = 0; round < env.rounds; round++) {
     for (const target of round % 2 === 0 ? ['baseline', 'coordinator'] : ['coordinator', 'baseline']) {
