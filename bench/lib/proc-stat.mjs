@@ -19,8 +19,16 @@ export function cpuMs(pid) {
 
 /** Resident set size of a process in KiB, from /proc/<pid>/status. */
 export function rssKb(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const m = /^VmRSS:\s+(\d+) kB$/m.exec(status)
+  return statusKb(pid, 'VmRSS')
+}
+
+/** The most resident set size the process has had (its high-water mark), in KiB. */
+export function peakRssKb(pid) {
+  return statusKb(pid, 'VmHWM')
+}
+
+function statusKb(pid, field) {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m ? Number(m[1]) : NaN
 }
 

@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { forkChild, nextMessage, spawnChild, stopChild } from '../lib/children.mjs'
 import { freePort, OPERATOR_KEY } from '../lib/coordinator.mjs'
-import { rssKb } from '../lib/proc-stat.mjs'
+import { peakRssKb, rssKb } from '../lib/proc-stat.mjs'
 import { reportRow } from '../lib/rows.mjs'
 import { median, sleep } from '../lib/stats.mjs'
 
@@ -88,12 +88,7 @@ async function baselineStart(dir, idleMs) {
 async function measure(pid, started, idleMs) {
   const readyMs = performance.now() - started
   await sleep(idleMs)
-  return { readyMs, peakMiB: statusKb(pid, 'VmHWM') / 1024, idleMiB: rssKb(pid) / 1024 }
-}
-
-function statusKb(pid, field) {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m ? Number(m[1]) : NaN
+  return { readyMs, peakMiB: peakRssKb(pid) / 1024, idleMiB: rssKb(pid) / 1024 }
 }
 
 function rowsFor(runs) {

@@ -7,6 +7,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect'
 import pg from 'pg'
 import type { Logger } from '../logger.js'
 import { PGLITE_START_PARAMS, pgliteSeedFile, plantPgliteSeed, readPgliteSeed } from './pglite-seed.js'
+import { pgliteRawTransaction } from './pglite-transaction.js'
 import type { Database, RawSession } from './database-types.js'
 import type { DatabaseSchema } from './schema.js'
 
@@ -116,15 +117,7 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
   return {
     kind: 'pglite',
     kysely,
-    rawTransaction(fn) {
-      // PGlite's own transaction() holds its exclusive lock, so nothing interleaves.
-      return lite.transaction((tx) =>
-        fn({
-          exec: async (text) => void (await tx.exec(text)),
-          query: async <R>(text: string, params: unknown[]) => (await tx.query<R>(text, params)).rows,
-        }),
-      )
-    },
+    rawTransaction: pgliteRawTransaction(lite),
     close() {
       // As for Postgres: Kysely closes the driver only if Kysely used it.
       closed ??= kysely
@@ -146,8 +139,9 @@ function createEmbedded(dir: string, seedOption: string | null | undefined, log:
   try {
     seedFile = seedOption === undefined ? pgliteSeedFile() : seedOption
     if (seedFile !== null && existsSync(seedFile)) {
-      const tar = readPgliteSeed(seedFile)
-      if (tar !== null && plantPgliteSeed(tar, dir)) {
+      const seed = readPgliteSeed(seedFile)
+      if (seed !== null) {
+        plantPgliteSeed(seed.entries, dir)
         log.info({ event: 'db.created', dir, from: 'seed' }, `created the embedded database in ${dir}`)
         return
       }

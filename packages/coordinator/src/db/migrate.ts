@@ -18,7 +18,7 @@ export interface MigrationResult {
  * transaction-scoped advisory lock so that two processes starting together apply each file
  * once. Each file goes through the simple-query path, so it may hold several statements.
  */
-export async function migrate(db: Database, dir = SQL_DIR): Promise<MigrationResult> {
+export async function migrate(db: Pick<Database, 'rawTransaction'>, dir = SQL_DIR): Promise<MigrationResult> {
   const files = (await readdir(dir)).filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f)).sort()
   const texts = await Promise.all(files.map((f) => readFile(new URL(f, `file://${dir}/`), 'utf8')))
   return db.rawTransaction(async (s) => {

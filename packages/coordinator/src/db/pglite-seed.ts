@@ -5,7 +5,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { PGlite } from '@electric-sql/pglite'
-import { readDataDirTar, writeDataDir } from './data-dir-tar.js'
+import { readDataDirTar, writeDataDir, type TarEntry } from './data-dir-tar.js'
+import { pgliteRawTransaction } from './pglite-transaction.js'
 import { migrate, SQL_DIR } from './migrate.js'
 
 /*
@@ -50,12 +51,13 @@ export function pgliteSeedFile(key = pgliteSeedKey()): string {
   return path.join(SEED_DIR, `${key}.tar.gz`)
 }
 
-/** The built seed's uncompressed tarball, or null when there is none for this key or it is damaged. */
-export function readPgliteSeed(file = pgliteSeedFile()): Uint8Array | null {
+/** The built seed, as its uncompressed tarball and read: null when there is none for this key or it is damaged. */
+export function readPgliteSeed(file = pgliteSeedFile()): { tar: Uint8Array; entries: TarEntry[] } | null {
   if (!existsSync(file)) return null
   try {
     const tar = gunzipSync(readFileSync(file)) // gzip checks its length and CRC
-    return readDataDirTar(tar) === null ? null : tar
+    const entries = readDataDirTar(tar)
+    return entries === null ? null : { tar, entries }
   } catch {
     return null
   }
@@ -65,17 +67,7 @@ export function readPgliteSeed(file = pgliteSeedFile()): Uint8Array | null {
 export async function buildPgliteSeed(): Promise<Uint8Array<ArrayBuffer>> {
   const lite = await PGlite.create({ startParams: [...PGLITE_START_PARAMS] })
   try {
-    // migrate() needs only a transaction, as openDatabase's PGlite rawTransaction gives it.
-    const db: Pick<Parameters<typeof migrate>[0], 'rawTransaction'> = {
-      rawTransaction: (fn) =>
-        lite.transaction((tx) =>
-          fn({
-            exec: async (text) => void (await tx.exec(text)),
-            query: async <R>(text: string, params: unknown[]) => (await tx.query<R>(text, params)).rows,
-          }),
-        ),
-    }
-    await migrate(db as Parameters<typeof migrate>[0])
+    await migrate({ rawTransaction: pgliteRawTransaction(lite) })
     // Flushed to the data files, so that a database made from it has no WAL to replay.
     await lite.exec('CHECKPOINT')
     return new Uint8Array(await (await lite.dumpDataDir('none')).arrayBuffer())
@@ -116,12 +108,9 @@ export async function ensurePgliteSeed(): Promise<{ file: string; built: boolean
  * It is written in place, PG_VERSION last, so that dir may be a symbolic link or a mount point: a
  * crash part-way leaves no PG_VERSION, and the next start, holding the lock as this one does,
  * removes what the seed's top-level names hold (what a crashed seeding or initdb left) and writes
- * it again. Anything else in dir (lost+found) is left alone. Returns false, with dir untouched,
- * when the tarball is not a whole data directory.
+ * it again. Anything else in dir (lost+found) is left alone.
  */
-export function plantPgliteSeed(tar: Uint8Array, dir: string): boolean {
-  const entries = readDataDirTar(tar)
-  if (entries === null) return false
+export function plantPgliteSeed(entries: TarEntry[], dir: string): void {
   if (existsSync(path.join(dir, 'PG_VERSION'))) throw new Error(`${dir} holds a database already`)
   const clear = () => {
     for (const top of new Set(entries.map((e) => e.name.split('/')[0] as string))) rmSync(path.join(dir, top), { recursive: true, force: true })
@@ -133,5 +122,4 @@ export function plantPgliteSeed(tar: Uint8Array, dir: string): boolean {
     clear() // a full disk, say: initdb, which runs next, gets the directory as it found it
     throw err
   }
-  return true
 }

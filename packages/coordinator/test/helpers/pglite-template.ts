@@ -1,8 +1,7 @@
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { gunzipSync, gzipSync } from 'node:zlib'
-import { readDataDirTar } from '../../src/db/data-dir-tar.js'
+import { gzipSync } from 'node:zlib'
 import { buildPgliteSeed, pgliteSeedKey, readPgliteSeed } from '../../src/db/pglite-seed.js'
 
 /*
@@ -62,16 +61,11 @@ export async function withPgliteTemplate<T>(open: (template: Blob) => Promise<T>
 
 async function loadOrBuild(skipBuilt: boolean): Promise<Blob> {
   const seed = skipBuilt ? null : readPgliteSeed()
-  if (seed !== null) return new Blob([new Uint8Array(seed)])
+  if (seed !== null) return new Blob([new Uint8Array(seed.tar)])
   const file = templateFile()
-  if (file !== null) {
-    try {
-      const tar = gunzipSync(readFileSync(file))
-      if (readDataDirTar(tar) !== null) return new Blob([tar])
-    } catch {
-      // Missing, or unreadable/corrupt (gzip checks length and CRC): build it anew below.
-    }
-  }
+  // Missing, or unreadable/corrupt (gzip checks length and CRC, then the tar check): built anew below.
+  const saved = file === null ? null : readPgliteSeed(file)
+  if (saved !== null) return new Blob([new Uint8Array(saved.tar)])
   const tar = await buildPgliteSeed()
   if (file !== null) save(file, gzipSync(tar, { level: 1 }))
   return new Blob([tar])
