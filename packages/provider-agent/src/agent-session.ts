@@ -18,6 +18,7 @@ import {
   signProof,
   type IdentityIntent,
   type IdentityKeyPair,
+  InFlightTable,
   decodeJson,
   encode,
   heartbeat,
@@ -99,7 +100,7 @@ export class AgentSession {
    */
   holding = false
   private readonly ws: WebSocket
-  private readonly running = new Map<string, BackendCall>()
+  private readonly running = new InFlightTable<BackendCall>()
   private readonly writer: FrameWriter
   /** The coordinator takes a non-streamed answer's last piece in the end frame (hello_ack features). */
   private endData = false

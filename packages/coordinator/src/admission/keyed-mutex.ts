@@ -1,3 +1,5 @@
+import { InFlightTable } from '@poolcoord/protocol'
+
 /**
  * Runs async sections one at a time per key. Admission for one provider_id holds its key from
  * the first store step until the Registry has the outcome, so two hellos for one id never decide
@@ -5,7 +7,8 @@
  * key is capped, so memory and waiting are bounded even when one id is flooded.
  */
 export class KeyedMutex {
-  private readonly keys = new Map<string, { tail: Promise<void>; waiting: number }>()
+  /** An InFlightTable, not a Map: a key comes and goes with every admission (see there). */
+  private readonly keys = new InFlightTable<{ tail: Promise<void>; waiting: number }>()
 
   constructor(private readonly maxQueuedPerKey = Number.POSITIVE_INFINITY) {}
 

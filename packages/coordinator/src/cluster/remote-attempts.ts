@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { NatsConnection, Subscription } from '@nats-io/transport-node'
-import { decodeJson, parseProviderMessage, type CancelReason } from '@poolcoord/protocol'
+import { InFlightTable, decodeJson, parseProviderMessage, type CancelReason } from '@poolcoord/protocol'
 import type { Logger } from '../logger.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { AttemptEvent, AttemptHandle, DispatchRequest } from '../routing/attempt.js'
@@ -47,7 +47,7 @@ interface Running {
  * sees them before the owner's next snapshot does.
  */
 export class RemoteAttempts {
-  readonly #running = new Map<string, Running>()
+  readonly #running = new InFlightTable<Running>()
   readonly #timer: NodeJS.Timeout
   /**
    * One subscription for the events of every attempt this node runs elsewhere, routed by attempt

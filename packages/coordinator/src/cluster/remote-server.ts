@@ -1,5 +1,5 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
-import { encode, type CancelReason } from '@poolcoord/protocol'
+import { InFlightTable, encode, type CancelReason } from '@poolcoord/protocol'
 import type { Logger } from '../logger.js'
 import type { ProviderLink } from '../pool/provider-link.js'
 import type { Registry } from '../pool/registry.js'
@@ -68,7 +68,7 @@ const ACCEPT_ALONE_AFTER_MS = 50
  * cancelled, since nobody is left to read it.
  */
 export class RemoteServer {
-  readonly #served = new Map<string, Served>()
+  readonly #served = new InFlightTable<Served>()
   /** Attempts with events waiting for the flush at the end of this turn of the event loop. */
   #toFlush: Served[] = []
   readonly #subs: Subscription[]

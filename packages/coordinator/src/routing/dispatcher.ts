@@ -2,7 +2,7 @@ import type { Logger } from '../logger.js'
 import type { ProviderSession } from '../pool/provider-session.js'
 import type { ProviderLink } from '../pool/provider-link.js'
 import type { Registry } from '../pool/registry.js'
-import { cancelRequest, encode, type ResponseChunkMessage, type ResponseEndMessage } from '@poolcoord/protocol'
+import { InFlightTable, cancelRequest, encode, type ResponseChunkMessage, type ResponseEndMessage } from '@poolcoord/protocol'
 import type { AttemptEvent, AttemptHandle, AttemptTarget, DispatchRequest } from './attempt.js'
 
 /** What a provider was doing when its socket closed: the label of provider_disconnects_total. */
@@ -26,8 +26,10 @@ interface Attempt {
  * another's request. Late frames for a finished request are ignored.
  */
 export class Dispatcher implements AttemptTarget {
-  private readonly byId = new Map<string, Attempt>()
-  private readonly bySession = new Map<ProviderSession, Set<Attempt>>()
+  // InFlightTable, not Map or Set, for what changes on every request (see there). The table of a
+  // session is made once and lives as long as the session object.
+  private readonly byId = new InFlightTable<Attempt>()
+  private readonly bySession = new WeakMap<ProviderSession, InFlightTable<Attempt>>()
   private readonly idleWaiters = new Map<ProviderSession | null, Array<() => void>>()
 
   constructor(
@@ -53,9 +55,9 @@ export class Dispatcher implements AttemptTarget {
     if (!this.registry.acquire(session.providerId, session.assignedId)) return null
     const attempt: Attempt = { requestId: req.requestId, session, link, onEvent, lastSeq: -1, done: false }
     this.byId.set(req.requestId, attempt)
-    let set = this.bySession.get(session)
-    if (set === undefined) this.bySession.set(session, (set = new Set()))
-    set.add(attempt)
+    let mine = this.bySession.get(session)
+    if (mine === undefined) this.bySession.set(session, (mine = new InFlightTable()))
+    mine.set(req.requestId, attempt)
     link.send(req.frame)
     return {
       session,
@@ -101,7 +103,7 @@ export class Dispatcher implements AttemptTarget {
    * idle resolves at once.
    */
   whenIdle(session: ProviderSession | null): Promise<void> {
-    if (session === null ? this.byId.size === 0 : !this.bySession.has(session)) return Promise.resolve()
+    if (((session === null ? this.byId : this.bySession.get(session))?.size ?? 0) === 0) return Promise.resolve()
     return new Promise((resolve) => {
       const list = this.idleWaiters.get(session) ?? []
       list.push(resolve)
@@ -111,10 +113,12 @@ export class Dispatcher implements AttemptTarget {
 
   /** The session's socket closed: every request still on it is lost. */
   onSessionClosed(session: ProviderSession): DisconnectPhase {
-    const set = this.bySession.get(session)
-    if (set === undefined) return 'idle'
+    const mine = this.bySession.get(session)
+    if (mine === undefined) return 'idle'
     let phase: DisconnectPhase = 'idle'
-    for (const a of [...set]) {
+    for (const a of mine.values()) {
+      // A 'lost' listener may have finished another attempt of this session already.
+      if (a.done) continue
       phase = a.lastSeq >= 0 ? 'mid_response' : phase === 'mid_response' ? phase : 'before_first_chunk'
       this.finish(a)
       this.emit(a, { kind: 'lost' })
@@ -137,12 +141,8 @@ export class Dispatcher implements AttemptTarget {
   private finish(a: Attempt): void {
     a.done = true
     this.byId.delete(a.requestId)
-    const set = this.bySession.get(a.session)
-    set?.delete(a)
-    if (set?.size === 0) {
-      this.bySession.delete(a.session)
-      this.wake(a.session)
-    }
+    const mine = this.bySession.get(a.session)
+    if (mine?.delete(a.requestId) === true && mine.size === 0) this.wake(a.session)
     if (this.byId.size === 0) this.wake(null)
     this.registry.release(a.session)
   }
