@@ -32,13 +32,16 @@ function statusKb(pid, field) {
   return m ? Number(m[1]) : NaN
 }
 
-/** Busy and total CPU ticks of the whole machine, to tell how loaded the box was. */
+/**
+ * Busy and total CPU ticks of the whole machine, to tell how loaded the box was, and the steal
+ * ticks: time the hypervisor gave our vCPUs' turn to another guest.
+ */
 export function systemTicks() {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]
   const v = line.trim().split(/\s+/).slice(1).map(Number)
   const idle = v[3] + v[4]
   const total = v.reduce((a, b) => a + b, 0)
-  return { busy: total - idle, total }
+  return { busy: total - idle, total, steal: v[7] ?? 0 }
 }
 
 /** pid → {ppid, comm, cpuMs} for every process on the machine. */
@@ -89,8 +92,10 @@ function foreignCpuMs(before, after) {
 
 /**
  * Samples the CPU of `pids` (the process under test first) and the machine's load over a
- * window. `otherPct` is the CPU, in % of one core, of processes outside this bench run other
- * than postgres: someone else's load on the shared box.
+ * window. `otherPct` is someone else's load on the shared box, in % of one core: the CPU of
+ * processes outside this bench run other than postgres, plus the hypervisor's steal time
+ * (`stealPct`, another guest on the same host; on this kind of VM it has reached a third of a
+ * core for seconds at a time, slowing the process under test and its baseline unevenly).
  */
 export function cpuWindow(pids) {
   const start = { at: performance.now(), cpu: pids.map(cpuMs), sys: systemTicks(), procs: allProcesses() }
@@ -101,8 +106,9 @@ export function cpuWindow(pids) {
       const wallMs = performance.now() - start.at
       const machineBusy = (sys.busy - start.sys.busy) / (sys.total - start.sys.total || 1)
       const procs = allProcesses()
-      const otherPct = (100 * foreignCpuMs(start.procs, procs)) / wallMs
-      return { wallMs, cpuMs: cpu, machineBusy, otherPct, postgresMs: postgresCpuMs(start.procs, procs) }
+      const stealPct = (100 * ((sys.steal - start.sys.steal) * 1000)) / ticksPerSecond / wallMs
+      const otherPct = (100 * foreignCpuMs(start.procs, procs)) / wallMs + stealPct
+      return { wallMs, cpuMs: cpu, machineBusy, otherPct, stealPct, postgresMs: postgresCpuMs(start.procs, procs) }
     },
   }
 }

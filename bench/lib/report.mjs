@@ -44,7 +44,7 @@ export function renderMarkdown(result) {
   const other = collect(result.details, 'otherCpuPct').sort((a, b) => a - b)
   if (other.length > 0) {
     lines.push(
-      `Foreign load (CPU of processes outside this bench run and PostgreSQL) over the ${other.length} measured windows: median ${other[Math.floor(other.length / 2)].toFixed(0)}%, max ${other[other.length - 1].toFixed(0)}% of one core.`,
+      `Foreign load (CPU of processes outside this bench run and PostgreSQL, plus hypervisor steal time) over the ${other.length} measured windows: median ${other[Math.floor(other.length / 2)].toFixed(0)}%, max ${other[other.length - 1].toFixed(0)}% of one core.`,
     )
     lines.push('')
   }
