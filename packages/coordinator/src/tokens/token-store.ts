@@ -1,7 +1,6 @@
 import { sql, type RawBuilder } from 'kysely'
 import type { Database } from '../db/database.js'
 import { isUniqueViolation } from '../db/pg-errors.js'
-import { runPrepared } from '../db/prepared-statement.js'
 import { storeCall } from '../db/store-call.js'
 import type { ProviderTokenRow, TokenOrigin } from '../db/schema.js'
 import {
@@ -15,7 +14,8 @@ import {
 } from '../errors.js'
 import { PROVIDER_ID_RE, TOKEN_PREFIX_RE, hashToken, tokenPrefix } from '@poolcoord/protocol'
 import { generateToken } from './token.js'
-import { VALIDATE_AND_MARK, validatedToken, type ValidatedToken } from './validate-and-mark.js'
+import { validatedToken, type ValidatedToken } from './validate-and-mark.js'
+import { ValidateBatcher } from './validate-batcher.js'
 
 export type { ValidatedToken }
 
@@ -48,6 +48,8 @@ export interface TokenInfo {
  */
 export class TokenStore {
   private readonly timeoutMs: number
+  /** Concurrent validations share statements (validate-batcher.ts). */
+  readonly validations: ValidateBatcher
 
   /** timeoutMs bounds every operation on the client side too: a hung store fails closed. */
   constructor(
@@ -55,6 +57,7 @@ export class TokenStore {
     opts: { timeoutMs?: number } = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? 5000
+    this.validations = new ValidateBatcher(db, { timeoutMs: this.timeoutMs })
   }
 
   /**
@@ -63,8 +66,7 @@ export class TokenStore {
    * a pinned key. Returns null for a token that is unknown, revoked, past its grace or expired.
    */
   async validateAndMarkUsed(token: string, now: number = Date.now()): Promise<ValidatedToken | null> {
-    const rows = await this.run(() => runPrepared(this.db, VALIDATE_AND_MARK, [hashToken(token), new Date(now)]))
-    const row = rows[0]
+    const row = await this.run(() => this.validations.validate(hashToken(token), new Date(now)))
     return row === undefined ? null : validatedToken(row)
   }
 

@@ -15,7 +15,7 @@ export interface ValidatedToken {
   pin: PinnedKey | null
 }
 
-type ValidatedRow = {
+export type ValidatedRow = {
   id: string
   provider_id: string
   token_prefix: string
@@ -48,6 +48,46 @@ export const VALIDATE_AND_MARK = preparedStatement<ValidatedRow>(
    SELECT t.id, t.provider_id, t.token_prefix, t.in_grace, t.expires_at,
           k.public_key, k.generation, k.previous_key, k.previous_valid_until, k.revoked_at AS key_revoked_at
    FROM t LEFT JOIN provider_identity_keys k ON k.provider_id = t.provider_id`,
+)
+
+/**
+ * The same check for several tokens at once (validate-batcher.ts): $1 their hashes, $2 each
+ * one's `now`, pairwise. Each row is still validated and marked by one atomic statement, with the
+ * same conditions at its own `now`, re-checked on the newest row version when a revoke or renewal
+ * committed first, under the same lock strength as the single UPDATE (NO KEY UPDATE).
+ *
+ * Rows that another transaction holds are skipped, not waited for: a batch can neither deadlock
+ * nor keep other providers' rows locked while it waits. Such a row comes back with `skipped`
+ * (a hash that looked valid in the statement's snapshot but was not marked), and the batcher
+ * checks that token alone, with the single statement, which waits for it. Every other row is
+ * either marked and returned (`skipped` false), or absent: unknown, revoked, past grace or expired.
+ */
+export const VALIDATE_AND_MARK_MANY = preparedStatement<ValidatedRow & { token_hash: string; skipped: boolean }>(
+  'poolcoord_token_validate_and_mark_many',
+  `WITH v AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS v(hash, at)),
+   l AS (
+     SELECT p.id FROM provider_tokens p JOIN v ON p.token_hash = v.hash
+     WHERE p.revoked_at IS NULL
+       AND (p.grace_until IS NULL OR p.grace_until > v.at)
+       AND (p.expires_at IS NULL OR p.expires_at > v.at)
+     FOR NO KEY UPDATE OF p SKIP LOCKED
+   ),
+   t AS (
+     UPDATE provider_tokens p SET last_used_at = now()
+     FROM l WHERE p.id = l.id
+     RETURNING p.token_hash, p.id, p.provider_id, p.token_prefix, p.grace_until IS NOT NULL AS in_grace, p.expires_at
+   )
+   SELECT false AS skipped, t.token_hash, t.id, t.provider_id, t.token_prefix, t.in_grace, t.expires_at,
+          k.public_key, k.generation, k.previous_key, k.previous_valid_until, k.revoked_at AS key_revoked_at
+   FROM t LEFT JOIN provider_identity_keys k ON k.provider_id = t.provider_id
+   UNION ALL
+   SELECT true, p.token_hash, NULL::bigint, NULL::text, NULL::text, NULL::boolean, NULL::timestamptz,
+          NULL::text, NULL::integer, NULL::text, NULL::timestamptz, NULL::timestamptz
+   FROM provider_tokens p JOIN v ON p.token_hash = v.hash
+   WHERE p.revoked_at IS NULL
+     AND (p.grace_until IS NULL OR p.grace_until > v.at)
+     AND (p.expires_at IS NULL OR p.expires_at > v.at)
+     AND p.id NOT IN (SELECT id FROM l)`,
 )
 
 export function validatedToken(row: ValidatedRow): ValidatedToken {

@@ -51,6 +51,69 @@ t.test('validateAndMarkUsed validates, stamps last_used_at and refuses revoked t
   t.notOk(await store.revoke(token), 'revoking twice changes nothing')
 })
 
+t.test("concurrent validations share statements, and each gets its own token's answer", async (t) => {
+  const db = await createTestDb(t)
+  const store = new TokenStore(db)
+  const now = Date.now()
+  const tokens: Record<string, string> = {}
+  for (const id of ['ok-1', 'ok-2', 'ok-3', 'revoked', 'expired', 'expires-later', 'in-grace', 'past-grace', 'pinned']) {
+    tokens[id] = (await store.issue(id, id, 'operator_issued')).token
+  }
+  await store.revoke(tokens.revoked!)
+  const at = (ms: number) => new Date(now + ms).toISOString()
+  await sql`UPDATE provider_tokens SET expires_at = ${at(-1)} WHERE provider_id = 'expired'`.execute(db.kysely)
+  await sql`UPDATE provider_tokens SET expires_at = ${at(60_000)} WHERE provider_id = 'expires-later'`.execute(db.kysely)
+  await sql`UPDATE provider_tokens SET grace_until = ${at(60_000)} WHERE provider_id = 'in-grace'`.execute(db.kysely)
+  await sql`UPDATE provider_tokens SET grace_until = ${at(-1)} WHERE provider_id = 'past-grace'`.execute(db.kysely)
+  await sql`INSERT INTO provider_identity_keys (provider_id, public_key, generation) VALUES ('pinned', ${'k'.repeat(43)}, 3)`.execute(db.kysely)
+  const valid = new Set(['ok-1', 'ok-2', 'ok-3', 'expires-later', 'in-grace', 'pinned'])
+  const ids = [...Object.keys(tokens), 'unknown']
+  const unknown = 'f'.repeat(64)
+  // 300 validations at once, each token many times over, in a shuffled order.
+  const asked = Array.from({ length: 300 }, (_, i) => ids[(i * 7) % ids.length]!)
+  const answers = await Promise.all(asked.map((id) => store.validateAndMarkUsed(id === 'unknown' ? unknown : tokens[id]!, now)))
+  for (let i = 0; i < asked.length; i++) {
+    const id = asked[i]!
+    const a = answers[i]
+    if (!valid.has(id)) {
+      if (a !== null) t.fail(`${id} validated`)
+      continue
+    }
+    if (a?.providerId !== id) t.fail(`${id} got ${a?.providerId}`)
+  }
+  t.pass('every validation got the answer for its own token')
+  const pinned = answers[asked.indexOf('pinned')]
+  t.match(pinned, { providerId: 'pinned', pin: { generation: 3 } }, 'the pin is read with it')
+  t.match(answers[asked.indexOf('in-grace')], { inGrace: true })
+  t.match(answers[asked.indexOf('expires-later')], { expiresAt: now + 60_000 })
+  t.equal(store.validations.validations, 300)
+  t.ok(store.validations.statements < 100, `300 validations took ${store.validations.statements} statements`)
+  const marked = await sql<{ provider_id: string }>`SELECT provider_id FROM provider_tokens WHERE last_used_at IS NOT NULL ORDER BY provider_id`.execute(
+    db.kysely,
+  )
+  t.same(
+    marked.rows.map((r) => r.provider_id),
+    [...valid].sort(),
+    'exactly the valid tokens are marked proven',
+  )
+})
+
+t.test('a batch that fails fails every validation in it, closed', async (t) => {
+  const db = await createTestDb(t)
+  const store = new TokenStore(db, { timeoutMs: 2000 })
+  const { token } = await store.issue('a', 'a', 'operator_issued')
+  // The table goes away under the statements: every one of them errors.
+  await sql`ALTER TABLE provider_tokens RENAME TO provider_tokens_gone`.execute(db.kysely)
+  const results = await Promise.allSettled(Array.from({ length: 40 }, () => store.validateAndMarkUsed(token)))
+  t.ok(
+    results.every((r) => r.status === 'rejected' && r.reason instanceof errors.StoreUnavailableError),
+    'all 40 rejected with StoreUnavailableError',
+  )
+  t.ok(store.validations.statements < 40, `in ${store.validations.statements} statements`)
+  await sql`ALTER TABLE provider_tokens_gone RENAME TO provider_tokens`.execute(db.kysely)
+  t.match(await store.validateAndMarkUsed(token), { providerId: 'a' }, 'and the next one, with the store back, validates')
+})
+
 t.test('revokeUnused only revokes an unproven self-minted token', async (t) => {
   const store = new TokenStore(await createTestDb(t))
   t.notOk(await store.revokeUnused('nobody'))
