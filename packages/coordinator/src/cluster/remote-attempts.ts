@@ -134,7 +134,7 @@ export class RemoteAttempts {
 
   /** Every attempt in flight ends as lost: the link to the other nodes is gone (fence, shutdown). */
   abortAll(): void {
-    for (const a of [...this.#running.values()]) this.#lose(a, 'lost')
+    for (const a of this.#running.values()) this.#lose(a, 'lost')
   }
 
   close(): void {
@@ -186,7 +186,7 @@ export class RemoteAttempts {
   #checkSilence(): void {
     const now = this.now()
     const limit = now - 3 * this.timing.keepaliveMs
-    for (const a of [...this.#running.values()]) {
+    for (const a of this.#running.values()) {
       if (a.accepted) {
         if (a.lastHeardAt < limit) this.#lose(a, 'lost')
       } else if (now - a.sentAt >= this.timing.replyTimeoutMs) {

@@ -89,13 +89,13 @@ export class RemoteServer {
 
   /** The link went down: nothing this node sends reaches an origin (the client drops what it buffered), so every attempt it serves ends now. */
   cancelAll(): void {
-    for (const s of [...this.#served.values()]) this.#cancel(s, 'buyer_disconnected')
+    for (const s of this.#served.values()) this.#cancel(s, 'buyer_disconnected')
   }
 
   close(): void {
     clearInterval(this.#timer)
     for (const s of this.#subs) s.unsubscribe()
-    for (const s of [...this.#served.values()]) this.#cancel(s, 'buyer_disconnected')
+    for (const s of this.#served.values()) this.#cancel(s, 'buyer_disconnected')
   }
 
   #onDispatch(msg: Msg): void {
@@ -163,7 +163,7 @@ export class RemoteServer {
 
   #tick(): void {
     const quiet = performance.now() - this.d.keepaliveMs
-    for (const s of [...this.#served.values()]) {
+    for (const s of this.#served.values()) {
       if (this.d.originDead(s.meta.origin, s.meta.origin_incarnation, s.startedAt)) {
         this.d.served('origin_dead')
         this.d.log.info({ event: 'cluster.origin_dead', provider_id: s.meta.provider_id, origin: s.meta.origin }, 'cancelling a request whose node died')

@@ -49,7 +49,7 @@ export interface TokenInfo {
 export class TokenStore {
   private readonly timeoutMs: number
   /** Concurrent validations share statements (validate-batcher.ts). */
-  readonly validations: ValidateBatcher
+  readonly batcher: ValidateBatcher
 
   /** timeoutMs bounds every operation on the client side too: a hung store fails closed. */
   constructor(
@@ -57,7 +57,7 @@ export class TokenStore {
     opts: { timeoutMs?: number } = {},
   ) {
     this.timeoutMs = opts.timeoutMs ?? 5000
-    this.validations = new ValidateBatcher(db, { timeoutMs: this.timeoutMs })
+    this.batcher = new ValidateBatcher(db, { timeoutMs: this.timeoutMs })
   }
 
   /**
@@ -66,7 +66,7 @@ export class TokenStore {
    * a pinned key. Returns null for a token that is unknown, revoked, past its grace or expired.
    */
   async validateAndMarkUsed(token: string, now: number = Date.now()): Promise<ValidatedToken | null> {
-    const row = await this.run(() => this.validations.validate(hashToken(token), new Date(now)))
+    const row = await this.run(() => this.batcher.validate(hashToken(token), new Date(now)))
     return row === undefined ? null : validatedToken(row)
   }
 

@@ -86,8 +86,8 @@ t.test("concurrent validations share statements, and each gets its own token's a
   t.match(pinned, { providerId: 'pinned', pin: { generation: 3 } }, 'the pin is read with it')
   t.match(answers[asked.indexOf('in-grace')], { inGrace: true })
   t.match(answers[asked.indexOf('expires-later')], { expiresAt: now + 60_000 })
-  t.equal(store.validations.validations, 300)
-  t.ok(store.validations.statements < 100, `300 validations took ${store.validations.statements} statements`)
+  t.equal(store.batcher.validations, 300)
+  t.ok(store.batcher.statements < 100, `300 validations took ${store.batcher.statements} statements`)
   const marked = await sql<{ provider_id: string }>`SELECT provider_id FROM provider_tokens WHERE last_used_at IS NOT NULL ORDER BY provider_id`.execute(
     db.kysely,
   )
@@ -109,7 +109,7 @@ t.test('a batch that fails fails every validation in it, closed', async (t) => {
     results.every((r) => r.status === 'rejected' && r.reason instanceof errors.StoreUnavailableError),
     'all 40 rejected with StoreUnavailableError',
   )
-  t.ok(store.validations.statements < 40, `in ${store.validations.statements} statements`)
+  t.ok(store.batcher.statements < 40, `in ${store.batcher.statements} statements`)
   await sql`ALTER TABLE provider_tokens_gone RENAME TO provider_tokens`.execute(db.kysely)
   t.match(await store.validateAndMarkUsed(token), { providerId: 'a' }, 'and the next one, with the store back, validates')
 })
