@@ -49,6 +49,10 @@ async function launch(t: Test): Promise<BrowserContext> {
     await context.close()
     rmSync(profile, { recursive: true, force: true })
   })
+  // The functions below run in the page as this file was compiled: tsx (esbuild, keepNames) wraps
+  // named inner functions in calls to its `__name` helper, which only exists in Node. An identity
+  // stand-in, set through DevTools (the page's CSP does not apply), lets them run unchanged.
+  await context.addInitScript({ content: 'globalThis.__name = (fn) => fn' })
   return context
 }
 

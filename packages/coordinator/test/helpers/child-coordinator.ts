@@ -31,7 +31,6 @@ export function spawnCoordinator(t: Test, env: Record<string, string> = {}): Chi
   const child = spawn(process.execPath, entry.args, {
     env: {
       PATH: process.env.PATH ?? '',
-      ...entry.env,
       COORD_PORT: '0',
       COORD_DATA_DIR: dataDir,
       COORD_OPERATOR_KEY: OPERATOR_KEY,

@@ -26,7 +26,7 @@ export async function runCli(args: string[], env: Record<string, string>): Promi
 export function spawnCli(args: string[], env: Record<string, string>): Promise<CliRun> {
   const entry = childEntry(BIN)
   const child = spawn(process.execPath, [...entry.args, ...args], {
-    env: { PATH: process.env.PATH ?? '', ...entry.env, ...env },
+    env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let stdout = ''

@@ -1,21 +1,6 @@
 import { readdirSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-/**
- * How a child process runs a TypeScript entry point through the test runner's own loader: the
- * loader's --import flag, and the settings tap gives it (transpile only, this tsconfig). Without
- * those settings ts-node would type-check the whole program at every start: seconds per child.
- */
-export function tsLoader(): { execArgv: string[]; env: Record<string, string> } {
-  const execArgv = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
-  const env: Record<string, string> = {}
-  for (const name of ['TS_NODE_TRANSPILE_ONLY', 'TS_NODE_PROJECT', 'TAP_TYPE_STRIP_ONLY']) {
-    const value = process.env[name]
-    if (value !== undefined) env[name] = value
-  }
-  return { execArgv, env }
-}
-
 const PACKAGES = fileURLToPath(new URL('../../../', import.meta.url))
 const BUILD_INFO = `${PACKAGES}coordinator/tsconfig.tsbuildinfo`
 let built: boolean | undefined
@@ -44,10 +29,11 @@ function buildIsFresh(): boolean {
  * The command line for a child process running `src` (a .ts path under packages/coordinator/src):
  * its compiled twin in dist/ when the build is fresh (what `npm start` runs, and about a second
  * of CPU less per child than transpiling the sources at each start: CI spawns hundreds), else
- * the sources through the test runner's loader.
+ * the sources as the tests themselves run: with tap's node arguments (package.json "tap"."node-arg":
+ * tsx's loader and the poolcoord-source condition).
  */
-export function childEntry(src: string): { args: string[]; env: Record<string, string> } {
-  if (buildIsFresh()) return { args: ['--enable-source-maps', src.replace('/coordinator/src/', '/coordinator/dist/').replace(/\.ts$/, '.js')], env: {} }
-  const loader = tsLoader()
-  return { args: [...loader.execArgv, '--enable-source-maps', src], env: loader.env }
+export function childEntry(src: string): { args: string[] } {
+  if (buildIsFresh()) return { args: ['--enable-source-maps', src.replace('/coordinator/src/', '/coordinator/dist/').replace(/\.ts$/, '.js')] }
+  const loader = process.execArgv.filter((a) => a === '--import=tsx' || a.startsWith('--conditions='))
+  return { args: [...loader, '--enable-source-maps', src] }
 }
