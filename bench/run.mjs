@@ -72,8 +72,9 @@ const FULL = {
 }
 const QUICK = {
   ...FULL,
-  warmupS: 1,
-  durationS: 1,
+  // CI runs --quick to check that every section still runs: it judges nothing, so short windows.
+  warmupS: 0.25,
+  durationS: 0.5,
   rounds: 1,
   routingPool: 50,
   selectBudgetMs: 30,
@@ -97,7 +98,7 @@ const QUICK = {
   clusterTtlMs: 3000,
   clusterHerdTimeoutS: 30,
   clusterHoldS: 0,
-  // Both agent cells, at the quick warm-up and duration: about 15 s with start-up.
+  // Both agent cells, at the quick warm-up and duration: about 10 s with start-up.
   agentCells: FULL.agentCells,
 }
 
