@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { runCli as runInProcess } from '../../src/cli/cli.js'
 import { childEntry } from './ts-loader.js'
+import { unusedPort } from './unused-port.js'
 
 const BIN = fileURLToPath(new URL('../../src/cli/coordinator-cli.ts', import.meta.url))
 
@@ -37,37 +37,7 @@ export function spawnCli(args: string[], env: Record<string, string>): Promise<C
   return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
 }
 
-/**
- * A loopback port with nothing listening, for "no coordinator answers". Taken below the kernel's
- * ephemeral range, where no server of the tests binds (they all listen on port 0): a port
- * released back into that range can go to another test file's coordinator a moment later, one
- * that holds the same operator key (CI saw `status` succeed against one). Checked free by
- * binding it. (From 20000 up: fetch refuses the well-known "bad ports", such as 9 or 10080,
- * before it ever connects.)
- */
+/** A loopback port with nothing listening, for "no coordinator answers" (see unused-port.ts). */
 export async function closedPort(): Promise<string> {
-  const { createServer } = await import('node:net')
-  const free = (port: number): Promise<boolean> =>
-    new Promise((resolve) => {
-      const server = createServer()
-      server.once('error', () => resolve(false))
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
-    })
-  const below = ephemeralLow()
-  for (let i = 0; i < 100; i++) {
-    const port = 20000 + Math.floor(Math.random() * (below - 20000))
-    if (await free(port)) return String(port)
-  }
-  throw new Error(`no free port in 20000-${below - 1}`)
-}
-
-/** The first port of Linux's ephemeral range; the usual 32768 elsewhere or if it is set oddly. */
-function ephemeralLow(): number {
-  try {
-    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
-    if (Number.isInteger(low) && low > 21000) return low
-  } catch {
-    // not Linux
-  }
-  return 32768
+  return String(await unusedPort())
 }

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { unusedPort } from './unused-port.js'
 
 /** Debian's nats-server (apt-get install nats-server); NATS_SERVER overrides. */
 export const NATS_SERVER_BIN = process.env.NATS_SERVER ?? '/usr/sbin/nats-server'
@@ -37,7 +37,7 @@ export interface NatsServer {
 export async function startNatsServer(t: Test, opts: NatsServerOptions = {}): Promise<NatsServer> {
   if (!existsSync(NATS_SERVER_BIN)) throw new Error(`${NATS_SERVER_BIN} not found: apt-get install nats-server (or set NATS_SERVER)`)
   const dir = mkdtempSync(join(tmpdir(), 'poolcoord-nats-'))
-  const port = await freePort()
+  const port = await unusedPort()
   const storeDir = join(dir, 'store')
   const args = ['-a', '127.0.0.1', '-p', String(port)]
   if (opts.jetstream !== false) args.push('-js', '-sd', storeDir)
@@ -114,13 +114,4 @@ export async function startNatsServer(t: Test, opts: NatsServerOptions = {}): Pr
       await launch()
     },
   }
-}
-
-/** A loopback port nothing listens on right now (bound, then released). */
-export async function freePort(): Promise<number> {
-  const srv = createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address() as { port: number }
-  await new Promise((resolve) => srv.close(resolve))
-  return port
 }

@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process'
 import { appendFileSync, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import { freePort } from './nats-server.js'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import pg from 'pg'
 import type { Test } from 'tap'
+import { unusedPort } from './unused-port.js'
 
 const run = promisify(execFile)
 
@@ -54,7 +54,7 @@ export async function startPrivatePg(t: Test): Promise<PrivatePg> {
   // Created by that user, so it owns the directory; root removes it at teardown all the same.
   const dir = (await exec('mktemp', ['-d', join(tmpdir(), 'poolcoord-pg-XXXXXX')])).stdout.trim()
   const data = join(dir, 'data')
-  const port = await freePort()
+  const port = await unusedPort()
   let frozen: number[] = []
   let running = false
 
