@@ -87,7 +87,8 @@ class BytesBlob extends Blob {
   }
 
   override arrayBuffer(): Promise<ArrayBuffer> {
-    return Promise.resolve(this.held.slice().buffer)
+    // A copy with its own buffer: `held` may be a Buffer, whose slice() is a view, not a copy.
+    return Promise.resolve(new Uint8Array(this.held).buffer)
   }
 }
 
