@@ -30,7 +30,12 @@ export function explainStartupFailure(
     case 'EADDRNOTAVAIL':
       return { message: `COORD_HOST=${config?.host} is not an address of this machine: use 127.0.0.1, 0.0.0.0, or one of its addresses`, exitCode: 2 }
     case 'EACCES':
-      return { message: `not allowed to listen on ${where}: use a COORD_PORT above 1023, or run with the privilege to bind it`, exitCode: 2 }
+      if (phase === 'listen')
+        return { message: `not allowed to listen on ${where}: use a COORD_PORT above 1023, or run with the privilege to bind it`, exitCode: 2 }
+      return {
+        message: `permission denied on ${fileOf(err)} (COORD_DATA_DIR=${config?.dataDir}): the data directory must belong to the user the coordinator runs as`,
+        exitCode: 2,
+      }
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return phase === 'database' && config?.databaseUrl
@@ -64,4 +69,10 @@ export function redactUrl(raw: string): string {
   } catch {
     return '(unparseable URL)'
   }
+}
+
+/** The path a filesystem error names, or "the data directory". */
+function fileOf(err: unknown): string {
+  const p = (err as { path?: unknown } | null)?.path
+  return typeof p === 'string' ? p : 'the data directory'
 }

@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
+import { fsyncTree } from './fsync-tree.js'
 
 /*
  * The ustar subset that PGlite's dumpDataDir() writes: directories ('5') and regular files ('0'
@@ -53,14 +54,13 @@ export function readDataDirTar(tar: Uint8Array): TarEntry[] | null {
 
 /**
  * Writes the entries under dest (created if absent): directories 0700 and files 0600, as
- * PostgreSQL keeps its own, PG_VERSION last, so that a crash part-way leaves no PG_VERSION and the
- * next start knows to begin again. A file that exists already is an error, never overwritten. No
- * fsync: PGlite runs with fsync off (`-F`), so initdb gave no more.
+ * PostgreSQL keeps its own. PG_VERSION is written last, and only once everything else is on the
+ * disk (fsync), so that a crash or a power loss part-way leaves no PG_VERSION and the next start
+ * knows to begin again. A file that exists already is an error, never overwritten.
  */
 export function writeDataDir(entries: TarEntry[], dest: string): void {
   mkdirSync(dest, { recursive: true, mode: 0o700 })
-  const last = entries.filter((e) => e.name === 'PG_VERSION')
-  for (const e of [...entries.filter((e) => e.name !== 'PG_VERSION'), ...last]) {
+  const write = (e: TarEntry): void => {
     const target = path.join(dest, ...e.name.split('/'))
     if (e.kind === 'dir') mkdirSync(target, { recursive: true, mode: 0o700 })
     else {
@@ -68,4 +68,8 @@ export function writeDataDir(entries: TarEntry[], dest: string): void {
       writeFileSync(target, e.data, { mode: 0o600, flag: 'wx' })
     }
   }
+  for (const e of entries) if (e.name !== 'PG_VERSION') write(e)
+  fsyncTree(dest)
+  for (const e of entries) if (e.name === 'PG_VERSION') write(e)
+  fsyncTree(dest)
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync, writeSync } from 'node:fs'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { DatabaseLockedError } from '../errors.js'
@@ -7,6 +7,7 @@ import { PGliteDialect } from 'kysely-pglite-dialect'
 import pg from 'pg'
 import type { Logger } from '../logger.js'
 import { PGLITE_START_PARAMS, pgliteSeedFile, plantPgliteSeed, readPgliteSeed } from './pglite-seed.js'
+import { DurableNodeFS } from './pglite-durability.js'
 import { pgliteRawTransaction } from './pglite-transaction.js'
 import type { Database, RawSession } from './database-types.js'
 import type { DatabaseSchema } from './schema.js'
@@ -94,39 +95,56 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
     mkdirSync(dir, { recursive: true, mode: 0o700 })
   }
   const unlock = dir === undefined ? () => undefined : lockDataDir(dir)
-  let lite: PGlite
+  let lite: PGlite | undefined
   try {
     // PGlite cannot open a data directory through a symbolic link (one to another disk, say): it
     // gets the directory itself. The lock stays at <data dir>/pglite.lock, where the CLI looks.
     if (dir !== undefined) dir = realpathSync(dir)
     const fresh = dir === undefined || !existsSync(path.join(dir, 'PG_VERSION'))
     const startParams = [...PGLITE_START_PARAMS]
+    // On disk, through the filesystem that syncs (db/pglite-durability.ts); in memory, PGlite's own.
+    const fs = dir === undefined ? undefined : new DurableNodeFS(dir, (err) => fsyncFailed(err, opts.log))
     if (fresh && opts.loadDataDir !== undefined) {
       // A tarball replaces initdb on a first start only; an existing database opens as it is.
-      lite = await PGlite.create({ dataDir: dir, loadDataDir: opts.loadDataDir, startParams })
+      lite = await PGlite.create({ fs, loadDataDir: opts.loadDataDir, startParams })
     } else {
       if (fresh && dir !== undefined) createEmbedded(dir, opts.seedFile, opts.log)
-      lite = await PGlite.create({ dataDir: dir, startParams })
+      lite = await PGlite.create({ fs, startParams })
     }
+    await fs?.verifyDurable(lite)
   } catch (err) {
+    await lite?.close().catch(() => undefined)
     unlock()
     throw err
   }
-  const kysely = new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(lite) })
+  const open = lite
+  const kysely = new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(open) })
   let closed: Promise<void> | undefined
   return {
     kind: 'pglite',
     kysely,
-    rawTransaction: pgliteRawTransaction(lite),
+    rawTransaction: pgliteRawTransaction(open),
     close() {
       // As for Postgres: Kysely closes the driver only if Kysely used it.
       closed ??= kysely
         .destroy()
-        .then(() => (lite.closed ? undefined : lite.close()))
+        .then(() => (open.closed ? undefined : open.close()))
         .finally(unlock)
       return closed
     },
   }
+}
+
+/**
+ * A failed fsync of the embedded database: PostgreSQL's PANIC. The process must end (see
+ * db/pglite-durability.ts): the line is written synchronously, since an exit does not wait for
+ * an asynchronous log destination, and the exit code asks systemd to restart it.
+ */
+function fsyncFailed(err: unknown, log: Logger): never {
+  const code = (err as { code?: unknown } | null)?.code
+  log.fatal({ event: 'db.fsync_failed', err }, 'the embedded database could not write to its disk; exiting')
+  writeSync(2, `poolcoord: the embedded database could not write to its disk (fsync failed${typeof code === 'string' ? `: ${code}` : ''}); exiting\n`)
+  process.exit(1)
 }
 
 /**

@@ -23,14 +23,25 @@ import { migrate, SQL_DIR } from './migrate.js'
  */
 
 /** Bump when the way a seed is made changes (its build, PGLITE_START_PARAMS, how migrate() records what it ran). */
-const FORMAT = 1
+const FORMAT = 2
 
 /**
- * What every PGlite of ours starts with. shared_buffers is 128MB by default: the tokens, pins and
- * cordons of a large pool fit in a few MB, and the rest only holds WebAssembly memory (an idle
- * coordinator: about 330 MB of PGlite with 128MB, about 200 MB with 16MB).
+ * What every PGlite of ours starts with: PGlite's defaults, except
+ * - fsync on (its defaults pass `-F`), with `wal_sync_method=fsync`, the one method whose calls
+ *   reach the filesystem in the WebAssembly build: a commit waits for its WAL on the disk
+ *   (db/pglite-durability.ts gives the Node filesystem its fsync). In memory (the tests) the calls
+ *   cost nothing.
+ * - shared_buffers 16MB instead of 128MB: the tokens, pins and cordons of a large pool fit in a
+ *   few MB, and the rest only holds WebAssembly memory (an idle coordinator: about 330 MB of
+ *   PGlite with 128MB, about 200 MB with 16MB).
  */
-export const PGLITE_START_PARAMS: readonly string[] = [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB']
+export const PGLITE_START_PARAMS: readonly string[] = [
+  ...PGlite.defaultStartParams.filter((p) => p !== '-F'),
+  '-c',
+  'wal_sync_method=fsync',
+  '-c',
+  'shared_buffers=16MB',
+]
 
 /** dist/pglite-seed/, two levels above both src/db/ (tests) and dist/db/ (built). */
 export const SEED_DIR = fileURLToPath(new URL('../../dist/pglite-seed/', import.meta.url))

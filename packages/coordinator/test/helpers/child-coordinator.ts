@@ -25,10 +25,12 @@ export interface ChildCoordinator {
  * embedded database in a temporary directory, for what only a process can show: signals and exit
  * codes.
  */
-export function spawnCoordinator(t: Test, env: Record<string, string> = {}): ChildCoordinator {
+export function spawnCoordinator(t: Test, env: Record<string, string> = {}, prefix: readonly string[] = []): ChildCoordinator {
   const dataDir = mkdtempSync(join(tmpdir(), 'poolcoord-child-'))
   const entry = childEntry(BIN)
-  const child = spawn(process.execPath, entry.args, {
+  // `prefix`: a command that runs the coordinator (strace, say); `child` is then that command.
+  const [command, ...args] = [...prefix, process.execPath, ...entry.args] as [string, ...string[]]
+  const child = spawn(command, args, {
     env: {
       PATH: process.env.PATH ?? '',
       COORD_PORT: '0',

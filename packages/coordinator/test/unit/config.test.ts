@@ -453,3 +453,13 @@ t.test('identity v2 settings: origin, token TTL and grace', async (t) => {
     t.throws(() => envToConfig({ ...base, tokenTtl: ttl, tokenGrace: grace }), { code: 'COORD_CONFIG_INVALID' }, `ttl ${ttl} grace ${grace} refused`)
   }
 })
+
+t.test('EACCES: the port when binding, the data directory otherwise', async (t) => {
+  const { explainStartupFailure } = await import('../../src/startup-error.js')
+  const config = envToConfig({ port: '80', dataDir: '/srv/poolcoord' })
+  const denied = (syscall: string, path?: string) => Object.assign(new Error('denied'), { code: 'EACCES', syscall, path })
+  t.match(explainStartupFailure(denied('listen'), config, 'listen').message, /not allowed to listen on 127\.0\.0\.1:80/)
+  const dir = explainStartupFailure(denied('open', '/srv/poolcoord/pglite/lost+found'), config, 'database')
+  t.match(dir.message, /permission denied on \/srv\/poolcoord\/pglite\/lost\+found \(COORD_DATA_DIR=\/srv\/poolcoord\)/)
+  t.notMatch(dir.message, /listen/, 'not blamed on the port')
+})
