@@ -141,10 +141,15 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
  * an asynchronous log destination, and the exit code asks systemd to restart it.
  */
 function fsyncFailed(err: unknown, log: Logger): never {
-  const code = (err as { code?: unknown } | null)?.code
-  log.fatal({ event: 'db.fsync_failed', err }, 'the embedded database could not write to its disk; exiting')
-  writeSync(2, `poolcoord: the embedded database could not write to its disk (fsync failed${typeof code === 'string' ? `: ${code}` : ''}); exiting\n`)
-  process.exit(1)
+  // Whatever the log or stderr do (a closed pipe throws EPIPE), the exit happens: returning into
+  // PGlite would report the write as done.
+  try {
+    const code = (err as { code?: unknown } | null)?.code
+    log.fatal({ event: 'db.fsync_failed', err }, 'the embedded database could not write to its disk; exiting')
+    writeSync(2, `poolcoord: the embedded database could not write to its disk (fsync failed${typeof code === 'string' ? `: ${code}` : ''}); exiting\n`)
+  } finally {
+    process.exit(1)
+  }
 }
 
 /**

@@ -32,6 +32,9 @@ import { fsyncPath, fsyncTree } from './fsync-tree.js'
  *   not run without durability.
  */
 export class DurableNodeFS extends NodeFS {
+  /** The fsyncs installed (PGlite's initdb, when it runs, is a module of its own), to check that one is in place. */
+  private readonly installed = new WeakSet<object>()
+
   constructor(
     private readonly hostDir: string,
     private readonly onFailure: (err: unknown) => never,
@@ -41,7 +44,12 @@ export class DurableNodeFS extends NodeFS {
 
   override async init(pg: PGlite, opts: Parameters<NodeFS['init']>[1]): ReturnType<NodeFS['init']> {
     const { emscriptenOpts } = await super.init(pg, opts)
-    const preRun = [...(emscriptenOpts.preRun ?? []), (mod: unknown) => installFsync(nodefsOf(mod), this.onFailure)]
+    const preRun = [
+      ...(emscriptenOpts.preRun ?? []),
+      (mod: unknown) => {
+        this.installed.add(installFsync(nodefsOf(mod), this.onFailure))
+      },
+    ]
     return { emscriptenOpts: { ...emscriptenOpts, preRun } }
   }
 
@@ -50,18 +58,31 @@ export class DurableNodeFS extends NodeFS {
    * written unsynced before (by an older release, or planted without a sync by initdb).
    */
   async verifyDurable(lite: PGlite): Promise<void> {
-    const settings = await lite.query<{ fsync: string; method: string }>(
-      "SELECT current_setting('fsync') AS fsync, current_setting('wal_sync_method') AS method",
+    const settings = await lite.query<{ fsync: string; method: string; dir: string }>(
+      "SELECT current_setting('fsync') AS fsync, current_setting('wal_sync_method') AS method, current_setting('data_directory') AS dir",
     )
     const row = settings.rows[0]
     if (row?.fsync !== 'on' || row.method !== 'fsync')
       throw new Error(`the embedded database started with fsync=${row?.fsync} and wal_sync_method=${row?.method}, not on and fsync`)
+    // The data directory is this host directory, mounted through NODEFS, whose fsync is ours.
+    const fs = (lite.Module as unknown as { FS: EmscriptenFs }).FS
+    const mount = fs.lookupPath(row.dir).node?.mount
     const nodefs = nodefsOf(lite.Module)
-    if (typeof nodefs.stream_ops.fsync !== 'function') throw new Error('the embedded database is not mounted through the filesystem that syncs it')
-    fsyncTree(this.hostDir)
-    // And the name of the directory itself, made on a first start.
-    fsyncPath(path.dirname(this.hostDir))
+    if (mount?.type !== nodefs || mount.opts?.root !== this.hostDir || !this.installed.has(nodefs.stream_ops.fsync ?? {})) {
+      throw new Error('the embedded database is not mounted through the filesystem that syncs it')
+    }
+    try {
+      fsyncTree(this.hostDir)
+      // And the name of the directory itself, made on a first start.
+      fsyncPath(path.dirname(this.hostDir))
+    } catch (err) {
+      this.onFailure(err)
+    }
   }
+}
+
+interface EmscriptenFs {
+  lookupPath(p: string): { node?: { mount?: { type?: unknown; opts?: { root?: string } } } }
 }
 
 interface NodefsStream {
@@ -75,16 +96,25 @@ interface Nodefs {
   realPath(node: unknown): string
 }
 
-function installFsync(nodefs: Nodefs, onFailure: (err: unknown) => never): void {
-  nodefs.stream_ops.fsync = (stream: NodefsStream): number => {
+/**
+ * A directory this process may not open is not the database's (a mount point's lost+found, owned
+ * by root, which PostgreSQL's own sync of its directory reaches): skipped, as PostgreSQL skips
+ * what it cannot open there. Any other failure is fatal.
+ */
+function installFsync(nodefs: Nodefs, onFailure: (err: unknown) => never): object {
+  const fsync = (stream: NodefsStream): number => {
     try {
       if (stream.nfd !== undefined) fsyncSync(stream.nfd)
       else fsyncPath(nodefs.realPath(stream.node))
     } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code
+      if (stream.nfd === undefined && (code === 'EACCES' || code === 'EPERM')) return 0
       onFailure(err)
     }
     return 0
   }
+  nodefs.stream_ops.fsync = fsync
+  return fsync
 }
 
 /** Emscripten's NODEFS object in a PGlite module. Not part of PGlite's typed API, so its shape is checked. */
