@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { fsyncTree } from './fsync-tree.js'
+import { fsyncPath, fsyncTree } from './fsync-tree.js'
 
 /*
  * The ustar subset that PGlite's dumpDataDir() writes: directories ('5') and regular files ('0'
@@ -70,6 +70,11 @@ export function writeDataDir(entries: TarEntry[], dest: string): void {
   }
   for (const e of entries) if (e.name !== 'PG_VERSION') write(e)
   fsyncTree(dest)
-  for (const e of entries) if (e.name === 'PG_VERSION') write(e)
-  fsyncTree(dest)
+  // Then only what is new: PG_VERSION and the directory that names it.
+  for (const e of entries) {
+    if (e.name !== 'PG_VERSION') continue
+    write(e)
+    fsyncPath(path.join(dest, 'PG_VERSION'))
+    fsyncPath(dest)
+  }
 }

@@ -29,8 +29,13 @@ function fsyncEntries(dir: string): void {
       if (entry.isDirectory()) fsyncTree(p)
       else if (entry.isFile()) fsyncPath(p)
     } catch (err) {
-      const code = (err as { code?: unknown } | null)?.code
-      if (code !== 'EACCES' && code !== 'EPERM') throw err
+      if (!isPermissionDenied(err)) throw err
     }
   }
+}
+
+/** EACCES or EPERM: what this process may not open is not the database's (see fsyncTree). */
+export function isPermissionDenied(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code
+  return code === 'EACCES' || code === 'EPERM'
 }

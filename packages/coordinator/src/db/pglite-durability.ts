@@ -2,7 +2,7 @@ import { fsyncSync } from 'node:fs'
 import path from 'node:path'
 import type { PGlite } from '@electric-sql/pglite'
 import { NodeFS } from '@electric-sql/pglite/nodefs'
-import { fsyncPath, fsyncTree } from './fsync-tree.js'
+import { fsyncPath, fsyncTree, isPermissionDenied } from './fsync-tree.js'
 
 /**
  * Makes an embedded database on disk as crash-safe as PostgreSQL on a disk: a commit returns once
@@ -107,8 +107,7 @@ function installFsync(nodefs: Nodefs, onFailure: (err: unknown) => never): objec
       if (stream.nfd !== undefined) fsyncSync(stream.nfd)
       else fsyncPath(nodefs.realPath(stream.node))
     } catch (err) {
-      const code = (err as { code?: unknown } | null)?.code
-      if (stream.nfd === undefined && (code === 'EACCES' || code === 'EPERM')) return 0
+      if (stream.nfd === undefined && isPermissionDenied(err)) return 0
       onFailure(err)
     }
     return 0
