@@ -118,18 +118,24 @@ async function openPglite(opts: DatabaseOptions): Promise<Database> {
     throw err
   }
   const open = lite
-  const kysely = new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(open) })
+  // As for Postgres: Kysely closes the driver only if Kysely used it.
+  return pgliteDatabase(open, () => (open.closed ? Promise.resolve() : open.close()).finally(unlock))
+}
+
+/**
+ * A Database over an open PGlite. close() ends Kysely (which closes the PGlite it was given, if it
+ * used it), then runs `release`. The tests lend one PGlite to test after test this way
+ * (test/helpers/pglite-pool.ts).
+ */
+export function pgliteDatabase(lite: PGlite, release: () => Promise<void>): Database {
+  const kysely = new Kysely<DatabaseSchema>({ dialect: new PGliteDialect(lite) })
   let closed: Promise<void> | undefined
   return {
     kind: 'pglite',
     kysely,
-    rawTransaction: pgliteRawTransaction(open),
+    rawTransaction: pgliteRawTransaction(lite),
     close() {
-      // As for Postgres: Kysely closes the driver only if Kysely used it.
-      closed ??= kysely
-        .destroy()
-        .then(() => (open.closed ? undefined : open.close()))
-        .finally(unlock)
+      closed ??= kysely.destroy().finally(release)
       return closed
     },
   }

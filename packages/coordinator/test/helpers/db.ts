@@ -5,7 +5,7 @@ import { openDatabase, type Database } from '../../src/db/database.js'
 import { migrate } from '../../src/db/migrate.js'
 import type { Logger } from '../../src/logger.js'
 import { captureLogs } from './logs.js'
-import { withPgliteTemplate } from './pglite-template.js'
+import { leasePgliteDatabase } from './pglite-pool.js'
 import { startPrivatePg } from './private-pg.js'
 
 /** Set by .ci/run to the local Postgres; unset means every test runs on in-memory PGlite. */
@@ -14,22 +14,13 @@ export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL || null
 let counter = 0
 
 /**
- * A migrated database of its own for one test: a fresh schema on TEST_DATABASE_URL, or a fresh
- * in-memory PGlite. Torn down with the test.
+ * A migrated database of its own for one test: a fresh schema on TEST_DATABASE_URL, or an
+ * in-memory PGlite as fresh as the migrated template. Torn down with the test.
  */
 export async function createTestDb(t: Test, log: Logger = captureLogs().logger): Promise<Database> {
   if (TEST_DATABASE_URL === null) {
-    // A copy of the migrated template rather than initdb; migrate() then finds nothing to do.
-    const db = await withPgliteTemplate(async (loadDataDir) => {
-      const copy = await openDatabase({ url: null, dataDir: 'memory', log, loadDataDir })
-      try {
-        await migrate(copy)
-        return copy
-      } catch (err) {
-        await copy.close()
-        throw err
-      }
-    })
+    // A PGlite of this process's pool, as the migrated template left it (helpers/pglite-pool.ts).
+    const db = await leasePgliteDatabase()
     t.teardown(() => db.close())
     return db
   }
