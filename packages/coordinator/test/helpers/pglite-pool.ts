@@ -63,18 +63,35 @@ async function fresh(): Promise<PGlite> {
   return lite
 }
 
+/**
+ * A test that failed while holding a transaction (a lock it meant to release) leaves it open for
+ * good: the reset, queued behind it, would never run and the teardown would hang the file. Past
+ * this, the PGlite is closed instead (close() does not wait for the transaction).
+ */
+const RESET_DEADLINE_MS = 2_000
+
 async function giveBack(lite: PGlite): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('reset deadline')), RESET_DEADLINE_MS)
+  })
   try {
     if (lite.closed || template === undefined) throw new Error('closed')
-    // Queued behind whatever the test still had in flight (PGlite runs one statement at a time).
-    await lite.exec('ROLLBACK')
-    await lite.exec('DISCARD ALL')
-    if ((await fingerprint(lite)) !== template.fingerprint) throw new Error('the schema changed')
-    await lite.exec(template.truncate)
+    await Promise.race([reset(lite, template), deadline])
     idle.push(lite)
   } catch {
     if (!lite.closed) await lite.close().catch(() => undefined)
+  } finally {
+    clearTimeout(timer)
   }
+}
+
+async function reset(lite: PGlite, like: { fingerprint: string; truncate: string }): Promise<void> {
+  // Queued behind whatever the test still had in flight (PGlite runs one statement at a time).
+  await lite.exec('ROLLBACK')
+  await lite.exec('DISCARD ALL')
+  if ((await fingerprint(lite)) !== like.fingerprint) throw new Error('the schema changed')
+  await lite.exec(like.truncate)
 }
 
 /** What was lent, failing every call once `isLent` says the test's database is closed. */
@@ -95,16 +112,18 @@ function lend(lite: PGlite, isLent: () => boolean): PGlite {
   return stand as unknown as PGlite
 }
 
-/** The user schema's tables, columns, functions, triggers, constraints and indexes, and the migrations it records. */
+/** The user schema's tables (and their row security), columns (and defaults), index definitions, functions, triggers (and whether enabled), constraints, and the migrations it records. */
 async function fingerprint(lite: PGlite): Promise<string> {
   const { rows } = await lite.query<{ f: string }>(`
     SELECT md5(string_agg(x, '|' ORDER BY x)) AS f FROM (
-      SELECT format('c:%s:%s:%s', c.relname, c.relkind,
-               string_agg(format('%s %s %s', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull), ',' ORDER BY a.attnum)) AS x
+      SELECT format('c:%s:%s:%s:%s:%s', c.relname, c.relkind, c.relrowsecurity, c.reloptions,
+               string_agg(format('%s %s %s %s', a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid)), ',' ORDER BY a.attnum)) AS x
         FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        WHERE c.relnamespace = 'public'::regnamespace GROUP BY c.relname, c.relkind
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relnamespace = 'public'::regnamespace GROUP BY c.relname, c.relkind, c.relrowsecurity, c.reloptions
+      UNION ALL SELECT format('i:%s', pg_get_indexdef(i.indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'public'::regnamespace
       UNION ALL SELECT format('p:%s:%s', p.oid::regprocedure, md5(p.prosrc)) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
-      UNION ALL SELECT format('t:%s:%s', t.tgname, t.tgrelid::regclass) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'public'::regnamespace
+      UNION ALL SELECT format('t:%s:%s:%s', t.tgname, t.tgrelid::regclass, t.tgenabled) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace = 'public'::regnamespace
       UNION ALL SELECT format('k:%s:%s', k.conname, pg_get_constraintdef(k.oid)) FROM pg_constraint k WHERE k.connamespace = 'public'::regnamespace
       UNION ALL SELECT format('m:%s', m.name) FROM schema_migrations m
     ) s`)

@@ -83,3 +83,33 @@ t.test('a lease whose schema changed is closed, not lent again', async (t) => {
   t.equal(extra.rows[0]?.n, 0, 'the next lease has the migrated schema')
   t.ok((await xid(next)) < firstXid, 'from a fresh PGlite (its transaction ids start again from the template)')
 })
+
+t.test('a changed index or column default is a changed schema too', async (t) => {
+  const first = await leasePgliteDatabase()
+  await sql`ALTER TABLE rate_buckets ALTER COLUMN level SET DEFAULT 7`.execute(first.kysely)
+  await first.close()
+  const next = await leasePgliteDatabase()
+  t.teardown(() => next.close())
+  const d = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_attrdef WHERE adrelid = 'rate_buckets'::regclass`.execute(next.kysely)
+  t.equal(d.rows[0]?.n, 0, 'the default is gone: a fresh PGlite')
+})
+
+t.test('a test that fails holding a transaction does not hang the file: that PGlite is closed', async (t) => {
+  const first = await leasePgliteDatabase()
+  let held = false
+  // What a failed test leaves: a transaction waiting on a release that never comes.
+  void first
+    .rawTransaction(async () => {
+      held = true
+      await new Promise<void>(() => undefined)
+    })
+    .catch(() => undefined)
+  await t.resolves(
+    Promise.race([first.close(), new Promise((_, reject) => setTimeout(() => reject(new Error('close hung')), 10_000).unref())]),
+    'close() returns',
+  )
+  t.ok(held, 'the transaction was holding PGlite')
+  const next = await leasePgliteDatabase()
+  t.teardown(() => next.close())
+  t.equal(await count(next, 'rate_buckets'), 0, 'the next lease works')
+})
