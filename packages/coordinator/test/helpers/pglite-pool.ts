@@ -21,8 +21,8 @@ import { withPgliteTemplate } from './pglite-template.js'
  *   which stays.
  * - A test that changed the schema (abuse-limits drops a function) leaves a catalog that differs
  *   from the template's: that PGlite is closed, not put back. So is one that was closed
- *   underneath, or whose reset failed (DISCARD ALL inside a transaction, TRUNCATE of a table that
- *   is gone).
+ *   underneath, or whose reset failed or did not finish within 2 s (a transaction the test held
+ *   and never ended).
  * - Two databases open at once in one test are two PGlites.
  * - When the file's tests are done, the pool closes what it holds: an idle PostgreSQL keeps a timer
  *   (its statistics flush, 10 s) that would hold the process open.
